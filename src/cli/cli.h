@@ -1,0 +1,40 @@
+/*
+ * cli.h - the verb table of the `tracer` command. Each verb lives in its own cmd_*.c file.
+ *
+ * Exit codes: 0 success, 1 a data error (bad input, failed check), 2 a usage error.
+ * Data goes to stdout; logs and errors to stderr.
+ */
+#ifndef TR_CLI_H
+#define TR_CLI_H
+
+#include <stdio.h>
+
+#include "../common/common.h"
+
+enum { TR_EXIT_OK = 0, TR_EXIT_DATA = 1, TR_EXIT_USAGE = 2 };
+
+struct tr_verb {
+	const char *name;
+	const char *summary;
+	const char *usage; /* printed by `tracer VERB --help` */
+	int (*run)(int argc, char **argv);
+};
+
+extern const struct tr_verb tr_verbs[];
+
+int cmd_help(int argc, char **argv);
+int cmd_datasets(int argc, char **argv);
+int cmd_traces(int argc, char **argv);
+
+extern const char cmd_help_usage[], cmd_datasets_usage[], cmd_traces_usage[];
+
+/* Prints "tracer: msg" on stderr and returns TR_EXIT_DATA. */
+int tr_cli_data_error(const struct tr_err *e);
+/* Prints a usage error and the verb's usage on stderr; returns TR_EXIT_USAGE. */
+int tr_cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 1 when argv[i] is -h or --help. */
+int tr_cli_is_help(const char *arg);
+/* Writes buf to path atomically, or to stdout when path is NULL or "-". */
+int tr_cli_output(const char *path, const char *buf, size_t len, struct tr_err *e);
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * main.c - `tracer`: dispatches to the verb table.
+ */
+#include <locale.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+const struct tr_verb tr_verbs[] = {
+	{"help", "show the verbs, or one verb's usage", cmd_help_usage, cmd_help},
+	{"datasets", "list, verify and fetch the benchmark files and trace sets", cmd_datasets_usage,
+	 cmd_datasets},
+	{"traces", "export a trace set as reference trace JSONL", cmd_traces_usage, cmd_traces},
+	{NULL, NULL, NULL, NULL},
+};
+
+static const struct tr_verb *find_verb(const char *name)
+{
+	for (const struct tr_verb *v = tr_verbs; v->name; v++)
+		if (strcmp(v->name, name) == 0)
+			return v;
+	return NULL;
+}
+
+const char cmd_help_usage[] = "usage: tracer help [VERB]\n";
+
+static void print_overview(FILE *f)
+{
+	fprintf(f, "usage: tracer VERB [ARGS]   (tracer VERB --help for a verb's usage)\n\n");
+	for (const struct tr_verb *v = tr_verbs; v->name; v++)
+		fprintf(f, "  %-14s %s\n", v->name, v->summary);
+	fprintf(f, "\nenvironment: TRACER_DATA (mirror, default ../shared/datasets from the project root),\n"
+		   "             TRACER_CACHE (default build/cache), TRACER_MANIFEST (default datasets/manifest.tsv)\n");
+}
+
+int cmd_help(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_overview(stdout);
+		return TR_EXIT_OK;
+	}
+	const struct tr_verb *v = find_verb(argv[1]);
+	if (!v)
+		return tr_cli_usage_error("help", "unknown verb \"%s\"", argv[1]);
+	fputs(v->usage, stdout);
+	return TR_EXIT_OK;
+}
+
+int tr_cli_data_error(const struct tr_err *e)
+{
+	fprintf(stderr, "tracer: %s\n", e->msg);
+	return TR_EXIT_DATA;
+}
+
+int tr_cli_usage_error(const char *verb, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "tracer %s: ", verb);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	const struct tr_verb *v = find_verb(verb);
+	if (v)
+		fputs(v->usage, stderr);
+	return TR_EXIT_USAGE;
+}
+
+int tr_cli_is_help(const char *arg)
+{
+	return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int tr_cli_output(const char *path, const char *buf, size_t len, struct tr_err *e)
+{
+	if (!path || strcmp(path, "-") == 0) {
+		if (fwrite(buf, 1, len, stdout) != len || fflush(stdout) != 0)
+			return tr_fail(e, "stdout: write failed");
+		return 0;
+	}
+	return tr_write_atomic(path, buf, len, e);
+}
+
+int main(int argc, char **argv)
+{
+	setlocale(LC_ALL, "C");
+	tr_gsl_init();
+	if (argc < 2) {
+		print_overview(stderr);
+		return TR_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		printf("tracer %s\n", TR_VERSION);
+		return TR_EXIT_OK;
+	}
+	if (tr_cli_is_help(argv[1]))
+		return cmd_help(1, argv);
+	const struct tr_verb *v = find_verb(argv[1]);
+	if (!v) {
+		fprintf(stderr, "tracer: unknown verb \"%s\"\n", argv[1]);
+		print_overview(stderr);
+		return TR_EXIT_USAGE;
+	}
+	for (int i = 2; i < argc; i++)
+		if (tr_cli_is_help(argv[i])) {
+			fputs(v->usage, stdout);
+			return TR_EXIT_OK;
+		}
+	return v->run(argc - 1, argv + 1);
+}

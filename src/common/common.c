@@ -1,0 +1,407 @@
+/*
+ * common.c - errors, allocation with fault injection, buffers, files, zstd, SHA-256, RNG.
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gsl/gsl_errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <nettle/sha2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+int tr_fail(struct tr_err *e, const char *fmt, ...)
+{
+	if (e) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* ---- allocation ---- */
+
+static unsigned long alloc_count, alloc_fail_at;
+
+static int alloc_should_fail(void)
+{
+	alloc_count++;
+	return alloc_fail_at && alloc_count == alloc_fail_at;
+}
+
+void tr_alloc_fail_at(unsigned long n)
+{
+	alloc_count = 0;
+	alloc_fail_at = n;
+}
+
+unsigned long tr_alloc_count(void)
+{
+	return alloc_count;
+}
+
+void *tr_malloc(size_t n)
+{
+	return alloc_should_fail() ? NULL : malloc(n ? n : 1);
+}
+
+void *tr_calloc(size_t n, size_t size)
+{
+	return alloc_should_fail() ? NULL : calloc(n ? n : 1, size ? size : 1);
+}
+
+void *tr_realloc(void *p, size_t n)
+{
+	return alloc_should_fail() ? NULL : realloc(p, n ? n : 1);
+}
+
+char *tr_strndup(const char *s, size_t n)
+{
+	char *d = tr_malloc(n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = 0;
+	}
+	return d;
+}
+
+char *tr_strdup(const char *s)
+{
+	return s ? tr_strndup(s, strlen(s)) : NULL;
+}
+
+void tr_free(void *p)
+{
+	free(p);
+}
+
+int tr_grow(void *pp, size_t *cap, size_t need, size_t size)
+{
+	void **p = pp;
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 16;
+	while (c < need)
+		c *= 2;
+	void *q = tr_realloc(*p, c * size);
+	if (!q)
+		return -1;
+	*p = q;
+	*cap = c;
+	return 0;
+}
+
+/* ---- buffers ---- */
+
+int tr_buf_add(struct tr_buf *b, const void *p, size_t n)
+{
+	if (tr_grow(&b->data, &b->cap, b->len + n + 1, 1))
+		return -1;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = 0;
+	return 0;
+}
+
+int tr_buf_puts(struct tr_buf *b, const char *s)
+{
+	return tr_buf_add(b, s, strlen(s));
+}
+
+int tr_buf_printf(struct tr_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || tr_grow(&b->data, &b->cap, b->len + (size_t)n + 1, 1))
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+void tr_buf_free(struct tr_buf *b)
+{
+	tr_free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+/* ---- files ---- */
+
+int tr_file_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int tr_read_file(const char *path, char **data, size_t *len, struct tr_err *e)
+{
+	*data = NULL;
+	*len = 0;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return tr_fail(e, "%s: cannot open: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+		fclose(f);
+		return tr_fail(e, "%s: not a regular file", path);
+	}
+	struct tr_buf b = {0};
+	char chunk[1 << 16];
+	size_t got;
+	while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		if (tr_buf_add(&b, chunk, got)) {
+			fclose(f);
+			tr_buf_free(&b);
+			return tr_fail(e, "%s: out of memory", path);
+		}
+	}
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		tr_buf_free(&b);
+		return tr_fail(e, "%s: read error", path);
+	}
+	if (!b.data && tr_buf_add(&b, "", 0))
+		return tr_fail(e, "%s: out of memory", path);
+	*data = b.data;
+	*len = b.len;
+	return 0;
+}
+
+int tr_write_atomic(const char *path, const void *data, size_t len, struct tr_err *e)
+{
+	char tmp[PATH_MAX];
+	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
+		return tr_fail(e, "%s: path too long", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return tr_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
+	const char *p = data;
+	size_t left = len;
+	while (left > 0) {
+		ssize_t w = write(fd, p, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			int err = errno;
+			close(fd);
+			unlink(tmp);
+			return tr_fail(e, "%s: write failed: %s", tmp, strerror(err));
+		}
+		p += w;
+		left -= (size_t)w;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		unlink(tmp);
+		return tr_fail(e, "%s: cannot flush: %s", tmp, strerror(errno));
+	}
+	if (rename(tmp, path) != 0) {
+		int err = errno;
+		unlink(tmp);
+		return tr_fail(e, "%s: cannot rename into place: %s", path, strerror(err));
+	}
+	return 0;
+}
+
+int tr_mkdirs(const char *path, struct tr_err *e)
+{
+	char buf[PATH_MAX];
+	if (strlen(path) >= sizeof buf)
+		return tr_fail(e, "%s: path too long", path);
+	strcpy(buf, path);
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == 0) {
+			char c = *p;
+			*p = 0;
+			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+				return tr_fail(e, "%s: cannot create directory: %s", buf, strerror(errno));
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	return 0;
+}
+
+/* ---- zstd ---- */
+
+int tr_zstd_compress(const void *src, size_t n, char **out, size_t *outn, struct tr_err *e)
+{
+	size_t cap = ZSTD_compressBound(n);
+	char *dst = tr_malloc(cap);
+	if (!dst)
+		return tr_fail(e, "out of memory compressing %zu bytes", n);
+	size_t r = ZSTD_compress(dst, cap, src, n, 9);
+	if (ZSTD_isError(r)) {
+		tr_free(dst);
+		return tr_fail(e, "zstd: %s", ZSTD_getErrorName(r));
+	}
+	*out = dst;
+	*outn = r;
+	return 0;
+}
+
+int tr_zstd_decompress(const void *src, size_t n, const char *what, char **out, size_t *outn,
+		       struct tr_err *e)
+{
+	unsigned long long size = ZSTD_getFrameContentSize(src, n);
+	if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
+		return tr_fail(e, "%s: not a zstd frame with a known size", what);
+	if (size > (1ULL << 34))
+		return tr_fail(e, "%s: zstd frame too large (%llu bytes)", what, size);
+	char *dst = tr_malloc((size_t)size + 1);
+	if (!dst)
+		return tr_fail(e, "%s: out of memory", what);
+	size_t r = ZSTD_decompress(dst, (size_t)size, src, n);
+	if (ZSTD_isError(r) || r != size) {
+		tr_free(dst);
+		return tr_fail(e, "%s: corrupt zstd data (%s)", what,
+			       ZSTD_isError(r) ? ZSTD_getErrorName(r) : "size mismatch");
+	}
+	dst[r] = 0;
+	*out = dst;
+	*outn = r;
+	return 0;
+}
+
+/* ---- SHA-256 ---- */
+
+static void hex_digest(struct sha256_ctx *c, char hex[65])
+{
+	uint8_t d[SHA256_DIGEST_SIZE];
+	sha256_digest(c, sizeof d, d);
+	for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
+		sprintf(hex + 2 * i, "%02x", d[i]);
+}
+
+void tr_sha256_hex(const void *data, size_t n, char hex[65])
+{
+	struct sha256_ctx c;
+	sha256_init(&c);
+	sha256_update(&c, n, data);
+	hex_digest(&c, hex);
+}
+
+int tr_sha256_file(const char *path, char hex[65], struct tr_err *e)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return tr_fail(e, "%s: cannot open: %s", path, strerror(errno));
+	struct sha256_ctx c;
+	sha256_init(&c);
+	uint8_t chunk[1 << 16];
+	size_t got;
+	while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+		sha256_update(&c, got, chunk);
+	int bad = ferror(f);
+	fclose(f);
+	if (bad)
+		return tr_fail(e, "%s: read error", path);
+	hex_digest(&c, hex);
+	return 0;
+}
+
+/* ---- paths ---- */
+
+const char *tr_root_dir(void)
+{
+	static char root[PATH_MAX];
+	if (root[0])
+		return root;
+	const char *env = getenv("TRACER_ROOT");
+	if (env && *env) {
+		snprintf(root, sizeof root, "%s", env);
+		return root;
+	}
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0) {
+		strcpy(root, ".");
+		return root;
+	}
+	exe[n] = 0;
+	snprintf(root, sizeof root, "%s", dirname(exe));
+	/* Test programs live in build/tests/; the root is two levels up. */
+	size_t len = strlen(root);
+	if (len >= 12 && strcmp(root + len - 12, "/build/tests") == 0)
+		root[len - 12] = 0;
+	return root;
+}
+
+void tr_root_path(const char *rel, char *buf, size_t size)
+{
+	if (rel[0] == '/')
+		snprintf(buf, size, "%s", rel);
+	else
+		snprintf(buf, size, "%s/%s", tr_root_dir(), rel);
+}
+
+/* ---- UTF-8 ---- */
+
+int tr_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	while (p < end) {
+		unsigned c = *p;
+		size_t len;
+		unsigned min;
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if ((c & 0xE0) == 0xC0) {
+			len = 2, min = 0x80, c &= 0x1F;
+		} else if ((c & 0xF0) == 0xE0) {
+			len = 3, min = 0x800, c &= 0x0F;
+		} else if ((c & 0xF8) == 0xF0) {
+			len = 4, min = 0x10000, c &= 0x07;
+		} else {
+			return 0;
+		}
+		if ((size_t)(end - p) < len)
+			return 0;
+		for (size_t i = 1; i < len; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return 0;
+			c = (c << 6) | (p[i] & 0x3F);
+		}
+		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+			return 0;
+		p += len;
+	}
+	return 1;
+}
+
+/* ---- randomness ---- */
+
+void tr_gsl_init(void)
+{
+	static int done;
+	if (!done) {
+		gsl_set_error_handler_off();
+		done = 1;
+	}
+}
+
+gsl_rng *tr_rng_new(uint64_t seed)
+{
+	tr_gsl_init();
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	if (r)
+		gsl_rng_set(r, (unsigned long)seed);
+	return r;
+}

@@ -1,0 +1,88 @@
+/*
+ * common.h - errors, allocation, files, hashing and randomness shared by every module.
+ *
+ * Library code never exits and never prints to stdout: a function that can fail returns 0 on success
+ * or -1 on failure and fills the caller's `struct tr_err` with a one-line message that names the file
+ * and line of the bad input ("traces.jsonl:17: missing \"teacher\"").
+ */
+#ifndef TR_COMMON_H
+#define TR_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TR_VERSION "0.1.0"
+#define TR_ERRMAX 1024
+
+struct tr_err {
+	char msg[TR_ERRMAX];
+};
+
+/* Formats a message into e (which may be NULL) and returns -1, so callers can `return tr_fail(...)`. */
+int tr_fail(struct tr_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Allocation. Every allocation of the project goes through these so that a test can make the Nth one
+ * fail (tr_alloc_fail_at) and check that each error path frees what it took. They return NULL on
+ * failure, never abort.
+ */
+void *tr_malloc(size_t n);
+void *tr_calloc(size_t n, size_t size);
+void *tr_realloc(void *p, size_t n);
+char *tr_strdup(const char *s);
+char *tr_strndup(const char *s, size_t n);
+void tr_free(void *p);
+/* Makes the Nth allocation from now fail (0 disables). Returns how many allocations were made. */
+void tr_alloc_fail_at(unsigned long n);
+unsigned long tr_alloc_count(void);
+
+/* Grows *p (an array of *cap elements of size `size`) so that it holds at least `need`. */
+int tr_grow(void *pp, size_t *cap, size_t need, size_t size);
+
+/* A growable byte buffer; always NUL-terminated when len > 0 or after tr_buf_add*. */
+struct tr_buf {
+	char *data;
+	size_t len, cap;
+};
+int tr_buf_add(struct tr_buf *b, const void *p, size_t n);
+int tr_buf_puts(struct tr_buf *b, const char *s);
+int tr_buf_printf(struct tr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tr_buf_free(struct tr_buf *b);
+
+/*
+ * Files. tr_read_file reads a whole regular file into a NUL-terminated buffer owned by the caller.
+ * tr_write_atomic writes data to PATH.tmp.PID and renames it over PATH, so a reader never sees half a
+ * file. tr_mkdirs creates a directory and its parents.
+ */
+int tr_read_file(const char *path, char **data, size_t *len, struct tr_err *e);
+int tr_write_atomic(const char *path, const void *data, size_t len, struct tr_err *e);
+int tr_mkdirs(const char *path, struct tr_err *e);
+int tr_file_exists(const char *path);
+
+/* zstd: compress / decompress a whole buffer; the output is owned by the caller. */
+int tr_zstd_compress(const void *src, size_t n, char **out, size_t *outn, struct tr_err *e);
+int tr_zstd_decompress(const void *src, size_t n, const char *what, char **out, size_t *outn,
+		       struct tr_err *e);
+
+/* SHA-256 (nettle) as 64 lowercase hex digits plus NUL. */
+void tr_sha256_hex(const void *data, size_t n, char hex[65]);
+int tr_sha256_file(const char *path, char hex[65], struct tr_err *e);
+
+/* The project root: the directory that holds the running tracer binary (or TRACER_ROOT). */
+const char *tr_root_dir(void);
+/* Joins a path relative to the root into buf; absolute paths are kept as they are. */
+void tr_root_path(const char *rel, char *buf, size_t size);
+
+/* UTF-8: 1 if the n bytes are valid UTF-8. */
+int tr_utf8_valid(const char *s, size_t n);
+
+/*
+ * Randomness: every random choice takes a generator made here from an explicit seed (GSL's MT19937),
+ * so the same seed gives the same result on every machine. Free with gsl_rng_free.
+ * tr_rng_init also turns GSL's aborting error handler off, once.
+ */
+#include <gsl/gsl_rng.h>
+gsl_rng *tr_rng_new(uint64_t seed);
+void tr_gsl_init(void);
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * split.c - group-aware stratified splits.
+ *
+ * Rows that share a group key (the exact input, or the premise of a pair) always land in the same part:
+ * a duplicate on both sides of a split makes every held-out figure optimistic. Within each stratum the
+ * groups are shuffled with the seeded generator and dealt to the parts in order until each part holds
+ * its fraction of the stratum's rows.
+ */
+#include "data.h"
+
+#include <gsl/gsl_randist.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct keyed {
+	const char *key;
+	size_t row;
+};
+
+static int cmp_keyed(const void *a, const void *b)
+{
+	const struct keyed *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+	return c ? c : (x->row > y->row) - (x->row < y->row);
+}
+
+struct group {
+	size_t first; /* lowest row index: fixes the group's stratum and its order */
+	size_t size;
+	int strat;
+};
+
+static int cmp_group(const void *a, const void *b)
+{
+	const struct group *x = a, *y = b;
+	if (x->strat != y->strat)
+		return (x->strat > y->strat) - (x->strat < y->strat);
+	return (x->first > y->first) - (x->first < y->first);
+}
+
+int tr_split_grouped(size_t n, const int *strat, const char *const *group, const double *frac,
+		     int nparts, uint64_t seed, int *part, struct tr_err *e)
+{
+	if (nparts < 1 || nparts > 16)
+		return tr_fail(e, "split: bad number of parts %d", nparts);
+	double cum[16], total = 0;
+	for (int p = 0; p < nparts; p++) {
+		if (!(frac[p] >= 0))
+			return tr_fail(e, "split: bad fraction %g", frac[p]);
+		total += frac[p];
+		cum[p] = total;
+	}
+	if (!(total > 0))
+		return tr_fail(e, "split: fractions sum to %g", total);
+	if (n == 0)
+		return 0;
+	struct keyed *k = tr_malloc(n * sizeof *k);
+	size_t *gid = tr_malloc(n * sizeof *gid);     /* row -> group */
+	size_t *first = tr_malloc(n * sizeof *first); /* group -> its lowest row */
+	int *gpart = tr_malloc(n * sizeof *gpart);    /* lowest row of a group -> part */
+	struct group *g = tr_calloc(n, sizeof *g);
+	gsl_rng *rng = tr_rng_new(seed);
+	int rc = 0;
+	if (!k || !gid || !first || !gpart || !g || !rng) {
+		rc = tr_fail(e, "split: out of memory for %zu rows", n);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		k[i] = (struct keyed){group[i], i};
+	qsort(k, n, sizeof *k, cmp_keyed); /* equal keys are ordered by row: the first is the lowest */
+	size_t ng = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || strcmp(k[i].key, k[i - 1].key) != 0) {
+			first[ng] = k[i].row;
+			g[ng++] = (struct group){.first = k[i].row, .strat = strat[k[i].row]};
+		}
+		g[ng - 1].size++;
+		gid[k[i].row] = ng - 1;
+	}
+	qsort(g, ng, sizeof *g, cmp_group);
+	for (size_t s = 0; s < ng;) {
+		size_t t = s, rows = 0;
+		while (t < ng && g[t].strat == g[s].strat)
+			rows += g[t++].size;
+		gsl_ran_shuffle(rng, g + s, t - s, sizeof *g);
+		size_t done = 0;
+		for (size_t i = s; i < t; i++) {
+			int p = 0;
+			while (p < nparts - 1 && !(done + g[i].size / 2.0 < cum[p] / total * (double)rows))
+				p++;
+			gpart[g[i].first] = p;
+			done += g[i].size;
+		}
+		s = t;
+	}
+	for (size_t i = 0; i < n; i++)
+		part[i] = gpart[first[gid[i]]];
+out:
+	tr_free(k);
+	tr_free(gid);
+	tr_free(first);
+	tr_free(gpart);
+	tr_free(g);
+	if (rng)
+		gsl_rng_free(rng);
+	return rc;
+}
