@@ -303,9 +303,8 @@ int tr_traceset_load(const struct tr_datactx *ctx, const char *name, struct tr_t
 	char hex[65], cache[PATH_MAX], dir[PATH_MAX];
 	tr_sha256_hex(key.data, key.len, hex);
 	snprintf(dir, sizeof dir, "%s/traces", ctx->cache_dir);
-	snprintf(cache, sizeof cache, "%s/%.*s.%.16s.jsonl.zst", dir, (int)strcspn(name, ":"), name, hex);
-	char *colon = strrchr(cache, '/');
-	for (char *c = colon; c && *c; c++)
+	snprintf(cache, sizeof cache, "%s/%s.%.16s.jsonl.zst", dir, name, hex);
+	for (char *c = strrchr(cache, '/'); *c; c++) /* "banking77:gold" -> "banking77_gold" */
 		if (*c == ':')
 			*c = '_';
 	if (cache_read(cache, ts) == 0 && strcmp(ts->name, name) == 0) {

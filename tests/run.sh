@@ -1,0 +1,33 @@
+#!/bin/sh
+# Runs every unit test program (build/tests/test_*) and every command-line test script (tests/cli/*.sh),
+# adds up their "N passed, N failed" lines and prints the total. Exits 1 if anything failed.
+cd "$(dirname "$0")/.." || exit 1
+passed=0 failed=0 broken=""
+run() {
+	name=$1; shift
+	out=$("$@" 2>&1); rc=$?
+	line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+	if [ -z "$line" ]; then
+		printf '%s\n' "$out"
+		echo "$name: no result line (exit $rc)"
+		failed=$((failed + 1)); broken="$broken $name"; return
+	fi
+	p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+	passed=$((passed + p)); failed=$((failed + f))
+	if [ "$f" != 0 ] || [ $rc != 0 ]; then
+		printf '%s\n' "$out" | grep -v -E '^[0-9]+ passed, [0-9]+ failed$'
+		[ "$f" = 0 ] && failed=$((failed + 1))
+		broken="$broken $name"
+	fi
+	printf '%-28s %s\n' "$name" "$line"
+}
+for t in build/tests/test_*; do
+	case "$t" in *.d) continue ;; esac
+	[ -x "$t" ] && run "$(basename "$t")" "$t"
+done
+for t in tests/cli/test_*.sh; do
+	run "$(basename "$t")" sh "$t"
+done
+[ -n "$broken" ] && echo "failing:$broken"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

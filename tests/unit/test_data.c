@@ -1,0 +1,195 @@
+/* Unit tests of src/data: CSV, JSONL traces, label spaces, manifest, group-aware splits. */
+#include <stdlib.h>
+
+#include "../../src/data/data.h"
+#include "unit.h"
+
+static void test_csv(void)
+{
+	const char *text = "\xEF\xBB\xBFh1,h2\r\n"
+			   "plain,\"quoted, with comma\"\r\n"
+			   "\"multi\nline\nfield\",\"say \"\"hi\"\"\"\n"
+			   "last,row";
+	struct tr_csv c;
+	struct tr_err e;
+	CHECK(tr_csv_parse("t.csv", text, strlen(text), &c, &e) == 0, "%s", e.msg);
+	CHECK(c.n == 4, "rows %zu", c.n);
+	if (c.n == 4) {
+		CHECK(strcmp(c.rows[0].f[0], "h1") == 0, "BOM stripped: %s", c.rows[0].f[0]);
+		CHECK(strcmp(c.rows[1].f[1], "quoted, with comma") == 0, "%s", c.rows[1].f[1]);
+		CHECK(strcmp(c.rows[2].f[0], "multi\nline\nfield") == 0, "embedded newlines");
+		CHECK(strcmp(c.rows[2].f[1], "say \"hi\"") == 0, "doubled quotes: %s", c.rows[2].f[1]);
+		CHECK(c.rows[2].line == 3 && c.rows[3].line == 6, "record lines %zu %zu", c.rows[2].line,
+		      c.rows[3].line);
+		CHECK(c.rows[3].nf == 2 && strcmp(c.rows[3].f[1], "row") == 0, "last row without newline");
+	}
+	tr_csv_free(&c);
+	const char *bad = "a,b\nok,1\nbad\"quote,2\n";
+	CHECK(tr_csv_parse("bad.csv", bad, strlen(bad), &c, &e) == -1, "stray quote rejected");
+	CHECK_ERR(e, "bad.csv:3: malformed CSV");
+	const char *open = "a,b\n\"never closed,1\n";
+	CHECK(tr_csv_parse("open.csv", open, strlen(open), &c, &e) == -1, "unterminated quote rejected");
+	CHECK_ERR(e, "open.csv:");
+}
+
+static void test_labels(void)
+{
+	const char *names[] = {"b", "a", "c", "a"};
+	struct tr_labels l;
+	struct tr_err e;
+	CHECK(tr_labels_build(&l, names, 4, &e) == 0 && l.n == 3, "dedup");
+	CHECK(tr_labels_find(&l, "a") == 0 && tr_labels_find(&l, "c") == 2 && tr_labels_find(&l, "z") == -1,
+	      "find");
+	tr_labels_free(&l);
+}
+
+static int load(const char *text, struct tr_traceset *ts, struct tr_err *e)
+{
+	return tr_traces_read_jsonl("t.jsonl", text, strlen(text), ts, e);
+}
+
+static void test_jsonl(void)
+{
+	struct tr_traceset ts;
+	struct tr_err e;
+	const char *ok = "\xEF\xBB\xBF{\"input\":\"hi\",\"teacher\":\"greet\"}\r\n"
+			 "\n"
+			 "{\"query\":\"bye\",\"label\":\"leave\",\"id\":7,\"ground_truth\":\"leave\"}\r\n"
+			 "  {\"text\":\"yo\",\"intent\":\"greet\",\"metadata\":{\"k\":1}}\n"
+			 "{\"prompt\":\"p\",\"output\":3}\n"
+			 "{\"question\":\"q\",\"answer\":\"x\",\"input_b\":\"h\",\"group\":\"g1\"}\n"
+			 "{\"input\":\"t\",\"teacher_output\":\"greet\",\"ground_truth\":null}";
+	CHECK(load(ok, &ts, &e) == 0, "%s", e.msg);
+	CHECK(ts.part[TR_PART_TRACES].n == 6, "rows %zu", ts.part[TR_PART_TRACES].n);
+	CHECK(ts.labels.n == 4, "labels greet, leave, 3, x: %d", ts.labels.n);
+	if (ts.part[TR_PART_TRACES].n == 6) {
+		struct tr_trace *v = ts.part[TR_PART_TRACES].v;
+		CHECK(strcmp(v[0].id, "1") == 0 && strcmp(v[1].id, "7") == 0, "ids %s %s", v[0].id, v[1].id);
+		CHECK(v[1].gold == v[1].teacher && v[0].gold == -1, "ground truth");
+		CHECK(strcmp(ts.labels.names[v[3].teacher], "3") == 0, "integer label");
+		CHECK(v[4].input_b && strcmp(tr_trace_group(&v[4]), "g1") == 0 && ts.pairs, "pair and group");
+		CHECK(strcmp(tr_trace_group(&v[0]), "hi") == 0, "default group is the input");
+	}
+	/* export -> re-read gives the same traces */
+	struct tr_buf b = {0};
+	CHECK(tr_traces_write_jsonl(&ts, TR_PART_TRACES, &b, &e) == 0, "%s", e.msg);
+	struct tr_traceset back;
+	CHECK(load(b.data, &back, &e) == 0, "%s", e.msg);
+	int same = back.part[TR_PART_TRACES].n == ts.part[TR_PART_TRACES].n && back.labels.n == ts.labels.n;
+	for (size_t i = 0; same && i < ts.part[TR_PART_TRACES].n; i++) {
+		struct tr_trace *x = &ts.part[TR_PART_TRACES].v[i], *y = &back.part[TR_PART_TRACES].v[i];
+		same = strcmp(x->id, y->id) == 0 && strcmp(x->input, y->input) == 0 && x->teacher == y->teacher &&
+		       x->gold == y->gold && !x->input_b == !y->input_b &&
+		       strcmp(tr_trace_group(x), tr_trace_group(y)) == 0;
+	}
+	CHECK(same, "round trip");
+	tr_traceset_free(&back);
+	tr_buf_free(&b);
+	tr_traceset_free(&ts);
+
+	static const struct {
+		const char *text, *err;
+	} bad[] = {
+		{"{\"input\":\"a\",\"teacher\":\"x\"}\n{\"input\":\"b\",", "t.jsonl:2: malformed JSON"},
+		{"{\"teacher\":\"x\"}", "t.jsonl:1: missing input"},
+		{"{\"input\":\"a\"}", "t.jsonl:1: missing teacher label"},
+		{"\n\n{\"input\":\"a\",\"teacher\":null}", "t.jsonl:3: \"teacher\" is null"},
+		{"{\"input\":\"a\",\"label\":\"\"}", "t.jsonl:1: \"label\" is empty"},
+		{"{\"input\":5,\"teacher\":\"x\"}", "t.jsonl:1: \"input\" is not a string"},
+		{"{\"input\":\"a\",\"teacher\":[1]}", "t.jsonl:1: \"teacher\" is not a string or an integer"},
+		{"[1,2]", "t.jsonl:1: expected a JSON object"},
+		{"", "t.jsonl:1: no traces"},
+		{"\n  \n", "t.jsonl:2: no traces"},
+		{"{\"input\":\"a\",\"teacher\":\"x\",\"teacher\":\"y\"}", "t.jsonl:1: malformed JSON"},
+		{"{\"input\":\"\xff\",\"teacher\":\"x\"}", "t.jsonl:1: malformed JSON"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK(load(bad[i].text, &ts, &e) == -1, "case %zu accepted", i);
+		CHECK_ERR(e, bad[i].err);
+	}
+}
+
+static void test_manifest(void)
+{
+	struct tr_manifest m;
+	struct tr_err e;
+	char ok[512];
+	snprintf(ok, sizeof ok, "# comment\n\na/b.csv\t%064d\t12\tCC BY 4.0\thttps://x/y\n", 0);
+	CHECK(tr_manifest_parse("m.tsv", ok, &m, &e) == 0 && m.n == 1 && m.v[0].rows == 12, "%s", e.msg);
+	CHECK(tr_manifest_find(&m, "a/b.csv") && !tr_manifest_find(&m, "nope"), "find");
+	tr_manifest_free(&m);
+	CHECK(tr_manifest_parse("m.tsv", "# x\na\tb\n", &m, &e) == -1, "short line");
+	CHECK_ERR(e, "m.tsv:2: expected 5 tab-separated fields");
+	CHECK(tr_manifest_parse("m.tsv", "a\tnothex\t1\tl\tu\n", &m, &e) == -1, "bad sum");
+	CHECK_ERR(e, "m.tsv:1: bad sha256");
+}
+
+static void test_split(void)
+{
+	enum { N = 3000 };
+	static int strat[N], part[N], part2[N], part3[N];
+	static char keys[N][16];
+	static const char *group[N];
+	for (int i = 0; i < N; i++) {
+		strat[i] = i % 5;
+		snprintf(keys[i], sizeof keys[i], "g%d", i / 3); /* groups of 3 rows, across strata */
+		group[i] = keys[i];
+	}
+	static const double frac[3] = {0.6, 0.2, 0.2};
+	struct tr_err e;
+	CHECK(tr_split_grouped(N, strat, group, frac, 3, 7, part, &e) == 0, "%s", e.msg);
+	int cnt[3] = {0}, straddle = 0;
+	for (int i = 0; i < N; i++) {
+		cnt[part[i]]++;
+		if (i % 3 && part[i] != part[i - 1])
+			straddle++;
+	}
+	CHECK(straddle == 0, "%d groups straddle the split", straddle);
+	CHECK(abs(cnt[0] - 1800) < 60 && abs(cnt[1] - 600) < 60 && abs(cnt[2] - 600) < 60, "sizes %d %d %d",
+	      cnt[0], cnt[1], cnt[2]);
+	tr_split_grouped(N, strat, group, frac, 3, 7, part2, &e);
+	tr_split_grouped(N, strat, group, frac, 3, 8, part3, &e);
+	CHECK(memcmp(part, part2, sizeof part) == 0, "same seed, same split");
+	CHECK(memcmp(part, part3, sizeof part) != 0, "another seed, another split");
+	/* a single-row stratum goes to the first part */
+	int s1[1] = {0}, p1[1] = {-1};
+	const char *g1[1] = {"only"};
+	CHECK(tr_split_grouped(1, s1, g1, frac, 3, 1, p1, &e) == 0 && p1[0] == 0, "one row -> first part");
+}
+
+/* Every allocation failure while reading traces ends in a clean error. */
+static void test_alloc_failures(void)
+{
+	const char *text = "{\"input\":\"a\",\"teacher\":\"x\",\"ground_truth\":\"y\"}\n"
+			   "{\"input\":\"b\",\"input_b\":\"c\",\"teacher\":\"y\",\"id\":\"k\"}\n";
+	int clean = 1;
+	unsigned long n;
+	for (n = 1; n < 500; n++) {
+		struct tr_traceset ts;
+		struct tr_err e = {{0}};
+		tr_alloc_fail_at(n);
+		int rc = load(text, &ts, &e);
+		unsigned long made = tr_alloc_count();
+		tr_alloc_fail_at(0);
+		if (rc == 0) {
+			tr_traceset_free(&ts);
+			if (made < n)
+				break; /* the Nth allocation never happened: every failure point was tried */
+			clean = 0;
+		} else if (!strstr(e.msg, "out of memory")) {
+			clean = 0;
+		}
+	}
+	CHECK(clean && n > 5 && n < 500, "allocation failure %lu gave no clean error", n);
+}
+
+int main(void)
+{
+	test_csv();
+	test_labels();
+	test_jsonl();
+	test_manifest();
+	test_split();
+	test_alloc_failures();
+	return unit_done();
+}
