@@ -4,10 +4,10 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wno-format-truncation -MMD -MP
-LDLIBS  = -lcsv -ljansson -lzstd -lnettle -lgsl -lopenblas -lm
+LDLIBS  = -llinear -lsvm -lxxhash -lcsv -ljansson -lzstd -lnettle -lgsl -lopenblas -lm
 BUILD   = build
 
-LIB_SRC = $(wildcard src/common/*.c src/data/*.c)
+LIB_SRC = $(wildcard src/common/*.c src/data/*.c src/feat/*.c src/surrogate/*.c src/gate/*.c)
 CLI_SRC = $(wildcard src/cli/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/%.o)

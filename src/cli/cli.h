@@ -25,8 +25,9 @@ extern const struct tr_verb tr_verbs[];
 int cmd_help(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
 int cmd_traces(int argc, char **argv);
+int cmd_train_surrogate(int argc, char **argv);
 
-extern const char cmd_help_usage[], cmd_datasets_usage[], cmd_traces_usage[];
+extern const char cmd_help_usage[], cmd_datasets_usage[], cmd_traces_usage[], cmd_train_surrogate_usage[];
 
 /* Prints "tracer: msg" on stderr and returns TR_EXIT_DATA. */
 int tr_cli_data_error(const struct tr_err *e);

@@ -13,6 +13,8 @@ const struct tr_verb tr_verbs[] = {
 	{"datasets", "list, verify and fetch the benchmark files and trace sets", cmd_datasets_usage,
 	 cmd_datasets},
 	{"traces", "export a trace set as reference trace JSONL", cmd_traces_usage, cmd_traces},
+	{"train-surrogate", "fit one surrogate family and score it on the test part", cmd_train_surrogate_usage,
+	 cmd_train_surrogate},
 	{NULL, NULL, NULL, NULL},
 };
 

@@ -140,6 +140,15 @@ void tr_buf_free(struct tr_buf *b)
 	b->len = b->cap = 0;
 }
 
+int tr_cursor_take(struct tr_cursor *c, void *dst, size_t n)
+{
+	if ((size_t)(c->end - c->p) < n)
+		return -1;
+	memcpy(dst, c->p, n);
+	c->p += n;
+	return 0;
+}
+
 /* ---- files ---- */
 
 int tr_file_exists(const char *path)
@@ -388,11 +397,16 @@ int tr_utf8_valid(const char *s, size_t n)
 
 /* ---- randomness ---- */
 
+/* OpenBLAS (behind GSL's CBLAS and liblinear's BLAS) would start a thread pool for every level-1 call;
+ * one thread is faster for our sizes and keeps dense products bit-identical from run to run. */
+extern void openblas_set_num_threads(int);
+
 void tr_gsl_init(void)
 {
 	static int done;
 	if (!done) {
 		gsl_set_error_handler_off();
+		openblas_set_num_threads(1);
 		done = 1;
 	}
 }

@@ -50,6 +50,16 @@ int tr_buf_printf(struct tr_buf *b, const char *fmt, ...) __attribute__((format(
 void tr_buf_free(struct tr_buf *b);
 
 /*
+ * Binary blobs inside model files: raw host-order (little-endian on every supported machine) bytes
+ * appended to a buffer, read back through a bounds-checked cursor.
+ */
+struct tr_cursor {
+	const char *p, *end;
+};
+/* Copies n bytes out of the cursor; -1 when fewer are left. */
+int tr_cursor_take(struct tr_cursor *c, void *dst, size_t n);
+
+/*
  * Files. tr_read_file reads a whole regular file into a NUL-terminated buffer owned by the caller.
  * tr_write_atomic writes data to PATH.tmp.PID and renames it over PATH, so a reader never sees half a
  * file. tr_mkdirs creates a directory and its parents.

@@ -1,0 +1,86 @@
+/*
+ * feat.h - representations: hashed tf-idf of the text, or dense embeddings supplied by the user.
+ *
+ * A featurizer is fitted on training traces only (the IDF weights, or the embedding dimension), saved
+ * with the model, and applied unchanged when routing. Rows come out as sparse nodes in the layout
+ * liblinear (feature_node) and libsvm (svm_node) take: ascending 1-based indices, ended by index -1.
+ */
+#ifndef TR_FEAT_H
+#define TR_FEAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/common.h"
+#include "../data/data.h"
+
+struct tr_node {
+	int index;
+	double value;
+};
+
+/* Feature rows of n inputs. Dense features also keep an n × dim row-major copy (for BLAS). */
+struct tr_feats {
+	size_t n;
+	int dim;
+	struct tr_node **rows;
+	struct tr_node *pool;
+	double *dense;
+};
+void tr_feats_free(struct tr_feats *f);
+/* Rows `idx` of f, sharing f's storage (free only the returned `rows` array: tr_feats_view_free). */
+int tr_feats_view(const struct tr_feats *f, const size_t *idx, size_t n, struct tr_feats *out);
+void tr_feats_view_free(struct tr_feats *v);
+
+enum tr_feat_kind { TR_FEAT_TFIDF, TR_FEAT_NPY };
+
+struct tr_tfidf_params {
+	int hash_bits; /* feature space 2^hash_bits before compaction */
+	uint64_t seed; /* hash seed */
+	int min_df;    /* keep features seen in at least this many training texts */
+};
+#define TR_TFIDF_DEFAULTS {18, 0, 2}
+
+struct tr_featurizer;
+
+/* Fits tf-idf on the texts of rows idx[0..n) (IDF from those rows only). */
+int tr_feat_fit_tfidf(const struct tr_trace *rows, const size_t *idx, size_t n,
+		      const struct tr_tfidf_params *p, struct tr_featurizer **out, struct tr_err *e);
+/* A featurizer for dense embeddings of dimension dim. */
+int tr_feat_fit_dense(int dim, struct tr_featurizer **out, struct tr_err *e);
+void tr_featurizer_free(struct tr_featurizer *f);
+enum tr_feat_kind tr_featurizer_kind(const struct tr_featurizer *f);
+/* Dimension of the rows the featurizer produces. */
+int tr_featurizer_dim(const struct tr_featurizer *f);
+
+/* tf-idf rows for the texts of rows idx[0..n). */
+int tr_feat_transform_text(const struct tr_featurizer *f, const struct tr_trace *rows, const size_t *idx,
+			   size_t n, struct tr_feats *out, struct tr_err *e);
+/* Dense rows idx[0..n) of an embedding matrix (nrows × dim, row-major); rows are L2-normalised. */
+int tr_feat_transform_dense(const struct tr_featurizer *f, const double *emb, size_t nrows, int dim,
+			    const size_t *idx, size_t n, struct tr_feats *out, struct tr_err *e);
+
+/*
+ * An inverted index over sparse rows, for dot products of a query row with every stored row (the
+ * cosine similarities of kNN, the linear kernel of the SVM). Rows are borrowed while building only.
+ */
+struct tr_sparse_index;
+int tr_sparse_index_build(struct tr_node *const *rows, size_t n, int dim, struct tr_sparse_index **out);
+/* out[j] = <q, row j> for every stored row j (n doubles). */
+void tr_sparse_index_dots(const struct tr_sparse_index *ix, const struct tr_node *q, double *out);
+size_t tr_sparse_index_rows(const struct tr_sparse_index *ix);
+void tr_sparse_index_free(struct tr_sparse_index *ix);
+
+/* Text serialisation ("tracer-featurizer 1" first line); load names `what` in its errors. */
+int tr_featurizer_save(const struct tr_featurizer *f, struct tr_buf *out);
+int tr_featurizer_load(const char *what, const char *text, struct tr_featurizer **out, struct tr_err *e);
+
+/*
+ * .npy (and .npy.zst) embeddings: float32 or float64, little-endian, C order, 2-D. The matrix is
+ * returned as doubles (caller frees); NaN and Inf are rejected.
+ */
+int tr_npy_read(const char *path, double **data, size_t *nrows, int *dim, struct tr_err *e);
+int tr_npy_parse(const char *what, const char *buf, size_t len, double **data, size_t *nrows, int *dim,
+		 struct tr_err *e);
+
+#endif

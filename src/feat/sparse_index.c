@@ -1,0 +1,77 @@
+/*
+ * sparse_index.c - an inverted index (feature -> postings of (row, value)) for sparse dot products.
+ */
+#include "feat.h"
+
+#include <string.h>
+
+struct tr_sparse_index {
+	size_t n;
+	int dim;
+	size_t *start; /* postings of feature f: [start[f], start[f+1]) */
+	uint32_t *row;
+	double *val;
+};
+
+void tr_sparse_index_free(struct tr_sparse_index *ix)
+{
+	if (!ix)
+		return;
+	tr_free(ix->start);
+	tr_free(ix->row);
+	tr_free(ix->val);
+	tr_free(ix);
+}
+
+int tr_sparse_index_build(struct tr_node *const *rows, size_t n, int dim, struct tr_sparse_index **out)
+{
+	*out = NULL;
+	if (n > UINT32_MAX)
+		return -1;
+	struct tr_sparse_index *ix = tr_calloc(1, sizeof *ix);
+	size_t d = (size_t)dim + 2, np = 0;
+	if (!ix || !(ix->start = tr_calloc(d, sizeof *ix->start)))
+		goto oom;
+	ix->n = n;
+	ix->dim = dim;
+	for (size_t i = 0; i < n; i++)
+		for (const struct tr_node *p = rows[i]; p->index != -1; p++)
+			if (p->index > 0 && p->index <= dim)
+				ix->start[p->index + 1]++, np++;
+	for (size_t f = 1; f < d; f++)
+		ix->start[f] += ix->start[f - 1];
+	ix->row = tr_malloc(np * sizeof *ix->row);
+	ix->val = tr_malloc(np * sizeof *ix->val);
+	size_t *fill = tr_malloc(d * sizeof *fill);
+	if (!ix->row || !ix->val || !fill) {
+		tr_free(fill);
+		goto oom;
+	}
+	memcpy(fill, ix->start, d * sizeof *fill);
+	for (size_t i = 0; i < n; i++)
+		for (const struct tr_node *p = rows[i]; p->index != -1; p++)
+			if (p->index > 0 && p->index <= dim) {
+				ix->row[fill[p->index]] = (uint32_t)i;
+				ix->val[fill[p->index]++] = p->value;
+			}
+	tr_free(fill);
+	*out = ix;
+	return 0;
+oom:
+	tr_sparse_index_free(ix);
+	return -1;
+}
+
+void tr_sparse_index_dots(const struct tr_sparse_index *ix, const struct tr_node *q, double *out)
+{
+	memset(out, 0, ix->n * sizeof *out);
+	for (; q->index != -1; q++)
+		if (q->index > 0 && q->index <= ix->dim)
+			for (size_t j = ix->start[q->index]; j < ix->start[q->index + 1]; j++)
+				out[ix->row[j]] += q->value * ix->val[j];
+}
+
+size_t tr_sparse_index_rows(const struct tr_sparse_index *ix)
+{
+	return ix->n;
+}

@@ -1,0 +1,197 @@
+/*
+ * liblinear.c - L2-regularised logistic regression (liblinear's primal L2R_LR solver, which is
+ * deterministic), one-vs-rest for more than two labels, with a bias term. The only file that includes
+ * liblinear's header (it exports bare names such as `train` and `struct model`).
+ */
+#include <linear.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "surrogate.h"
+
+_Static_assert(sizeof(struct feature_node) == sizeof(struct tr_node) &&
+		       offsetof(struct feature_node, value) == offsetof(struct tr_node, value),
+	       "tr_node must have liblinear's feature_node layout");
+
+struct ll_model {
+	struct model *m;
+	int K;
+};
+
+static void quiet(const char *s)
+{
+	(void)s;
+}
+
+/* Copies row x appending the bias node (index bias_index, value 1). */
+static size_t row_len(const struct tr_node *x)
+{
+	size_t n = 0;
+	while (x[n].index != -1)
+		n++;
+	return n;
+}
+
+/* Rows with the bias feature appended; one pool, returned in *pool. */
+static struct feature_node **with_bias(const struct tr_feats *X, int bias_index, struct feature_node **pool)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < X->n; i++)
+		total += row_len(X->rows[i]) + 2;
+	struct feature_node **rows = tr_malloc(X->n * sizeof *rows);
+	*pool = tr_malloc(total * sizeof **pool);
+	if (!rows || !*pool) {
+		tr_free(rows), tr_free(*pool);
+		*pool = NULL;
+		return NULL;
+	}
+	struct feature_node *p = *pool;
+	for (size_t i = 0; i < X->n; i++) {
+		size_t n = row_len(X->rows[i]);
+		rows[i] = p;
+		memcpy(p, X->rows[i], n * sizeof *p);
+		p[n] = (struct feature_node){bias_index, 1.0};
+		p[n + 1] = (struct feature_node){-1, 0};
+		p += n + 2;
+	}
+	return rows;
+}
+
+static int ll_train(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
+		    void **model, struct tr_err *e)
+{
+	set_print_string_function(quiet);
+	struct feature_node *pool;
+	struct feature_node **rows = with_bias(X, X->dim + 1, &pool);
+	double *yd = tr_malloc(X->n * sizeof *yd);
+	struct ll_model *lm = tr_calloc(1, sizeof *lm);
+	if (!rows || !yd || !lm) {
+		tr_free(rows), tr_free(pool), tr_free(yd), tr_free(lm);
+		return tr_fail(e, "liblinear: out of memory for %zu rows", X->n);
+	}
+	for (size_t i = 0; i < X->n; i++)
+		yd[i] = y[i];
+	struct problem prob = {.l = (int)X->n, .n = X->dim + 1, .y = yd, .x = rows, .bias = 1.0};
+	struct parameter param = {.solver_type = L2R_LR, .eps = 0.01, .C = hp[0]};
+	const char *msg = check_parameter(&prob, &param);
+	if (msg) {
+		tr_free(rows), tr_free(pool), tr_free(yd), tr_free(lm);
+		return tr_fail(e, "liblinear: %s", msg);
+	}
+	srand((unsigned)seed); /* the primal solver draws nothing, but keep libc's state fixed anyway */
+	lm->m = train(&prob, &param);
+	lm->K = K;
+	tr_free(rows), tr_free(pool), tr_free(yd);
+	if (!lm->m) {
+		tr_free(lm);
+		return tr_fail(e, "liblinear: training failed");
+	}
+	*model = lm;
+	return 0;
+}
+
+static int ll_predict(const void *model, const struct tr_feats *X, double *proba, struct tr_err *e)
+{
+	const struct ll_model *lm = model;
+	const struct model *m = lm->m;
+	int nc = m->nr_class;
+	double *est = tr_malloc((size_t)nc * sizeof *est);
+	struct feature_node *buf = NULL;
+	size_t cap = 0;
+	if (!est)
+		return tr_fail(e, "liblinear: out of memory");
+	for (size_t i = 0; i < X->n; i++) {
+		size_t n = row_len(X->rows[i]);
+		if (tr_grow(&buf, &cap, n + 2, sizeof *buf)) {
+			tr_free(est), tr_free(buf);
+			return tr_fail(e, "liblinear: out of memory");
+		}
+		/* features beyond the training dimension cannot occur: the featurizer is the same */
+		memcpy(buf, X->rows[i], n * sizeof *buf);
+		buf[n] = (struct feature_node){m->nr_feature + 1, 1.0};
+		buf[n + 1] = (struct feature_node){-1, 0};
+		predict_probability(m, buf, est);
+		double *row = proba + i * (size_t)lm->K;
+		memset(row, 0, (size_t)lm->K * sizeof *row);
+		for (int c = 0; c < nc; c++)
+			row[m->label[c]] = est[c];
+	}
+	tr_free(est);
+	tr_free(buf);
+	return 0;
+}
+
+static size_t n_weights(const struct model *m)
+{
+	int cols = m->nr_class == 2 ? 1 : m->nr_class;
+	return (size_t)(m->nr_feature + 1) * (size_t)cols;
+}
+
+static int ll_save(const void *model, struct tr_buf *out)
+{
+	const struct ll_model *lm = model;
+	const struct model *m = lm->m;
+	int32_t head[3] = {lm->K, m->nr_class, m->nr_feature};
+	return tr_buf_add(out, head, sizeof head) || tr_buf_add(out, &m->bias, sizeof m->bias) ||
+	       tr_buf_add(out, m->label, (size_t)m->nr_class * sizeof *m->label) ||
+	       tr_buf_add(out, m->w, n_weights(m) * sizeof *m->w);
+}
+
+static void ll_free(void *model)
+{
+	struct ll_model *lm = model;
+	if (!lm)
+		return;
+	if (lm->m)
+		free_and_destroy_model(&lm->m);
+	tr_free(lm);
+}
+
+static int ll_load(const char *what, struct tr_cursor *in, void **model, struct tr_err *e)
+{
+	int32_t head[3];
+	if (tr_cursor_take(in, head, sizeof head) || head[0] < 1 || head[1] < 1 || head[1] > head[0] ||
+	    head[2] < 0)
+		return tr_fail(e, "%s: corrupt liblinear model header", what);
+	struct ll_model *lm = tr_calloc(1, sizeof *lm);
+	struct model *m = calloc(1, sizeof *m); /* freed by liblinear with free() */
+	if (!lm || !m) {
+		tr_free(lm), free(m);
+		return tr_fail(e, "%s: out of memory", what);
+	}
+	lm->m = m;
+	lm->K = head[0];
+	m->nr_class = head[1];
+	m->nr_feature = head[2];
+	m->param.solver_type = L2R_LR;
+	m->label = malloc((size_t)m->nr_class * sizeof *m->label);
+	m->w = malloc(n_weights(m) * sizeof *m->w);
+	int bad = !m->label || !m->w || tr_cursor_take(in, &m->bias, sizeof m->bias) ||
+		  tr_cursor_take(in, m->label, (size_t)m->nr_class * sizeof *m->label) ||
+		  tr_cursor_take(in, m->w, n_weights(m) * sizeof *m->w);
+	for (int c = 0; !bad && c < m->nr_class; c++)
+		bad = m->label[c] < 0 || m->label[c] >= lm->K;
+	if (bad) {
+		ll_free(lm);
+		return tr_fail(e, "%s: truncated or corrupt liblinear model", what);
+	}
+	*model = lm;
+	return 0;
+}
+
+static const struct tr_hparam ll_hparams[] = {
+	{"C", "1,10,100", 1e-6, 1e6, 0, 0},
+	{NULL, NULL, 0, 0, 0, 0},
+};
+
+const struct tr_family tr_family_liblinear = {
+	.name = "liblinear",
+	.caps = TR_CAP_PROBA | TR_CAP_SPARSE | TR_CAP_DENSE,
+	.about = "L2-regularised logistic regression (liblinear), one-vs-rest",
+	.hparams = ll_hparams,
+	.train = ll_train,
+	.predict = ll_predict,
+	.save = ll_save,
+	.load = ll_load,
+	.free = ll_free,
+};
