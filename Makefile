@@ -13,8 +13,10 @@ LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRC = $(wildcard bench/*.c)
+BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test unit-tests reproduce clean
+.PHONY: all deps test unit-tests bench reproduce clean
 
 all: tracer
 
@@ -33,7 +35,16 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libtracer.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libtracer.a $(LDLIBS)
 
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libtracer.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libtracer.a $(LDLIBS)
+
 unit-tests: $(UNIT_BIN)
+
+bench:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@scripts/bench.sh
 
 deps:
 	@scripts/install-deps.sh

@@ -345,10 +345,10 @@ const char *tr_root_dir(void)
 	}
 	exe[n] = 0;
 	snprintf(root, sizeof root, "%s", dirname(exe));
-	/* Test programs live in build/tests/; the root is two levels up. */
-	size_t len = strlen(root);
-	if (len >= 12 && strcmp(root + len - 12, "/build/tests") == 0)
-		root[len - 12] = 0;
+	/* Test and bench programs live in build/tests/ and build/bench/: the root is two levels up. */
+	char *last = strrchr(root, '/');
+	if (last && last - root >= 6 && strncmp(last - 6, "/build", 6) == 0)
+		last[-6] = 0;
 	return root;
 }
 

@@ -71,6 +71,8 @@ void tr_feats_view_free(struct tr_feats *v)
 struct grams {
 	uint32_t *b; /* bucket of each feature occurrence */
 	size_t n, cap;
+	uint32_t *tmp; /* scratch for sorting */
+	size_t tmpcap;
 	char *low; /* lower-cased text */
 	size_t lowcap;
 };
@@ -151,10 +153,37 @@ static int text_grams(struct grams *g, const char *text, int field, const struct
 	return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* Sorts n bucket numbers below 2^bits: insertion sort when short, else LSD radix sort, 9-bit digits. */
+static void sort_buckets(uint32_t *a, uint32_t *tmp, size_t n, int bits)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return (x > y) - (x < y);
+	if (n <= 32) {
+		for (size_t i = 1; i < n; i++) {
+			uint32_t v = a[i];
+			size_t j = i;
+			for (; j > 0 && a[j - 1] > v; j--)
+				a[j] = a[j - 1];
+			a[j] = v;
+		}
+		return;
+	}
+	uint32_t count[1 << 9];
+	for (int shift = 0; shift < bits; shift += 9) {
+		memset(count, 0, sizeof count);
+		for (size_t i = 0; i < n; i++)
+			count[(a[i] >> shift) & 0x1FF]++;
+		uint32_t sum = 0;
+		for (size_t d = 0; d < (1 << 9); d++) {
+			uint32_t c = count[d];
+			count[d] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			tmp[count[(a[i] >> shift) & 0x1FF]++] = a[i];
+		uint32_t *t = a;
+		a = tmp, tmp = t;
+	}
+	if ((bits + 8) / 9 % 2) /* an odd number of passes left the result in the scratch array */
+		memcpy(tmp, a, n * sizeof *a);
 }
 
 /* The sorted buckets of one trace (both fields). */
@@ -163,13 +192,16 @@ static int trace_grams(struct grams *g, const struct tr_trace *t, const struct t
 	g->n = 0;
 	if (text_grams(g, t->input, 0, p) || (t->input_b && text_grams(g, t->input_b, 1, p)))
 		return -1;
-	qsort(g->b, g->n, sizeof *g->b, cmp_u32);
+	if (g->n > g->tmpcap && tr_grow(&g->tmp, &g->tmpcap, g->n, sizeof *g->tmp))
+		return -1;
+	sort_buckets(g->b, g->tmp, g->n, p->hash_bits);
 	return 0;
 }
 
 static void grams_free(struct grams *g)
 {
 	tr_free(g->b);
+	tr_free(g->tmp);
 	tr_free(g->low);
 }
 
@@ -280,7 +312,7 @@ int tr_feat_transform_text(const struct tr_featurizer *f, const struct tr_trace 
 				j++;
 			int feat = f->map[g.b[k]];
 			if (feat) {
-				double v = (1.0 + log((double)(j - k))) * f->idf[feat];
+				double v = (j - k == 1 ? 1.0 : 1.0 + log((double)(j - k))) * f->idf[feat];
 				row[m++] = (struct tr_node){feat, v};
 				norm += v * v;
 			}

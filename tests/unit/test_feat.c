@@ -1,0 +1,189 @@
+/* Unit tests of src/feat: tf-idf rows, IDF from training rows only, pair namespaces, .npy reading. */
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../../src/feat/feat.h"
+#include "unit.h"
+
+static struct tr_trace tr(const char *a, const char *b)
+{
+	return (struct tr_trace){.input = (char *)a, .input_b = (char *)b, .teacher = 0, .gold = -1};
+}
+
+static int same_row(const struct tr_node *x, const struct tr_node *y)
+{
+	for (;; x++, y++) {
+		if (x->index != y->index || x->value != y->value)
+			return 0;
+		if (x->index == -1)
+			return 1;
+	}
+}
+
+static size_t row_nnz(const struct tr_node *x)
+{
+	size_t n = 0;
+	while (x[n].index != -1)
+		n++;
+	return n;
+}
+
+static void test_tfidf(void)
+{
+	struct tr_trace rows[] = {
+		tr("I lost my card", NULL),	     tr("Where is my card?", NULL),   tr("card arrival time", NULL),
+		tr("top up failed", NULL),	     tr("Top-up FAILED again", NULL), tr("café crème – naïve", NULL),
+		tr("bad \xff\xfe bytes \xc3", NULL), tr("zebra quantum", NULL),	      tr("", "card arrival time"),
+	};
+	size_t idx[] = {0, 1, 2, 3, 4, 5, 6, 8};
+	struct tr_tfidf_params p = {16, 7, 1};
+	struct tr_featurizer *f;
+	struct tr_err e;
+	CHECK(tr_feat_fit_tfidf(rows, idx, 8, &p, &f, &e) == 0, "%s", e.msg);
+	size_t all[] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+	struct tr_feats a, b;
+	CHECK(tr_feat_transform_text(f, rows, all, 9, &a, &e) == 0, "%s", e.msg);
+	CHECK(tr_feat_transform_text(f, rows, all, 9, &b, &e) == 0, "%s", e.msg);
+	int same = 1;
+	for (size_t i = 0; i < 9; i++)
+		same &= same_row(a.rows[i], b.rows[i]);
+	CHECK(same, "the same text gives the same row");
+	for (size_t i = 0; i < 9; i++) {
+		double ss = 0;
+		int sorted = 1;
+		for (const struct tr_node *q = a.rows[i]; q->index != -1; q++) {
+			ss += q->value * q->value;
+			sorted &= q[1].index == -1 || q[1].index > q->index;
+		}
+		if (i != 7)
+			CHECK(fabs(ss - 1) < 1e-12, "row %zu norm^2 %g", i, ss);
+		CHECK(sorted, "row %zu indices ascending", i);
+	}
+	/* "zebra quantum" never occurs in the training rows: IDF knows none of its features */
+	CHECK(row_nnz(a.rows[7]) == 0, "unseen text has %zu features", row_nnz(a.rows[7]));
+	/* case folding: "top up failed" and "Top-up FAILED again" share their words */
+	CHECK(row_nnz(a.rows[5]) > 10 && row_nnz(a.rows[6]) > 5, "UTF-8 and invalid bytes featurized");
+	/* the same text as premise and as hypothesis has disjoint features */
+	int shared = 0;
+	for (const struct tr_node *x = a.rows[2]; x->index != -1; x++)
+		for (const struct tr_node *y = a.rows[8]; y->index != -1; y++)
+			shared += x->index == y->index;
+	CHECK(shared == 0 && row_nnz(a.rows[8]) == row_nnz(a.rows[2]), "pair namespaces: %d shared", shared);
+	/* IDF from the training rows only: a featurizer fitted on fewer rows gives other weights */
+	struct tr_featurizer *g;
+	CHECK(tr_feat_fit_tfidf(rows, idx, 3, &p, &g, &e) == 0, "%s", e.msg);
+	CHECK(tr_featurizer_dim(g) < tr_featurizer_dim(f), "dims %d %d", tr_featurizer_dim(g), tr_featurizer_dim(f));
+	struct tr_feats c;
+	size_t only3[] = {3};
+	CHECK(tr_feat_transform_text(g, rows, only3, 1, &c, &e) == 0 && row_nnz(c.rows[0]) < row_nnz(a.rows[3]),
+	      "text outside the 3 training rows keeps only their features");
+	tr_feats_free(&c);
+	tr_featurizer_free(g);
+	/* save -> load gives the same rows */
+	struct tr_buf sb = {0};
+	CHECK(tr_featurizer_save(f, &sb) == 0, "save");
+	struct tr_featurizer *h;
+	CHECK(tr_featurizer_load("f.txt", sb.data, &h, &e) == 0, "%s", e.msg);
+	struct tr_feats d;
+	CHECK(tr_feat_transform_text(h, rows, all, 9, &d, &e) == 0, "%s", e.msg);
+	same = 1;
+	for (size_t i = 0; i < 9; i++)
+		same &= same_row(a.rows[i], d.rows[i]);
+	CHECK(same, "save/load keeps the transform");
+	CHECK(tr_featurizer_load("junk.txt", "hello\n", &h, &e) == -1, "junk featurizer");
+	CHECK_ERR(e, "junk.txt:1: not a tracer featurizer");
+	tr_buf_free(&sb);
+	tr_feats_free(&a), tr_feats_free(&b), tr_feats_free(&d);
+	tr_featurizer_free(f), tr_featurizer_free(h);
+}
+
+/* Builds a .npy image: header dict text, then raw data. */
+static size_t npy(char *buf, const char *dict, const void *data, size_t n)
+{
+	size_t hl = strlen(dict);
+	size_t pad = 64 - (10 + hl + 1) % 64;
+	memcpy(buf, "\x93NUMPY\x01\x00", 8);
+	size_t total = hl + pad + 1;
+	buf[8] = (char)(total & 0xff), buf[9] = (char)(total >> 8);
+	memcpy(buf + 10, dict, hl);
+	memset(buf + 10 + hl, ' ', pad);
+	buf[10 + hl + pad] = '\n';
+	memcpy(buf + 10 + total, data, n);
+	return 10 + total + n;
+}
+
+static void test_npy(void)
+{
+	static char buf[4096];
+	double *m;
+	size_t r;
+	int d;
+	struct tr_err e;
+	float f32[6] = {1, 2, 3, 4, 5, 6.5f};
+	double f64[6] = {0.1, -2, 3e10, 4, 5, 6};
+	size_t n = npy(buf, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f32, sizeof f32);
+	CHECK(tr_npy_parse("a.npy", buf, n, &m, &r, &d, &e) == 0 && r == 2 && d == 3 && m[5] == 6.5, "float32");
+	tr_free(m);
+	n = npy(buf, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", f64, sizeof f64);
+	CHECK(tr_npy_parse("b.npy", buf, n, &m, &r, &d, &e) == 0 && r == 3 && d == 2 && memcmp(m, f64, sizeof f64) == 0,
+	      "float64 exact");
+	tr_free(m);
+	/* the same file compressed with zstd */
+	char *z;
+	size_t zn;
+	tr_zstd_compress(buf, n, &z, &zn, &e);
+	char path[] = "/tmp/tracer-npy-XXXXXX";
+	int fd = mkstemp(path);
+	close(fd);
+	char zpath[64];
+	snprintf(zpath, sizeof zpath, "%s.npy.zst", path);
+	tr_write_atomic(zpath, z, zn, &e);
+	CHECK(tr_npy_read(zpath, &m, &r, &d, &e) == 0 && r == 3 && memcmp(m, f64, sizeof f64) == 0, "%s", e.msg);
+	tr_free(m), tr_free(z);
+	unlink(zpath), unlink(path);
+
+	static const struct {
+		const char *dict;
+		size_t bytes;
+		const char *err;
+	} bad[] = {
+		{"{'descr': '<f8', 'fortran_order': True, 'shape': (3, 2), }", 48, "Fortran-ordered"},
+		{"{'descr': '<i4', 'fortran_order': False, 'shape': (3, 2), }", 24, "is not little-endian float32"},
+		{"{'descr': '>f8', 'fortran_order': False, 'shape': (3, 2), }", 48, "is not little-endian float32"},
+		{"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", 40, "truncated"},
+		{"{'descr': '<f8', 'fortran_order': False, 'shape': (6,), }", 48, "expected a 2-D shape"},
+		{"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", 48, "trailing data"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		n = npy(buf, bad[i].dict, f64, bad[i].bytes);
+		CHECK(tr_npy_parse("x.npy", buf, n, &m, &r, &d, &e) == -1, "case %zu accepted", i);
+		CHECK_ERR(e, bad[i].err);
+	}
+	CHECK(tr_npy_parse("x.npy", "PK\3\4junk...", 11, &m, &r, &d, &e) == -1, "bad magic");
+	CHECK_ERR(e, "x.npy: not a .npy file");
+	double nan[6] = {1, 2, NAN, 4, 5, 6};
+	n = npy(buf, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", nan, sizeof nan);
+	CHECK(tr_npy_parse("n.npy", buf, n, &m, &r, &d, &e) == -1, "NaN rejected");
+	CHECK_ERR(e, "n.npy: row 1 column 0 is not finite");
+	/* dense rows are L2-normalised and the dimension is checked */
+	struct tr_featurizer *f;
+	struct tr_feats X;
+	size_t idx[] = {2, 0};
+	CHECK(tr_feat_fit_dense(2, &f, &e) == 0, "%s", e.msg);
+	CHECK(tr_feat_transform_dense(f, f64, 3, 2, idx, 2, &X, &e) == 0 && fabs(X.dense[0] * X.dense[0] +
+										 X.dense[1] * X.dense[1] - 1) < 1e-12,
+	      "dense normalised");
+	CHECK(X.rows[1][0].index == 1 && X.rows[1][2].index == -1, "dense rows as nodes");
+	tr_feats_free(&X);
+	CHECK(tr_feat_transform_dense(f, f64, 2, 3, idx, 2, &X, &e) == -1, "dimension mismatch");
+	CHECK_ERR(e, "dimension 3, the model was fitted on 2");
+	tr_featurizer_free(f);
+}
+
+int main(void)
+{
+	test_tfidf();
+	test_npy();
+	return unit_done();
+}

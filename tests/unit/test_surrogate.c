@@ -1,0 +1,229 @@
+/*
+ * Contract test of every registered surrogate family (a new family is tested by adding it to the
+ * table): probabilities well-formed, save/load bit-identical, same seed same model, bad parameters
+ * rejected, tiny and two-class problems, labels absent from training get 0, a separable problem
+ * learned, random labels stay near chance.
+ */
+#include <gsl/gsl_randist.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "../../src/surrogate/surrogate.h"
+#include "unit.h"
+
+#define DIM 40
+
+/* n rows; label = y[i]. Separable: feature y+1 carries the label; noise elsewhere. */
+static void make(struct tr_feats *X, int *y, size_t n, int K, int dense, int random_labels, uint64_t seed)
+{
+	gsl_rng *r = tr_rng_new(seed);
+	memset(X, 0, sizeof *X);
+	X->n = n;
+	X->dim = DIM;
+	X->rows = malloc(n * sizeof *X->rows);
+	X->pool = malloc(n * (DIM + 1) * sizeof *X->pool);
+	if (dense)
+		X->dense = malloc(n * DIM * sizeof *X->dense);
+	for (size_t i = 0; i < n; i++) {
+		y[i] = (int)gsl_rng_uniform_int(r, (unsigned long)K);
+		double v[DIM], ss = 0;
+		for (int d = 0; d < DIM; d++) {
+			v[d] = gsl_rng_uniform(r) < (dense ? 1.0 : 0.2) ? 0.3 * gsl_rng_uniform(r) : 0;
+			if (!random_labels && d == y[i])
+				v[d] += 1.0;
+			ss += v[d] * v[d];
+		}
+		struct tr_node *row = X->pool + i * (DIM + 1);
+		int m = 0;
+		for (int d = 0; d < DIM; d++) {
+			v[d] /= sqrt(ss);
+			if (dense)
+				X->dense[i * DIM + (size_t)d] = v[d];
+			if (v[d] != 0)
+				row[m++] = (struct tr_node){d + 1, v[d]};
+		}
+		row[m] = (struct tr_node){-1, 0};
+		X->rows[i] = row;
+	}
+	if (random_labels)
+		for (size_t i = 0; i < n; i++)
+			y[i] = (int)gsl_rng_uniform_int(r, (unsigned long)K);
+	gsl_rng_free(r);
+}
+
+static double accuracy(const struct tr_surrogate *s, const struct tr_feats *X, const int *y, int K)
+{
+	double *p = malloc(X->n * (size_t)K * sizeof *p);
+	int *pred = malloc(X->n * sizeof *pred);
+	struct tr_err e;
+	tr_surrogate_predict(s, X, p, &e);
+	tr_argmax_rows(p, X->n, K, pred);
+	size_t ok = 0;
+	for (size_t i = 0; i < X->n; i++)
+		ok += pred[i] == y[i];
+	free(p), free(pred);
+	return (double)ok / (double)X->n;
+}
+
+/* Probabilities finite, in [0, 1], rows summing to 1, and 0 for labels in `absent` (if >= 0). */
+static int well_formed(const double *p, size_t n, int K, int absent)
+{
+	for (size_t i = 0; i < n; i++) {
+		double sum = 0;
+		for (int k = 0; k < K; k++) {
+			double v = p[i * (size_t)K + (size_t)k];
+			if (!isfinite(v) || v < 0 || v > 1 || (k == absent && v != 0))
+				return 0;
+			sum += v;
+		}
+		if (fabs(sum - 1) > 1e-9)
+			return 0;
+	}
+	return 1;
+}
+
+static struct tr_surrogate *fit(const struct tr_family *fam, const char *grid, const struct tr_feats *X,
+				const int *y, const struct tr_feats *V, const int *yv, int K, uint64_t seed)
+{
+	struct tr_grid g;
+	struct tr_err e;
+	struct tr_surrogate *s = NULL;
+	if (tr_grid_parse(fam, grid, &g, &e) || tr_surrogate_fit(fam, &g, X, y, V, yv, K, seed, &s, NULL, &e))
+		CHECK(0, "%s: %s", fam->name, e.msg);
+	return s;
+}
+
+static void free_feats(struct tr_feats *X)
+{
+	free(X->rows), free(X->pool), free(X->dense);
+}
+
+static void contract(const struct tr_family *fam, int dense)
+{
+	const char *kind = dense ? "dense" : "sparse";
+	enum { N = 400, NV = 200, K = 5 };
+	static int y[N], yv[NV];
+	struct tr_feats X, V;
+	make(&X, y, N, K, dense, 0, 1);
+	make(&V, yv, NV, K, dense, 0, 2);
+	/* label 4 never appears in training */
+	for (size_t i = 0; i < N; i++)
+		if (y[i] == 4)
+			y[i] = 3;
+	struct tr_surrogate *s = fit(fam, NULL, &X, y, &V, yv, K, 11);
+	if (!s)
+		return;
+	double *p = malloc(NV * K * sizeof *p), *q = malloc(NV * K * sizeof *q);
+	struct tr_err e;
+	CHECK(tr_surrogate_predict(s, &V, p, &e) == 0, "%s", e.msg);
+	CHECK(well_formed(p, NV, K, 4), "%s/%s: probabilities not well formed", fam->name, kind);
+	/* save -> load: bit-identical probabilities */
+	struct tr_buf b1 = {0}, b2 = {0};
+	CHECK(tr_surrogate_save(s, &b1, &e) == 0, "%s", e.msg);
+	struct tr_surrogate *l = NULL;
+	CHECK(tr_surrogate_load("m.bin", b1.data, b1.len, &l, &e) == 0, "%s/%s: %s", fam->name, kind, e.msg);
+	if (l) {
+		CHECK(tr_surrogate_predict(l, &V, q, &e) == 0 && memcmp(p, q, NV * K * sizeof *p) == 0,
+		      "%s/%s: save/load changed probabilities", fam->name, kind);
+		tr_surrogate_free(l);
+	}
+	/* a truncated model file is an error, never a crash */
+	for (size_t cut = 0; cut < b1.len; cut += b1.len / 7 + 1) {
+		CHECK(tr_surrogate_load("cut.bin", b1.data, cut, &l, &e) == -1, "%s: truncated at %zu accepted",
+		      fam->name, cut);
+	}
+	/* same seed -> same model */
+	struct tr_surrogate *s2 = fit(fam, NULL, &X, y, &V, yv, K, 11);
+	if (s2) {
+		tr_surrogate_save(s2, &b2, &e);
+		CHECK(b1.len == b2.len && memcmp(b1.data, b2.data, b1.len) == 0, "%s/%s: same seed, other model",
+		      fam->name, kind);
+		tr_surrogate_free(s2);
+	}
+	/* separable problem learned (label 4 excluded from the check) */
+	size_t ok = 0, n = 0;
+	int *pred = malloc(NV * sizeof *pred);
+	tr_argmax_rows(p, NV, K, pred);
+	for (size_t i = 0; i < NV; i++)
+		if (yv[i] != 4)
+			n++, ok += pred[i] == yv[i];
+	CHECK((double)ok / (double)n >= 0.99, "%s/%s: separable accuracy %.3f", fam->name, kind,
+	      (double)ok / (double)n);
+	free(pred), free(p), free(q);
+	tr_buf_free(&b1), tr_buf_free(&b2);
+	tr_surrogate_free(s);
+	free_feats(&X), free_feats(&V);
+
+	/* random labels: near chance on fresh rows (no leakage) */
+	make(&X, y, N, K, dense, 1, 3);
+	make(&V, yv, NV, K, dense, 1, 4);
+	s = fit(fam, NULL, &X, y, &V, yv, K, 1);
+	if (s) {
+		double acc = accuracy(s, &V, yv, K);
+		CHECK(acc < 1.0 / K + 0.12, "%s/%s: random labels give accuracy %.3f", fam->name, kind, acc);
+		tr_surrogate_free(s);
+	}
+	free_feats(&X), free_feats(&V);
+
+	/* two classes, and one row per class */
+	make(&X, y, 60, 2, dense, 0, 5);
+	s = fit(fam, NULL, &X, y, &X, y, 2, 1);
+	if (s) {
+		CHECK(accuracy(s, &X, y, 2) > 0.95, "%s/%s: two classes", fam->name, kind);
+		tr_surrogate_free(s);
+	}
+	free_feats(&X);
+	int y1[K];
+	make(&X, y1, K, K, dense, 0, 6);
+	for (int i = 0; i < K; i++)
+		y1[i] = i;
+	s = fit(fam, NULL, &X, y1, &X, y1, K, 1);
+	if (s) {
+		double pr[K * K];
+		CHECK(tr_surrogate_predict(s, &X, pr, &e) == 0 && well_formed(pr, K, K, -1),
+		      "%s/%s: one row per class", fam->name, kind);
+		tr_surrogate_free(s);
+	}
+	free_feats(&X);
+}
+
+static void bad_params(const struct tr_family *fam)
+{
+	struct tr_grid g;
+	struct tr_err e;
+	CHECK(tr_grid_parse(fam, NULL, &g, &e) == 0 && g.n_hp >= 1, "%s: defaults", fam->name);
+	const char *first = fam->hparams[0].name;
+	char spec[64];
+	snprintf(spec, sizeof spec, "%s=-5", first);
+	CHECK(tr_grid_parse(fam, spec, &g, &e) == -1, "%s: negative accepted", fam->name);
+	CHECK_ERR(e, "out of range");
+	snprintf(spec, sizeof spec, "%s=abc", first);
+	CHECK(tr_grid_parse(fam, spec, &g, &e) == -1, "%s: text accepted", fam->name);
+	CHECK_ERR(e, "is not a number");
+	CHECK(tr_grid_parse(fam, "nosuch=1", &g, &e) == -1, "%s: unknown name accepted", fam->name);
+	CHECK_ERR(e, "unknown parameter \"nosuch\"");
+	snprintf(spec, sizeof spec, "%s=", first);
+	CHECK(tr_grid_parse(fam, spec, &g, &e) == -1, "%s: empty list accepted", fam->name);
+}
+
+int main(void)
+{
+	tr_gsl_init();
+	for (int i = 0; tr_families[i]; i++) {
+		const struct tr_family *fam = tr_families[i];
+		CHECK(fam->caps & TR_CAP_PROBA, "%s gives probabilities", fam->name);
+		bad_params(fam);
+		if (fam->caps & TR_CAP_SPARSE)
+			contract(fam, 0);
+		if (fam->caps & TR_CAP_DENSE)
+			contract(fam, 1);
+	}
+	struct tr_grid g;
+	struct tr_err e;
+	CHECK(tr_grid_parse(&tr_family_knn, "k=2.5", &g, &e) == -1, "fractional k");
+	CHECK_ERR(e, "must be a whole number");
+	int y[4] = {0, 1, 1, 2}, p[4] = {0, 1, 2, 2};
+	double f1 = tr_macro_f1(y, p, 4, 5);
+	CHECK(fabs(f1 - (1.0 + 2.0 / 3 + 2.0 / 3) / 3) < 1e-12, "macro-F1 %g", f1);
+	return unit_done();
+}
