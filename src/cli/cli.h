@@ -26,13 +26,20 @@ int cmd_help(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
 int cmd_traces(int argc, char **argv);
 int cmd_train_surrogate(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
+int cmd_route(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
-extern const char cmd_help_usage[], cmd_datasets_usage[], cmd_traces_usage[], cmd_train_surrogate_usage[];
+extern const char cmd_help_usage[], cmd_datasets_usage[], cmd_traces_usage[], cmd_train_surrogate_usage[],
+	cmd_fit_usage[], cmd_route_usage[], cmd_eval_usage[];
 
 /* Prints "tracer: msg" on stderr and returns TR_EXIT_DATA. */
 int tr_cli_data_error(const struct tr_err *e);
 /* Prints a usage error and the verb's usage on stderr; returns TR_EXIT_USAGE. */
 int tr_cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses a number strictly inside (lo, hi) / a non-negative whole number; 0 or -1. */
+int tr_cli_number(const char *s, double lo, double hi, double *out);
+int tr_cli_count(const char *s, unsigned long long *out);
 /* 1 when argv[i] is -h or --help. */
 int tr_cli_is_help(const char *arg);
 /* Writes buf to path atomically, or to stdout when path is NULL or "-". */

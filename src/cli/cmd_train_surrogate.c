@@ -49,7 +49,7 @@ static int split_two(const struct tr_trace *rows, const size_t *idx, size_t n, d
 		grp[i] = tr_trace_group(&rows[idx[i]]);
 	}
 	double frac[2] = {first, 1 - first};
-	if (tr_split_grouped(n, strat, grp, frac, 2, seed, part, e))
+	if (tr_split_grouped(n, strat, grp, frac, 2, seed, 0, part, e))
 		goto out;
 	*na = *nb = 0;
 	for (size_t i = 0; i < n; i++) {

@@ -60,6 +60,11 @@ struct tr_source_stat {
 	size_t rows, valid, invalid, agree;
 };
 
+struct tr_input_ref {
+	char path[96];
+	char sha256[65];
+};
+
 struct tr_traceset {
 	char *name; /* "banking77:gold", or the file a user's traces came from */
 	struct tr_labels labels;
@@ -70,6 +75,8 @@ struct tr_traceset {
 	uint64_t split_seed;
 	struct tr_source_stat src[4];
 	int n_src;
+	struct tr_input_ref inputs[4]; /* the files the set was read from (provenance for artifacts) */
+	int n_inputs;
 };
 
 void tr_traceset_free(struct tr_traceset *ts);
@@ -141,6 +148,8 @@ int tr_traceset_open(const char *spec, struct tr_traceset *ts, struct tr_err *e)
 int tr_traces_read_jsonl(const char *path, const char *text, size_t len, struct tr_traceset *ts,
 			 struct tr_err *e);
 int tr_traces_load_jsonl(const char *path, struct tr_traceset *ts, struct tr_err *e);
+/* The accepted keys of the input text and of the teacher label, in order of preference (NULL-ended). */
+extern const char *const tr_input_keys[], *const tr_label_keys[];
 /* Appends one part as reference trace JSONL ({"id","input","teacher","ground_truth"}, input_b). */
 int tr_traces_write_jsonl(const struct tr_traceset *ts, int part, struct tr_buf *out, struct tr_err *e);
 
@@ -163,8 +172,10 @@ void tr_csv_free(struct tr_csv *c);
 /*
  * Assigns each of n rows to one of nparts parts with the given fractions, stratified by strat[i] and
  * keeping rows with equal group keys on one side. Deterministic in seed. part[] is filled.
+ * A group's stratum is that of its first row. With `tiny` set and three parts (train / validation /
+ * calibration), a stratum of 1 group goes to train, 2 groups to train + calibration, 3 to one each.
  */
 int tr_split_grouped(size_t n, const int *strat, const char *const *group, const double *frac,
-		     int nparts, uint64_t seed, int *part, struct tr_err *e);
+		     int nparts, uint64_t seed, int tiny, int *part, struct tr_err *e);
 
 #endif

@@ -7,9 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const input_keys[] = {"input", "query", "text", "prompt", "question", NULL};
-static const char *const label_keys[] = {"teacher", "teacher_output", "label", "intent", "output", "answer",
-					 NULL};
+const char *const tr_input_keys[] = {"input", "query", "text", "prompt", "question", NULL};
+const char *const tr_label_keys[] = {"teacher", "teacher_output", "label", "intent", "output", "answer", NULL};
 
 static json_t *first_key(json_t *obj, const char *const *keys, const char **which)
 {
@@ -70,7 +69,7 @@ static int parse_line(const char *path, size_t lineno, const char *s, size_t len
 		tr_fail(e, "%s:%zu: expected a JSON object", path, lineno);
 		goto out;
 	}
-	if (!(in = first_key(o, input_keys, &ik))) {
+	if (!(in = first_key(o, tr_input_keys, &ik))) {
 		tr_fail(e, "%s:%zu: missing input (one of \"input\", \"query\", \"text\", \"prompt\", \"question\")",
 			path, lineno);
 		goto out;
@@ -79,7 +78,7 @@ static int parse_line(const char *path, size_t lineno, const char *s, size_t len
 		tr_fail(e, "%s:%zu: \"%s\" is not a string", path, lineno, ik);
 		goto out;
 	}
-	if (!(lab = first_key(o, label_keys, &lk))) {
+	if (!(lab = first_key(o, tr_label_keys, &lk))) {
 		tr_fail(e, "%s:%zu: missing teacher label (one of \"teacher\", \"teacher_output\", \"label\", "
 			   "\"intent\", \"output\", \"answer\")", path, lineno);
 		goto out;
@@ -221,6 +220,11 @@ int tr_traces_load_jsonl(const char *path, struct tr_traceset *ts, struct tr_err
 	if (tr_read_file(path, &text, &len, e))
 		return -1;
 	int rc = tr_traces_read_jsonl(path, text, len, ts, e);
+	if (rc == 0) {
+		snprintf(ts->inputs[0].path, sizeof ts->inputs[0].path, "%s", path);
+		tr_sha256_hex(text, len, ts->inputs[0].sha256);
+		ts->n_inputs = 1;
+	}
 	tr_free(text);
 	return rc;
 }

@@ -137,7 +137,7 @@ int tr_set_split_traffic(struct tr_traceset *ts, struct tr_rows *all, struct tr_
 		group[i] = tr_trace_group(&all->v[i]);
 	}
 	static const double frac[2] = {0.7, 0.3};
-	if (tr_split_grouped(n, strat, group, frac, 2, TR_SET_SPLIT_SEED, part, e))
+	if (tr_split_grouped(n, strat, group, frac, 2, TR_SET_SPLIT_SEED, 0, part, e))
 		goto out;
 	rc = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -299,7 +299,10 @@ int tr_traceset_load(const struct tr_datactx *ctx, const char *name, struct tr_t
 			goto out;
 		if (tr_buf_printf(&key, "%s %s\n", sha, def->sources[n]))
 			goto oom;
+		snprintf(ts->inputs[n].path, sizeof ts->inputs[n].path, "%s", def->sources[n]);
+		memcpy(ts->inputs[n].sha256, sha, 65);
 	}
+	int n_inputs = n;
 	char hex[65], cache[PATH_MAX], dir[PATH_MAX];
 	tr_sha256_hex(key.data, key.len, hex);
 	snprintf(dir, sizeof dir, "%s/traces", ctx->cache_dir);
@@ -307,11 +310,17 @@ int tr_traceset_load(const struct tr_datactx *ctx, const char *name, struct tr_t
 	for (char *c = strrchr(cache, '/'); *c; c++) /* "banking77:gold" -> "banking77_gold" */
 		if (*c == ':')
 			*c = '_';
+	struct tr_input_ref inputs[4];
+	memcpy(inputs, ts->inputs, sizeof inputs);
 	if (cache_read(cache, ts) == 0 && strcmp(ts->name, name) == 0) {
+		memcpy(ts->inputs, inputs, sizeof inputs);
+		ts->n_inputs = n_inputs;
 		rc = 0;
 		goto out;
 	}
 	tr_traceset_free(ts);
+	memcpy(ts->inputs, inputs, sizeof inputs);
+	ts->n_inputs = n_inputs;
 	if (!(ts->name = tr_strdup(name)))
 		goto oom;
 	if (def->build(pp, ts, e))

@@ -39,8 +39,10 @@ static int cmp_group(const void *a, const void *b)
 }
 
 int tr_split_grouped(size_t n, const int *strat, const char *const *group, const double *frac,
-		     int nparts, uint64_t seed, int *part, struct tr_err *e)
+		     int nparts, uint64_t seed, int tiny, int *part, struct tr_err *e)
 {
+	/* tiny strata of a three-way split: 1 group -> part 0; 2 -> parts 0, 2; 3 -> parts 0, 1, 2 */
+	static const int tiny_parts[3][3] = {{0}, {0, 2}, {0, 1, 2}};
 	if (nparts < 1 || nparts > 16)
 		return tr_fail(e, "split: bad number of parts %d", nparts);
 	double cum[16], total = 0;
@@ -83,6 +85,12 @@ int tr_split_grouped(size_t n, const int *strat, const char *const *group, const
 		while (t < ng && g[t].strat == g[s].strat)
 			rows += g[t++].size;
 		gsl_ran_shuffle(rng, g + s, t - s, sizeof *g);
+		if (tiny && nparts == 3 && t - s <= 3) {
+			for (size_t i = s; i < t; i++)
+				gpart[g[i].first] = tiny_parts[t - s - 1][i - s];
+			s = t;
+			continue;
+		}
 		size_t done = 0;
 		for (size_t i = s; i < t; i++) {
 			int p = 0;

@@ -137,7 +137,7 @@ static void test_split(void)
 	}
 	static const double frac[3] = {0.6, 0.2, 0.2};
 	struct tr_err e;
-	CHECK(tr_split_grouped(N, strat, group, frac, 3, 7, part, &e) == 0, "%s", e.msg);
+	CHECK(tr_split_grouped(N, strat, group, frac, 3, 7, 0, part, &e) == 0, "%s", e.msg);
 	int cnt[3] = {0}, straddle = 0;
 	for (int i = 0; i < N; i++) {
 		cnt[part[i]]++;
@@ -147,14 +147,26 @@ static void test_split(void)
 	CHECK(straddle == 0, "%d groups straddle the split", straddle);
 	CHECK(abs(cnt[0] - 1800) < 60 && abs(cnt[1] - 600) < 60 && abs(cnt[2] - 600) < 60, "sizes %d %d %d",
 	      cnt[0], cnt[1], cnt[2]);
-	tr_split_grouped(N, strat, group, frac, 3, 7, part2, &e);
-	tr_split_grouped(N, strat, group, frac, 3, 8, part3, &e);
+	tr_split_grouped(N, strat, group, frac, 3, 7, 0, part2, &e);
+	tr_split_grouped(N, strat, group, frac, 3, 8, 0, part3, &e);
 	CHECK(memcmp(part, part2, sizeof part) == 0, "same seed, same split");
 	CHECK(memcmp(part, part3, sizeof part) != 0, "another seed, another split");
 	/* a single-row stratum goes to the first part */
 	int s1[1] = {0}, p1[1] = {-1};
 	const char *g1[1] = {"only"};
-	CHECK(tr_split_grouped(1, s1, g1, frac, 3, 1, p1, &e) == 0 && p1[0] == 0, "one row -> first part");
+	CHECK(tr_split_grouped(1, s1, g1, frac, 3, 1, 0, p1, &e) == 0 && p1[0] == 0, "one row -> first part");
+	/* the tiny-class rule of the gate's train / validation / calibration split */
+	int s6[6] = {0, 1, 1, 2, 2, 2}, p6[6];
+	const char *g6[6] = {"a", "b", "c", "d", "e", "f"};
+	CHECK(tr_split_grouped(6, s6, g6, frac, 3, 9, 1, p6, &e) == 0, "%s", e.msg);
+	CHECK(p6[0] == 0, "1 row -> train");
+	CHECK((p6[1] == 0 && p6[2] == 2) || (p6[1] == 2 && p6[2] == 0), "2 rows -> train + calibration");
+	CHECK(p6[3] + p6[4] + p6[5] == 3 && p6[3] != p6[4] && p6[4] != p6[5] && p6[3] != p6[5],
+	      "3 rows -> one each");
+	/* two rows sharing a group key count as one group */
+	const char *g2[3] = {"same", "same", "other"};
+	int s2[3] = {0, 0, 0}, p2[3];
+	CHECK(tr_split_grouped(3, s2, g2, frac, 3, 9, 1, p2, &e) == 0 && p2[0] == p2[1], "group kept whole");
 }
 
 /* Every allocation failure while reading traces ends in a clean error. */

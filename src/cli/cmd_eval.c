@@ -1,0 +1,122 @@
+/*
+ * cmd_eval.c - `tracer eval DIR TEST`: a policy on held-out traffic.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../gate/gate.h"
+#include "cli.h"
+
+const char cmd_eval_usage[] =
+	"usage: tracer eval DIR TEST [--json] [--embeddings X.npy]\n"
+	"  TEST is DATASET:TEACHER (its test part) or a trace JSONL file (all its rows); with a policy fitted\n"
+	"  on embeddings, --embeddings gives TEST's rows in order. Prints coverage, agreement with the teacher\n"
+	"  on handled rows, end-to-end agreement (handled answers + the teacher for the rest), end-to-end gold\n"
+	"  accuracy when gold labels exist, counts, and whether agreement on handled fell below the target (a\n"
+	"  contract violation). --json prints one object with n, handled, coverage, agreement_handled,\n"
+	"  e2e_agreement, gold_accuracy, target, violation (and ood, family).\n";
+
+int cmd_eval(int argc, char **argv)
+{
+	const char *dir = NULL, *test = NULL, *emb_path = NULL;
+	int as_json = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = 1;
+		else if (strcmp(argv[i], "--embeddings") == 0 && i + 1 < argc)
+			emb_path = argv[++i];
+		else if (argv[i][0] != '-' && !dir)
+			dir = argv[i];
+		else if (argv[i][0] != '-' && !test)
+			test = argv[i];
+		else
+			return tr_cli_usage_error("eval", "unexpected argument \"%s\"", argv[i]);
+	}
+	if (!dir || !test)
+		return tr_cli_usage_error("eval", "expected DIR and TEST");
+	struct tr_err e;
+	struct tr_policy *p;
+	struct tr_traceset ts;
+	if (tr_policy_load(dir, &p, &e))
+		return tr_cli_data_error(&e);
+	if (tr_traceset_open(test, &ts, &e)) {
+		tr_policy_free(p);
+		return tr_cli_data_error(&e);
+	}
+	const struct tr_rows *r = ts.part[TR_PART_TEST].n ? &ts.part[TR_PART_TEST] : &ts.part[TR_PART_TRACES];
+	size_t n = r->n, emb_rows = 0;
+	int emb_dim = 0, rc = -1;
+	double *emb = NULL;
+	size_t *idx = tr_malloc((n ? n : 1) * sizeof *idx);
+	struct tr_decision *d = tr_malloc((n ? n : 1) * sizeof *d);
+	int *teacher = tr_malloc((n ? n : 1) * sizeof *teacher), *gold = tr_malloc((n ? n : 1) * sizeof *gold);
+	if (!idx || !d || !teacher || !gold) {
+		tr_fail(&e, "out of memory");
+		goto out;
+	}
+	if (emb_path) {
+		if (tr_npy_read(emb_path, &emb, &emb_rows, &emb_dim, &e))
+			goto out;
+		if (emb_rows != n) {
+			tr_fail(&e, "%s: %zu rows, but %s has %zu test rows", emb_path, emb_rows, test, n);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		idx[i] = i;
+		/* map the test set's labels onto the policy's by name (-1: a label the policy never saw) */
+		teacher[i] = tr_labels_find(&p->labels, ts.labels.names[r->v[i].teacher]);
+		gold[i] = r->v[i].gold >= 0 ? tr_labels_find(&p->labels, ts.labels.names[r->v[i].gold]) : -2;
+	}
+	if (tr_policy_route(p, r->v, idx, n, emb, emb_rows, emb_dim, d, &e))
+		goto out;
+	size_t handled = 0, agree = 0, ood = 0, gold_n = 0, gold_ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		ood += d[i].ood;
+		if (d[i].handled) {
+			handled++;
+			agree += d[i].label == teacher[i];
+		}
+		if (gold[i] != -2) {
+			gold_n++;
+			int answer = d[i].handled ? d[i].label : teacher[i];
+			gold_ok += answer >= 0 && answer == gold[i] && (d[i].handled || teacher[i] >= 0);
+		}
+	}
+	double cov = n ? (double)handled / (double)n : 0;
+	double agr = handled ? (double)agree / (double)handled : NAN;
+	double e2e = n ? (double)(agree + n - handled) / (double)n : NAN;
+	double gacc = gold_n ? (double)gold_ok / (double)gold_n : NAN;
+	int violation = handled > 0 && agr < p->target;
+	if (as_json) {
+		json_t *o = json_pack("{s:I, s:I, s:f, s:o, s:f, s:o, s:f, s:b, s:I, s:s}", "n", (json_int_t)n, "handled",
+				      (json_int_t)handled, "coverage", cov, "agreement_handled",
+				      handled ? json_real(agr) : json_null(), "e2e_agreement", n ? e2e : 0.0,
+				      "gold_accuracy", gold_n ? json_real(gacc) : json_null(), "target", p->target,
+				      "violation", violation, "ood", (json_int_t)ood, "family", tr_pol_names[p->kind]);
+		char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+		puts(s);
+		free(s);
+		json_decref(o);
+	} else {
+		printf("policy %s (%s, target %.2f) on %s: %zu rows\n", dir, tr_pol_names[p->kind], p->target, test, n);
+		printf("coverage           %.4f (%zu/%zu handled, %zu deferred by the OOD guard)\n", cov, handled, n, ood);
+		if (handled)
+			printf("agreement handled  %.4f (%zu/%zu)\n", agr, agree, handled);
+		else
+			printf("agreement handled  - (nothing handled)\n");
+		printf("e2e agreement      %.4f\n", e2e);
+		if (gold_n)
+			printf("e2e gold accuracy  %.4f (%zu/%zu)\n", gacc, gold_ok, gold_n);
+		printf("contract           %s\n", violation ? "VIOLATED: agreement on handled below the target" : "held");
+	}
+	rc = 0;
+out:
+	tr_free(idx), tr_free(d), tr_free(teacher), tr_free(gold), tr_free(emb);
+	tr_traceset_free(&ts);
+	tr_policy_free(p);
+	return rc ? tr_cli_data_error(&e) : TR_EXIT_OK;
+}

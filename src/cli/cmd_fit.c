@@ -1,0 +1,147 @@
+/*
+ * cmd_fit.c - `tracer fit`: fit a parity-gated routing policy and write its directory.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../gate/gate.h"
+#include "cli.h"
+
+const char cmd_fit_usage[] =
+	"usage: tracer fit TRACES|DATASET:TEACHER --out DIR [--backend liblinear|libsvm|knn] [--gate ltt|cp-holdout|point]\n"
+	"           [--target A] [--targets A1,A2,...] [--delta D] [--seed N] [--cap N] [--grid SPEC]\n"
+	"           [--embeddings X.npy] [--no-ood]\n"
+	"  Splits the traces (of a named set: its traces part) 60/20/20 into train / validation / calibration per\n"
+	"  teacher label, keeping group keys together; fits the surrogate, the acceptor and every family\n"
+	"  (global, l2d, rsb) at every target; deploys the best family at --target if it clears the gate, else\n"
+	"  refuses. Defaults: liblinear, ltt, target 0.95, targets 0.80,0.85,0.90,0.95,0.97,0.98,0.99,\n"
+	"  delta 0.10, seed 0, cap 8000 traces (0 = no cap), OOD guard on. DIR is written atomically:\n"
+	"  manifest.json, frontier.json, gate_audit.json, report.md and the models.\n";
+
+/* Parses a number in (lo, hi); returns 0 or -1. */
+int tr_cli_number(const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || *end || !(v > lo && v < hi))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int tr_cli_count(const char *s, unsigned long long *out)
+{
+	char *end;
+	if (!*s || *s == '-')
+		return -1;
+	*out = strtoull(s, &end, 10);
+	return *end ? -1 : 0;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+int cmd_fit(int argc, char **argv)
+{
+	struct tr_fit_options o = {.backend = "liblinear", .rule = TR_GATE_LTT, .target = 0.95, .delta = 0.10,
+				   .cap = 8000, .ood = 1};
+	static const double defaults[] = TR_DEFAULT_TARGETS;
+	o.n_targets = (int)(sizeof defaults / sizeof *defaults);
+	memcpy(o.targets, defaults, sizeof defaults);
+	const char *set = NULL, *dir = NULL, *emb_path = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--no-ood") == 0) {
+			o.ood = 0;
+			continue;
+		}
+		if (a[0] != '-') {
+			if (set)
+				return tr_cli_usage_error("fit", "unexpected argument \"%s\"", a);
+			set = a;
+			continue;
+		}
+		if (!v)
+			return tr_cli_usage_error("fit", "%s needs a value", a);
+		i++;
+		unsigned long long u;
+		if (strcmp(a, "--out") == 0)
+			dir = v;
+		else if (strcmp(a, "--backend") == 0)
+			o.backend = v;
+		else if (strcmp(a, "--grid") == 0)
+			o.grid = v;
+		else if (strcmp(a, "--embeddings") == 0)
+			emb_path = v;
+		else if (strcmp(a, "--gate") == 0) {
+			int r = tr_gate_rule_parse(v);
+			if (r < 0)
+				return tr_cli_usage_error("fit", "--gate must be ltt, cp-holdout or point");
+			o.rule = (enum tr_gate_rule)r;
+		} else if (strcmp(a, "--target") == 0) {
+			if (tr_cli_number(v, 0, 1, &o.target))
+				return tr_cli_usage_error("fit", "--target must be in (0, 1), got \"%s\"", v);
+		} else if (strcmp(a, "--delta") == 0) {
+			if (tr_cli_number(v, 0, 1, &o.delta))
+				return tr_cli_usage_error("fit", "--delta must be in (0, 1), got \"%s\"", v);
+		} else if (strcmp(a, "--seed") == 0) {
+			if (tr_cli_count(v, &u))
+				return tr_cli_usage_error("fit", "bad seed \"%s\"", v);
+			o.seed = u;
+		} else if (strcmp(a, "--cap") == 0) {
+			if (tr_cli_count(v, &u))
+				return tr_cli_usage_error("fit", "bad cap \"%s\"", v);
+			o.cap = (size_t)u;
+		} else if (strcmp(a, "--targets") == 0) {
+			char buf[256];
+			snprintf(buf, sizeof buf, "%s", v);
+			o.n_targets = 0;
+			char *save = NULL;
+			for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+				if (o.n_targets == 15 || tr_cli_number(t, 0, 1, &o.targets[o.n_targets]))
+					return tr_cli_usage_error("fit", "--targets: up to 15 numbers in (0, 1)");
+				o.n_targets++;
+			}
+		} else {
+			return tr_cli_usage_error("fit", "unknown option \"%s\"", a);
+		}
+	}
+	if (!set || !dir)
+		return tr_cli_usage_error("fit", "expected traces and --out DIR");
+	if (!tr_family_find(o.backend))
+		return tr_cli_usage_error("fit", "--backend must be liblinear, libsvm or knn");
+	int have = 0;
+	for (int i = 0; i < o.n_targets; i++)
+		have |= fabs(o.targets[i] - o.target) < 1e-12;
+	if (!have)
+		o.targets[o.n_targets++] = o.target;
+	qsort(o.targets, (size_t)o.n_targets, sizeof *o.targets, cmp_d);
+	struct tr_err e;
+	struct tr_traceset ts;
+	double *emb = NULL;
+	if (emb_path) {
+		if (tr_npy_read(emb_path, &emb, &o.emb_rows, &o.emb_dim, &e))
+			return tr_cli_data_error(&e);
+		o.dense = 1;
+		o.emb = emb;
+	}
+	if (tr_traceset_open(set, &ts, &e)) {
+		tr_free(emb);
+		return tr_cli_data_error(&e);
+	}
+	struct tr_policy *p;
+	int rc = tr_policy_fit(&ts, set, &o, &p, &e);
+	if (!rc) {
+		rc = tr_policy_write(p, dir, &e);
+		if (!rc)
+			fputs(p->report, stdout);
+		tr_policy_free(p);
+	}
+	tr_traceset_free(&ts);
+	tr_free(emb);
+	return rc ? tr_cli_data_error(&e) : TR_EXIT_OK;
+}

@@ -1,0 +1,175 @@
+/*
+ * cmd_route.c - `tracer route DIR < inputs.jsonl > decisions.jsonl`: one decision per input line, on a
+ * stream (inputs are read and answered in batches of ROUTE_BATCH lines, so memory does not grow with
+ * the number of inputs).
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../gate/gate.h"
+#include "cli.h"
+
+#define ROUTE_BATCH 256
+
+const char cmd_route_usage[] =
+	"usage: tracer route DIR [--fallback-field NAME] < inputs.jsonl > decisions.jsonl\n"
+	"  Each input line is a JSON object with the text under \"input\" (or query, text, prompt, question),\n"
+	"  \"input_b\" for pairs, an optional \"id\", and \"embedding\" (a list of numbers) for policies fitted on\n"
+	"  embeddings. Each output line: {\"id\", \"label\" (null when deferred), \"decision\": handled|deferred,\n"
+	"  \"score\", \"stage\", \"ood\"}. With --fallback-field NAME a deferred row takes its label from that input\n"
+	"  field (the teacher's answer, for offline replay) and \"source\" says which answered.\n";
+
+struct batch {
+	struct tr_trace rows[ROUTE_BATCH];
+	size_t idx[ROUTE_BATCH];
+	json_t *fallback[ROUTE_BATCH];
+	double *emb;
+	size_t n;
+	int dim;
+};
+
+static void batch_clear(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		tr_free(b->rows[i].id), tr_free(b->rows[i].input), tr_free(b->rows[i].input_b);
+		json_decref(b->fallback[i]);
+	}
+	memset(b->rows, 0, sizeof b->rows);
+	b->n = 0;
+}
+
+/* Parses one input line into the batch. */
+static int parse(const struct tr_policy *p, const char *field, size_t lineno, const char *s, size_t len,
+		 struct batch *b, struct tr_err *e)
+{
+	json_error_t jerr;
+	json_t *o = json_loadb(s, len, 0, &jerr);
+	if (!o || !json_is_object(o)) {
+		json_decref(o);
+		return tr_fail(e, "stdin:%zu: %s", lineno, o ? "expected a JSON object" : jerr.text);
+	}
+	json_t *in = NULL;
+	for (int k = 0; tr_input_keys[k] && !in; k++)
+		in = json_object_get(o, tr_input_keys[k]);
+	json_t *ib = json_object_get(o, "input_b"), *id = json_object_get(o, "id");
+	json_t *emb = json_object_get(o, "embedding");
+	int dense = p->fz && tr_featurizer_kind(p->fz) == TR_FEAT_NPY;
+	const char *bad = !in ? "missing input" : !json_is_string(in) ? "input is not a string"
+		       : ib && !json_is_null(ib) && !json_is_string(ib) ? "\"input_b\" is not a string"
+		       : dense && !json_is_array(emb)			 ? "missing \"embedding\" list"
+									 : NULL;
+	if (!bad && dense) {
+		if ((int)json_array_size(emb) != b->dim)
+			bad = "\"embedding\" has the wrong dimension";
+		for (size_t k = 0; !bad && k < json_array_size(emb); k++) {
+			json_t *v = json_array_get(emb, k);
+			if (!json_is_number(v) || !isfinite(json_number_value(v)))
+				bad = "\"embedding\" holds a value that is not a finite number";
+			else
+				b->emb[b->n * (size_t)b->dim + k] = json_number_value(v);
+		}
+	}
+	if (bad) {
+		json_decref(o);
+		return tr_fail(e, "stdin:%zu: %s", lineno, bad);
+	}
+	struct tr_trace *t = &b->rows[b->n];
+	char idbuf[32];
+	snprintf(idbuf, sizeof idbuf, "%zu", lineno);
+	t->id = json_is_string(id) ? tr_strdup(json_string_value(id)) : NULL;
+	if (!t->id && json_is_integer(id))
+		snprintf(idbuf, sizeof idbuf, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+	if (!t->id)
+		t->id = tr_strdup(idbuf);
+	t->input = tr_strdup(json_string_value(in));
+	if (json_is_string(ib))
+		t->input_b = tr_strdup(json_string_value(ib));
+	b->fallback[b->n] = field ? json_incref(json_object_get(o, field)) : NULL;
+	b->idx[b->n] = b->n;
+	b->n++;
+	json_decref(o);
+	if (!t->id || !t->input || (json_is_string(ib) && !t->input_b))
+		return tr_fail(e, "out of memory");
+	return 0;
+}
+
+static int flush(const struct tr_policy *p, const char *field, struct batch *b, struct tr_err *e)
+{
+	struct tr_decision d[ROUTE_BATCH];
+	if (tr_policy_route(p, b->rows, b->idx, b->n, b->emb, b->n, b->dim, d, e))
+		return -1;
+	for (size_t i = 0; i < b->n; i++) {
+		json_t *o = json_pack("{s:s}", "id", b->rows[i].id);
+		json_t *label = d[i].handled ? json_string(p->labels.names[d[i].label]) : json_null();
+		if (field && !d[i].handled && b->fallback[i])
+			label = json_incref(b->fallback[i]);
+		json_object_set_new(o, "label", label);
+		json_object_set_new(o, "decision", json_string(d[i].handled ? "handled" : "deferred"));
+		json_object_set_new(o, "score", isfinite(d[i].score) ? json_real(d[i].score) : json_null());
+		json_object_set_new(o, "stage", d[i].handled ? json_integer(d[i].stage) : json_null());
+		json_object_set_new(o, "ood", json_boolean(d[i].ood));
+		if (field)
+			json_object_set_new(o, "source", json_string(d[i].handled ? "surrogate" : "teacher"));
+		char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+		json_decref(o);
+		if (!s)
+			return tr_fail(e, "out of memory");
+		puts(s);
+		free(s);
+	}
+	batch_clear(b);
+	return ferror(stdout) ? tr_fail(e, "stdout: write failed") : 0;
+}
+
+int cmd_route(int argc, char **argv)
+{
+	const char *dir = NULL, *field = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--fallback-field") == 0 && i + 1 < argc)
+			field = argv[++i];
+		else if (argv[i][0] != '-' && !dir)
+			dir = argv[i];
+		else
+			return tr_cli_usage_error("route", "unexpected argument \"%s\"", argv[i]);
+	}
+	if (!dir)
+		return tr_cli_usage_error("route", "expected a policy directory");
+	struct tr_err e;
+	struct tr_policy *p;
+	if (tr_policy_load(dir, &p, &e))
+		return tr_cli_data_error(&e);
+	struct batch *b = tr_calloc(1, sizeof *b);
+	int dense = p->fz && tr_featurizer_kind(p->fz) == TR_FEAT_NPY;
+	if (b && dense) {
+		b->dim = tr_featurizer_dim(p->fz);
+		b->emb = tr_malloc(ROUTE_BATCH * (size_t)b->dim * sizeof *b->emb);
+	}
+	int rc = !b || (dense && !b->emb) ? tr_fail(&e, "out of memory") : 0;
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
+		lineno++;
+		size_t n = (size_t)len;
+		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+			n--;
+		if (n == 0)
+			continue;
+		rc = parse(p, field, lineno, line, n, b, &e);
+		if (!rc && b->n == ROUTE_BATCH)
+			rc = flush(p, field, b, &e);
+	}
+	if (!rc && b->n)
+		rc = flush(p, field, b, &e);
+	free(line);
+	if (b) {
+		batch_clear(b);
+		tr_free(b->emb);
+		tr_free(b);
+	}
+	tr_policy_free(p);
+	return rc ? tr_cli_data_error(&e) : TR_EXIT_OK;
+}

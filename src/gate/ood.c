@@ -1,0 +1,210 @@
+/*
+ * ood.c - the out-of-distribution guard: defers inputs far from every training trace.
+ */
+#include "gate.h"
+
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+#include <math.h>
+#include <string.h>
+
+struct tr_ood {
+	int K, dim, dense;
+	size_t n;
+	double *thr;	   /* per label, K entries (NAN: use the global one) */
+	double global;	   /* over all training rows */
+	struct tr_node *nodes; /* sparse training rows, concatenated */
+	size_t n_nodes;
+	double *x; /* dense training rows, n × dim */
+	struct tr_sparse_index *ix;
+};
+
+void tr_ood_free(struct tr_ood *o)
+{
+	if (!o)
+		return;
+	tr_free(o->thr), tr_free(o->nodes), tr_free(o->x);
+	tr_sparse_index_free(o->ix);
+	tr_free(o);
+}
+
+static int index_rows(struct tr_ood *o)
+{
+	size_t ends = 0;
+	for (size_t j = 0; j < o->n_nodes; j++)
+		ends += o->nodes[j].index == -1;
+	if (ends != o->n || !o->n_nodes || o->nodes[o->n_nodes - 1].index != -1)
+		return -1;
+	struct tr_node **rows = tr_malloc(o->n * sizeof *rows);
+	if (!rows)
+		return -1;
+	for (size_t i = 0, j = 0; i < o->n; i++) {
+		rows[i] = o->nodes + j;
+		while (o->nodes[j++].index != -1)
+			;
+	}
+	int rc = tr_sparse_index_build(rows, o->n, o->dim, &o->ix);
+	tr_free(rows);
+	return rc;
+}
+
+/* Similarities of query row q (index i of X) to every training row. */
+static void sims(const struct tr_ood *o, const struct tr_feats *X, size_t i, double *out)
+{
+	if (o->dense) {
+		gsl_matrix_const_view t = gsl_matrix_const_view_array(o->x, o->n, (size_t)o->dim);
+		gsl_vector_const_view q = gsl_vector_const_view_array(X->dense + i * (size_t)o->dim, (size_t)o->dim);
+		gsl_vector_view s = gsl_vector_view_array(out, o->n);
+		gsl_blas_dgemv(CblasNoTrans, 1.0, &t.matrix, &q.vector, 0.0, &s.vector);
+	} else {
+		tr_sparse_index_dots(o->ix, X->rows[i], out);
+	}
+}
+
+/* Mean cosine distance to the k most similar rows, skipping row `self` (or none if self = SIZE_MAX). */
+static double mean_knn_distance(const double *sim, size_t n, size_t self)
+{
+	double top[TR_OOD_K];
+	int have = 0;
+	for (size_t j = 0; j < n; j++) {
+		if (j == self)
+			continue;
+		double s = sim[j];
+		if (have == TR_OOD_K && s <= top[TR_OOD_K - 1])
+			continue;
+		int pos = have < TR_OOD_K ? have++ : TR_OOD_K - 1;
+		while (pos > 0 && s > top[pos - 1]) {
+			top[pos] = top[pos - 1];
+			pos--;
+		}
+		top[pos] = s;
+	}
+	double d = 0;
+	for (int t = 0; t < have; t++)
+		d += 1 - top[t];
+	return have ? d / have : 1;
+}
+
+int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **out, struct tr_err *e)
+{
+	*out = NULL;
+	struct tr_ood *o = tr_calloc(1, sizeof *o);
+	double *dist = tr_malloc((X->n ? X->n : 1) * sizeof *dist), *sim = tr_malloc((X->n ? X->n : 1) * sizeof *sim);
+	double *buf = tr_malloc((X->n ? X->n : 1) * sizeof *buf);
+	if (!o || !dist || !sim || !buf || !(o->thr = tr_malloc((size_t)K * sizeof *o->thr)))
+		goto oom;
+	o->K = K, o->dim = X->dim, o->n = X->n, o->dense = X->dense != NULL;
+	if (o->dense) {
+		size_t sz = X->n * (size_t)X->dim * sizeof *o->x;
+		if (!(o->x = tr_malloc(sz)))
+			goto oom;
+		memcpy(o->x, X->dense, sz);
+	} else {
+		for (size_t i = 0; i < X->n; i++)
+			for (const struct tr_node *p = X->rows[i];; p++) {
+				o->n_nodes++;
+				if (p->index == -1)
+					break;
+			}
+		if (!(o->nodes = tr_malloc(o->n_nodes * sizeof *o->nodes)))
+			goto oom;
+		for (size_t i = 0, j = 0; i < X->n; i++)
+			for (const struct tr_node *p = X->rows[i];; p++) {
+				o->nodes[j++] = *p;
+				if (p->index == -1)
+					break;
+			}
+		if (index_rows(o))
+			goto oom;
+	}
+	for (size_t i = 0; i < X->n; i++) {
+		sims(o, X, i, sim);
+		dist[i] = mean_knn_distance(sim, X->n, i);
+	}
+	memcpy(buf, dist, X->n * sizeof *buf);
+	gsl_sort(buf, 1, X->n);
+	o->global = X->n ? gsl_stats_quantile_from_sorted_data(buf, 1, X->n, TR_OOD_PCT) : INFINITY;
+	for (int c = 0; c < K; c++) {
+		size_t m = 0;
+		for (size_t i = 0; i < X->n; i++)
+			if (y[i] == c)
+				buf[m++] = dist[i];
+		if (m >= 10) {
+			gsl_sort(buf, 1, m);
+			o->thr[c] = gsl_stats_quantile_from_sorted_data(buf, 1, m, TR_OOD_PCT);
+		} else {
+			o->thr[c] = NAN;
+		}
+	}
+	tr_free(dist), tr_free(sim), tr_free(buf);
+	*out = o;
+	return 0;
+oom:
+	tr_free(dist), tr_free(sim), tr_free(buf);
+	tr_ood_free(o);
+	return tr_fail(e, "ood: out of memory for %zu rows", X->n);
+}
+
+int tr_ood_flags(const struct tr_ood *o, const struct tr_feats *X, const int *pred, int *flag, struct tr_err *e)
+{
+	if (X->dim != o->dim || !!X->dense != o->dense)
+		return tr_fail(e, "ood: rows differ from the training rows in kind or dimension");
+	double *sim = tr_malloc((o->n ? o->n : 1) * sizeof *sim);
+	if (!sim)
+		return tr_fail(e, "ood: out of memory");
+	for (size_t i = 0; i < X->n; i++) {
+		sims(o, X, i, sim);
+		double d = mean_knn_distance(sim, o->n, (size_t)-1);
+		double t = pred[i] >= 0 && pred[i] < o->K && !isnan(o->thr[pred[i]]) ? o->thr[pred[i]] : o->global;
+		flag[i] = d > t;
+	}
+	tr_free(sim);
+	return 0;
+}
+
+int tr_ood_save(const struct tr_ood *o, struct tr_buf *out)
+{
+	int32_t head[3] = {o->K, o->dim, o->dense};
+	uint64_t sizes[2] = {o->n, o->n_nodes};
+	return tr_buf_puts(out, "tracer-ood 1\n") || tr_buf_add(out, head, sizeof head) ||
+	       tr_buf_add(out, sizes, sizeof sizes) || tr_buf_add(out, &o->global, sizeof o->global) ||
+	       tr_buf_add(out, o->thr, (size_t)o->K * sizeof *o->thr) ||
+	       (o->dense ? tr_buf_add(out, o->x, o->n * (size_t)o->dim * sizeof *o->x)
+			 : tr_buf_add(out, o->nodes, o->n_nodes * sizeof *o->nodes));
+}
+
+int tr_ood_load(const char *what, const char *data, size_t len, struct tr_ood **out, struct tr_err *e)
+{
+	*out = NULL;
+	static const char magic[] = "tracer-ood 1\n";
+	if (len < sizeof magic - 1 || memcmp(data, magic, sizeof magic - 1) != 0)
+		return tr_fail(e, "%s:1: not a tracer OOD reference (format 1)", what);
+	struct tr_cursor c = {data + sizeof magic - 1, data + len};
+	int32_t head[3];
+	uint64_t sizes[2];
+	struct tr_ood *o = tr_calloc(1, sizeof *o);
+	if (!o)
+		return tr_fail(e, "%s: out of memory", what);
+	int bad = tr_cursor_take(&c, head, sizeof head) || tr_cursor_take(&c, sizes, sizeof sizes) || head[0] < 1 ||
+		  head[1] < 0 || sizes[0] > (uint64_t)len || sizes[1] > (uint64_t)len;
+	if (!bad) {
+		o->K = head[0], o->dim = head[1], o->dense = head[2] != 0, o->n = sizes[0], o->n_nodes = sizes[1];
+		bad = !(o->thr = tr_malloc((size_t)o->K * sizeof *o->thr)) ||
+		      tr_cursor_take(&c, &o->global, sizeof o->global) ||
+		      tr_cursor_take(&c, o->thr, (size_t)o->K * sizeof *o->thr);
+	}
+	if (!bad && o->dense) {
+		size_t sz = o->n * (size_t)o->dim * sizeof *o->x;
+		bad = sz > len || !(o->x = tr_malloc(sz)) || tr_cursor_take(&c, o->x, sz);
+	} else if (!bad) {
+		bad = !(o->nodes = tr_malloc(o->n_nodes * sizeof *o->nodes)) ||
+		      tr_cursor_take(&c, o->nodes, o->n_nodes * sizeof *o->nodes) || index_rows(o);
+	}
+	if (bad) {
+		tr_ood_free(o);
+		return tr_fail(e, "%s: truncated or corrupt OOD reference", what);
+	}
+	*out = o;
+	return 0;
+}

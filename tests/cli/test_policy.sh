@@ -1,0 +1,76 @@
+# tracer fit / route / eval: the paper's setting end to end, refusal, routing, determinism, bad input.
+. "$(dirname "$0")/lib.sh"
+
+json_num() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2"; }
+
+# Banking77, gold teacher, liblinear + tf-idf, ltt: deploys at 0.90 and 0.95 with coverage > 50% and
+# agreement on the test handled rows >= target - 0.01.
+for a in 0.90 0.95; do
+	ok "fit banking77:gold at $a" "$TRACER" fit banking77:gold --grid C=10 --target $a --out "b77-$a"
+	has '^\*\*Deployed: ' "banking77 deploys at $a"
+	ok "eval at $a" "$TRACER" eval "b77-$a" banking77:gold --json
+	cp out "eval-$a.json"
+	cov=$(json_num coverage out); agr=$(json_num agreement_handled out)
+	check "coverage $cov > 0.5 at $a" awk -v c="$cov" 'BEGIN { exit !(c > 0.5) }'
+	check "agreement $agr >= $a - 0.01" awk -v g="$agr" -v a="$a" 'BEGIN { exit !(g >= a - 0.01) }'
+	has '"n":3080,' "eval counts the 3,080 test rows"
+done
+for f in manifest.json frontier.json gate_audit.json report.md featurizer.txt stage1.model.zst acceptor1.model.zst; do
+	check "policy file $f" [ -s "b77-0.95/$f" ]
+done
+check "manifest names inputs with sums" grep -q '"sha256": "b06e26ac675513959a63135f11b94ea7786ed02da65db93a5650d8838cbc664b"' b77-0.95/manifest.json
+check "audit lists every threshold examined" grep -q '"coverage_level":' b77-0.95/gate_audit.json
+check "no temporary directories left" [ -z "$(ls | grep '\.tmp\.')" ]
+
+# route: one decision per input, constant fields, fallback replay
+"$TRACER" traces export banking77:gold --part test >test.jsonl
+ok "route" sh -c "'$TRACER' route b77-0.95 <test.jsonl >dec.jsonl"
+check "one decision per input" [ "$(wc -l <dec.jsonl)" -eq 3080 ]
+check "handled rows carry a label" [ "$(grep -c '"decision":"handled"' dec.jsonl)" -eq "$(grep -c '"label":"' dec.jsonl)" ]
+handled=$(grep -c '"decision":"handled"' dec.jsonl)
+check "route agrees with eval" [ "$handled" -eq "$(json_num handled eval-0.95.json)" ]
+ok "route with fallback" sh -c "'$TRACER' route b77-0.95 --fallback-field teacher <test.jsonl >fb.jsonl"
+check "fallback fills every label" [ "$(grep -c '"label":null' fb.jsonl)" -eq 0 ]
+check "fallback names the teacher" [ "$(grep -c '"source":"teacher"' fb.jsonl)" -eq $((3080 - handled)) ]
+
+# MNLI: a bag of words cannot do inference; the gate refuses at every target >= 0.85.
+ok "fit mnli:gold at 0.85" "$TRACER" fit mnli:gold --target 0.85 --out mnli
+has '^\*\*Refused\*\*' "mnli refused"
+check "refused at 0.85 and above" [ "$(grep -c '"best": "refused"' mnli/frontier.json)" -ge 5 ]
+check "manifest says refused" grep -q '"family": "refused"' mnli/manifest.json
+"$TRACER" traces export mnli:gold --part test >mtest.jsonl
+ok "route on a refused policy" sh -c "'$TRACER' route mnli <mtest.jsonl >mdec.jsonl"
+check "every row deferred" [ "$(grep -c '"decision":"deferred"' mdec.jsonl)" -eq "$(wc -l <mtest.jsonl)" ]
+ok "eval refused" "$TRACER" eval mnli mnli:gold --json
+has '"handled":0,"coverage":0.0,"agreement_handled":null' "refused: nothing handled"
+
+# Same seed, same artifacts; another seed, another split.
+ok "fit seed 1" "$TRACER" fit mnli:phi-3-small --seed 1 --target 0.8 --out s1a
+ok "fit seed 1 again" "$TRACER" fit mnli:phi-3-small --seed 1 --target 0.8 --out s1b
+check "byte-identical artifacts" diff -r s1a s1b
+ok "fit seed 2" "$TRACER" fit mnli:phi-3-small --seed 2 --target 0.8 --out s2
+check "another seed changes the gate audit" sh -c '! cmp -s s1a/gate_audit.json s2/gate_audit.json'
+
+# Embeddings: fit, then route inputs that carry their embedding.
+E=$FIX/emb
+ok "fit on embeddings" "$TRACER" fit "$E/traces.jsonl" --embeddings "$E/emb.npy" --backend knn --target 0.8 --out embp
+printf '{"id":"q1","input":"x","embedding":[2.1,0.1,0.0,-0.2]}\n' >q.jsonl
+ok "route with an embedding" sh -c "'$TRACER' route embp <q.jsonl"
+has '"id":"q1"' "embedding input routed"
+printf '{"id":"q1","input":"x","embedding":[2.1,0.1]}\n' >q2.jsonl
+fails 1 'stdin:1: "embedding" has the wrong dimension' "wrong embedding size" sh -c "'$TRACER' route embp <q2.jsonl"
+
+# Bad input
+fails 1 'empty.jsonl:1: no traces' "empty traces" "$TRACER" fit "$FIX/bad/empty.jsonl" --out x1
+fails 1 'one label only' "one label" "$TRACER" fit "$FIX/policy/one-label.jsonl" --out x2
+fails 1 'emb-short.npy: 80 rows|embeddings: 80 rows, but' "mismatched embeddings" \
+	"$TRACER" fit "$E/traces.jsonl" --embeddings "$E/emb-short.npy" --out x3
+check "nothing written on failure" sh -c "[ ! -e x1 ] && [ ! -e x2 ] && [ ! -e x3 ]"
+cp -r s1a newer && sed -i 's/"version": 1,/"version": 99,/' newer/manifest.json
+fails 1 'policy format version 99, this tracer reads version 1' "newer format" "$TRACER" eval newer mnli:phi-3-small
+printf '{"input":"fine"}\n{"input": 3}\nnot json\n' >bad.jsonl
+fails 1 'stdin:2: input is not a string' "malformed route input" sh -c "'$TRACER' route s1a <bad.jsonl"
+fails 1 'nope/manifest.json' "missing policy" "$TRACER" eval nope mnli:gold
+fails 2 '--gate must be' "bad gate" "$TRACER" fit mnli:gold --gate magic --out x4
+fails 2 '--target must be in' "bad target" "$TRACER" fit mnli:gold --target 1.5 --out x4
+finish

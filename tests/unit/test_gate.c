@@ -1,0 +1,200 @@
+/*
+ * Unit tests of the gate rules: Clopper-Pearson and binomial tails against known values, the threshold
+ * walk of each rule on hand-made scores, refusal, monotonicity in α, and the statistical promise: over
+ * many seeds, ltt's deployed policy falls below α at most about δ of the time, the point rule far more.
+ */
+#include <gsl/gsl_randist.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "../../src/gate/gate.h"
+#include "unit.h"
+
+static void test_bounds(void)
+{
+	CHECK(fabs(tr_cp_lower(22, 22, 0.90) - 0.9006) < 1e-4, "22/22 at 90%%: %.5f", tr_cp_lower(22, 22, 0.90));
+	CHECK(tr_cp_lower(45, 45, 0.90) >= 0.95 && tr_cp_lower(44, 44, 0.90) < 0.95, "45/45 needed for 0.95");
+	CHECK(tr_cp_lower(0, 10, 0.90) == 0, "no successes");
+	CHECK(fabs(tr_binom_tail(8, 10, 0.5) - 56.0 / 1024) < 1e-12, "P(B(10,.5) >= 8) = %.6f", tr_binom_tail(8, 10, 0.5));
+	CHECK(tr_binom_tail(0, 10, 0.9) == 1 && tr_binom_tail(11, 10, 0.9) == 0, "tail edges");
+	CHECK(fabs(tr_binom_tail(22, 22, 0.9) - pow(0.9, 22)) < 1e-12, "all agree: alpha^n");
+	CHECK(fabs(tr_ltt_start_level(1000, 0.95, 0.1 / 3) - 0.14) < 1e-12, "ltt start %.2f",
+	      tr_ltt_start_level(1000, 0.95, 0.1 / 3));
+	CHECK(tr_ltt_start_level(10, 0.99, 0.1) == 1.0, "too few rows: only accept-all is left");
+}
+
+/* n rows with scores n..1 (as i/n); the `good` highest-scoring rows agree. */
+static void ramp(size_t n, size_t good, double *score, int *agree, int *strat, const char **group, char keys[][8])
+{
+	for (size_t i = 0; i < n; i++) {
+		score[i] = (double)(n - i) / (double)n;
+		agree[i] = i < good;
+		strat[i] = (int)(i % 3);
+		snprintf(keys[i], 8, "k%zu", i);
+		group[i] = keys[i];
+	}
+}
+
+static void test_walks(void)
+{
+	enum { N = 200 };
+	static double score[N];
+	static int agree[N], strat[N];
+	static const char *group[N];
+	static char keys[N][8];
+	struct tr_err e;
+	struct tr_gate_result r;
+	/* point: 20 rows, top 15 agree: at α = 0.8 the loosest passing threshold accepts 18 (15/18) */
+	ramp(20, 15, score, agree, strat, group, keys);
+	struct tr_gate_input in = {.n = 20, .score = score, .agree = agree, .strat = strat, .group = group,
+				   .n_val = 20, .val_score = score, .alpha = 0.8, .delta = 0.1, .seed = 1};
+	CHECK(tr_gate_run(TR_GATE_POINT, &in, 0, &r, &e) == 0 && r.deployed && r.n == 18 && r.k == 15,
+	      "point: n=%zu k=%zu", r.n, r.k);
+	CHECK(r.n_steps == 21, "point examines every distinct score and accept-all: %zu", r.n_steps);
+	tr_gate_result_free(&r);
+	/* cp-holdout with fewer than 40 rows: single-set Clopper-Pearson, loosest passing */
+	in.alpha = 0.7;
+	size_t want = 0;
+	for (size_t n = 10; n <= 20; n++)
+		if (tr_cp_lower(n < 15 ? n : 15, n, 0.9) >= 0.7)
+			want = n;
+	CHECK(tr_gate_run(TR_GATE_CP_HOLDOUT, &in, 0, &r, &e) == 0 && r.deployed && r.n == want,
+	      "cp single: n=%zu, want %zu", r.n, want);
+	tr_gate_result_free(&r);
+	/* ltt: 200 rows, top 150 agree, α = 0.9, δ = 0.1 */
+	ramp(N, 150, score, agree, strat, group, keys);
+	in = (struct tr_gate_input){.n = N, .score = score, .agree = agree, .strat = strat, .group = group,
+				    .n_val = N, .val_score = score, .alpha = 0.9, .delta = 0.1, .seed = 1};
+	CHECK(tr_gate_run(TR_GATE_LTT, &in, 0, &r, &e) == 0 && r.deployed, "ltt deploys");
+	CHECK(fabs(r.steps[0].level - tr_ltt_start_level(N, 0.9, 0.1)) < 1e-12, "ltt starts at %.2f",
+	      r.steps[0].level);
+	int ordered = 1, passes = 1;
+	for (size_t i = 0; i + 1 < r.n_steps; i++) {
+		ordered &= r.steps[i + 1].n >= r.steps[i].n;
+		passes &= r.steps[i].pass;
+	}
+	CHECK(ordered && passes && !r.steps[r.n_steps - 1].pass, "ltt walks strict to loose, stops at first failure");
+	CHECK(r.n == r.steps[r.n_steps - 2].n && r.stat <= 0.1 && r.steps[r.n_steps - 1].stat > 0.1,
+	      "ltt deploys the loosest threshold reached: n=%zu p=%.3g", r.n, r.stat);
+	CHECK(r.n >= 150 && r.n <= 170 && r.agreement >= 0.9, "ltt n=%zu agreement %.3f", r.n, r.agreement);
+	tr_gate_result_free(&r);
+	/* global under each rule: all 200 rows, 150 agree = 0.75 */
+	for (int rule = 0; rule < 3; rule++) {
+		in.alpha = 0.7;
+		CHECK(tr_gate_run(rule, &in, 1, &r, &e) == 0 && r.deployed && r.n == N && isinf(r.threshold),
+		      "%s: global deploys at 0.7", tr_gate_rule_names[rule]);
+		tr_gate_result_free(&r);
+		in.alpha = 0.8;
+		CHECK(tr_gate_run(rule, &in, 1, &r, &e) == 0 && !r.deployed, "%s: global refused at 0.8",
+		      tr_gate_rule_names[rule]);
+		tr_gate_result_free(&r);
+	}
+	/* refusal when nothing clears */
+	ramp(N, 0, score, agree, strat, group, keys);
+	in.alpha = 0.5;
+	for (int rule = 0; rule < 3; rule++) {
+		CHECK(tr_gate_run(rule, &in, 0, &r, &e) == 0 && !r.deployed && r.reason[0], "%s refuses",
+		      tr_gate_rule_names[rule]);
+		tr_gate_result_free(&r);
+	}
+	in.alpha = 1.0;
+	CHECK(tr_gate_run(TR_GATE_LTT, &in, 0, &r, &e) == -1, "target 1 rejected");
+}
+
+/* Synthetic calibration: scores uniform, agreement probability 0.75 + 0.25 s. */
+static void synth(gsl_rng *g, size_t n, double *s, int *a, double *v, int *strat, const char **grp, char keys[][12])
+{
+	for (size_t i = 0; i < n; i++) {
+		s[i] = gsl_rng_uniform(g);
+		a[i] = gsl_rng_uniform(g) < 0.75 + 0.25 * s[i];
+		v[i] = gsl_rng_uniform(g);
+		strat[i] = (int)(i % 5);
+		snprintf(keys[i], 12, "g%zu", i);
+		grp[i] = keys[i];
+	}
+}
+
+/* True agreement of "accept s >= t": 0.875 + 0.125 t on [0, 1]. */
+static double true_agreement(double t)
+{
+	if (!(t > 0))
+		return 0.875;
+	return t >= 1 ? 1 : 0.875 + 0.125 * t;
+}
+
+static void test_promise(void)
+{
+	enum { N = 1000, SEEDS = 300 };
+	static double s[N], v[N];
+	static int a[N], strat[N];
+	static const char *grp[N];
+	static char keys[N][12];
+	double alpha = 0.95, delta = 0.1;
+	int viol[3] = {0}, dep[3] = {0};
+	struct tr_err e;
+	for (int seed = 0; seed < SEEDS; seed++) {
+		gsl_rng *g = tr_rng_new((uint64_t)seed + 1000);
+		synth(g, N, s, a, v, strat, grp, keys);
+		gsl_rng_free(g);
+		struct tr_gate_input in = {.n = N, .score = s, .agree = a, .strat = strat, .group = grp, .n_val = N,
+					   .val_score = v, .alpha = alpha, .delta = delta, .seed = (uint64_t)seed};
+		for (int rule = 0; rule < 3; rule++) {
+			struct tr_gate_result r;
+			if (tr_gate_run(rule, &in, 0, &r, &e) == 0 && r.deployed) {
+				dep[rule]++;
+				viol[rule] += true_agreement(r.threshold) < alpha;
+			}
+			tr_gate_result_free(&r);
+		}
+	}
+	double rate[3];
+	for (int rule = 0; rule < 3; rule++)
+		rate[rule] = (double)viol[rule] / SEEDS;
+	printf("promise at alpha %.2f over %d seeds: violation rate point %.3f, cp-holdout %.3f, ltt %.3f "
+	       "(deployed %d, %d, %d)\n", alpha, SEEDS, rate[0], rate[1], rate[2], dep[0], dep[1], dep[2]);
+	double noise = 3 * sqrt(delta * (1 - delta) / SEEDS);
+	CHECK(rate[TR_GATE_LTT] <= delta + noise, "ltt violates %.3f > delta %.2f + noise", rate[TR_GATE_LTT], delta);
+	CHECK(dep[TR_GATE_LTT] > SEEDS / 2, "ltt deploys in most runs (%d)", dep[TR_GATE_LTT]);
+	CHECK(rate[TR_GATE_POINT] > 0.25 && rate[TR_GATE_POINT] > rate[TR_GATE_LTT] + 0.15,
+	      "point violates far more often (%.3f)", rate[TR_GATE_POINT]);
+}
+
+static void test_monotone(void)
+{
+	enum { N = 600 };
+	static double s[N], v[N];
+	static int a[N], strat[N];
+	static const char *grp[N];
+	static char keys[N][12];
+	struct tr_err e;
+	int ok = 1;
+	for (int seed = 0; seed < 20; seed++) {
+		gsl_rng *g = tr_rng_new((uint64_t)seed);
+		synth(g, N, s, a, v, strat, grp, keys);
+		gsl_rng_free(g);
+		for (int rule = TR_GATE_CP_HOLDOUT; rule <= TR_GATE_LTT; rule++) {
+			double prev = 2;
+			for (double alpha = 0.80; alpha < 0.995; alpha += 0.01) {
+				struct tr_gate_input in = {.n = N, .score = s, .agree = a, .strat = strat, .group = grp,
+							   .n_val = N, .val_score = v, .alpha = alpha, .delta = 0.1, .seed = 3};
+				struct tr_gate_result r;
+				tr_gate_run(rule, &in, 0, &r, &e);
+				double cov = r.deployed ? r.coverage : 0;
+				ok &= cov <= prev + 1e-12;
+				prev = cov;
+				tr_gate_result_free(&r);
+			}
+		}
+	}
+	CHECK(ok, "raising alpha never raises coverage (ltt, cp-holdout)");
+}
+
+int main(void)
+{
+	tr_gsl_init();
+	test_bounds();
+	test_walks();
+	test_monotone();
+	test_promise();
+	return unit_done();
+}
