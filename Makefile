@@ -4,7 +4,7 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wno-format-truncation -MMD -MP
-LDLIBS  = -llinear -lsvm -lxxhash -lcsv -ljansson -lzstd -lnettle -lgsl -lopenblas -lm
+LDLIBS  = -llinear -lsvm -lxxhash -lcsv -ljansson -lzstd -lnettle -lgsl -lopenblas -lm -pthread
 BUILD   = build
 
 LIB_SRC = $(wildcard src/common/*.c src/data/*.c src/feat/*.c src/surrogate/*.c src/gate/*.c)

@@ -22,7 +22,7 @@ for set in banking77:gold clinc150:gold; do
 		while [ $i -lt "$REPS" ]; do
 			./tracer train-surrogate "$set" --backend $b --grid "$grid" >run.$$
 			awk '/^seconds/ { print $7 >> "fit.'$$'"; print $9 >> "pred.'$$'"; print $12 >> "rss.'$$'" }' run.$$
-			ntest=$(awk '/^traces/ { print $8 }' run.$$)
+			ntest=$(awk '/^traces/ { print $9 }' run.$$)
 			i=$((i + 1))
 		done
 		fit=$(median <fit.$$); pred=$(median <pred.$$); rss=$(median <rss.$$)

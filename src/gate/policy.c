@@ -82,9 +82,9 @@ static int predict_rows(const struct fit *f, const struct tr_surrogate *s, const
 	return rc;
 }
 
-/* Trains a surrogate on rows tr (selecting on rows va). */
-static int train_on(struct fit *f, const size_t *tr, size_t ntr, const size_t *va, size_t nva,
-		    struct tr_surrogate **out, struct tr_err *e)
+/* Trains a surrogate on rows tr, selecting among the grid's points on rows va. */
+static int train_on(struct fit *f, const struct tr_grid *grid, const size_t *tr, size_t ntr, const size_t *va,
+		    size_t nva, struct tr_surrogate **out, struct tr_err *e)
 {
 	struct tr_feats Xt, Xv;
 	int *yt = tr_malloc((ntr ? ntr : 1) * sizeof *yt), *yv = tr_malloc((nva ? nva : 1) * sizeof *yv);
@@ -101,7 +101,7 @@ static int train_on(struct fit *f, const size_t *tr, size_t ntr, const size_t *v
 		yt[i] = f->y[tr[i]];
 	for (size_t i = 0; i < nva; i++)
 		yv[i] = f->y[va[i]];
-	int rc = tr_surrogate_fit(f->fam, &f->grid, &Xt, yt, &Xv, yv, f->K, f->o->seed, out, &f->log, e);
+	int rc = tr_surrogate_fit(f->fam, grid, &Xt, yt, &Xv, yv, f->K, f->o->seed, out, &f->log, e);
 	tr_feats_view_free(&Xt), tr_feats_view_free(&Xv);
 	tr_free(yt), tr_free(yv);
 	return rc;
@@ -204,7 +204,8 @@ static int stage1(struct fit *f, struct tr_err *e)
 	}
 	for (size_t j = 0; j < f->n; j++)
 		all[j] = j;
-	if (train_on(f, f->tr, f->ntr, f->va, f->nva, &f->s1, e) || predict_rows(f, f->s1, all, f->n, f->p1, e))
+	if (train_on(f, &f->grid, f->tr, f->ntr, f->va, f->nva, &f->s1, e) ||
+	    predict_rows(f, f->s1, all, f->n, f->p1, e))
 		goto out;
 	argmax_agree(f, f->p1, all, f->n, f->a1);
 	for (size_t i = 0; i < f->nva; i++) {
@@ -281,7 +282,11 @@ static int build_stage2(struct fit *f, double t1, struct stage2 **out, struct tr
 		tr_fail(e, "out of memory");
 		goto out;
 	}
-	if (train_on(f, rtr, s->rtr, rva, s->rva, &s->s, e) || predict_rows(f, s->s, rva, s->rva, pva, e) ||
+	/* stage 2 keeps stage 1's hyperparameters: the rejected rows are too few to select on twice */
+	struct tr_grid one = {.n_hp = f->grid.n_hp};
+	for (int k = 0; k < one.n_hp; k++)
+		one.n_vals[k] = 1, one.vals[k][0] = f->s1->hp[k];
+	if (train_on(f, &one, rtr, s->rtr, rva, s->rva, &s->s, e) || predict_rows(f, s->s, rva, s->rva, pva, e) ||
 	    predict_rows(f, s->s, rca, s->rca, pca, e))
 		goto out;
 	argmax_agree(f, pva, rva, s->rva, ava);

@@ -221,6 +221,7 @@ const struct tr_family tr_family_knn = {
 	.caps = TR_CAP_PROBA | TR_CAP_SPARSE | TR_CAP_DENSE,
 	.about = "cosine k-nearest neighbours, similarity-weighted votes",
 	.hparams = knn_hparams,
+	.thread_safe = 1,
 	.train = knn_train,
 	.predict = knn_predict,
 	.save = knn_save,

@@ -189,6 +189,7 @@ const struct tr_family tr_family_liblinear = {
 	.caps = TR_CAP_PROBA | TR_CAP_SPARSE | TR_CAP_DENSE,
 	.about = "L2-regularised logistic regression (liblinear), one-vs-rest",
 	.hparams = ll_hparams,
+	.thread_safe = 1,
 	.train = ll_train,
 	.predict = ll_predict,
 	.save = ll_save,

@@ -377,6 +377,7 @@ const struct tr_family tr_family_libsvm = {
 	.caps = TR_CAP_PROBA | TR_CAP_SPARSE | TR_CAP_DENSE,
 	.about = "C-SVC with probability estimates (libsvm): linear kernel on sparse rows, RBF on dense",
 	.hparams = sv_hparams,
+	.thread_safe = 0, /* its probability fit draws from libc rand() */
 	.train = sv_train,
 	.predict = sv_predict,
 	.save = sv_save,

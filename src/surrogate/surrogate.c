@@ -5,6 +5,8 @@
 #include "surrogate.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,16 +134,7 @@ int tr_surrogate_predict(const struct tr_surrogate *s, const struct tr_feats *X,
 	return s->fam->predict(s->model, X, proba, e);
 }
 
-/* Number of grid points and the hp vector of point `idx` (mixed radix over the hparams). */
-static size_t grid_points(const struct tr_grid *g, int dense)
-{
-	size_t n = 1;
-	for (int k = 0; k < g->n_hp; k++)
-		n *= (size_t)g->n_vals[k];
-	(void)dense;
-	return n;
-}
-
+/* The hp vector of grid point `idx` (mixed radix over the hparams, last hparam fastest). */
 static void grid_point(const struct tr_grid *g, size_t idx, double *hp)
 {
 	for (int k = g->n_hp - 1; k >= 0; k--) {
@@ -163,6 +156,70 @@ static int redundant_point(const struct tr_family *fam, const struct tr_grid *g,
 	return 0;
 }
 
+/* One grid point to train and score. */
+struct point {
+	const struct tr_family *fam;
+	const struct tr_feats *X, *Xv;
+	const int *y, *yv;
+	int K;
+	uint64_t seed;
+	struct tr_surrogate *s;
+	int rc;
+	struct tr_err err;
+};
+
+static void train_point(struct point *pt)
+{
+	struct tr_surrogate *s = pt->s;
+	if (pt->fam->train(pt->X, pt->y, pt->K, s->hp, pt->seed, &s->model, &pt->err)) {
+		pt->rc = -1;
+		return;
+	}
+	if (pt->Xv->n == 0)
+		return;
+	double *proba = tr_malloc(pt->Xv->n * (size_t)pt->K * sizeof *proba);
+	int *pred = tr_malloc(pt->Xv->n * sizeof *pred);
+	if (!proba || !pred)
+		pt->rc = tr_fail(&pt->err, "out of memory");
+	else if (pt->fam->predict(s->model, pt->Xv, proba, &pt->err))
+		pt->rc = -1;
+	else {
+		tr_argmax_rows(proba, pt->Xv->n, pt->K, pred);
+		s->val_f1 = tr_macro_f1(pt->yv, pred, pt->Xv->n, pt->K);
+	}
+	tr_free(proba), tr_free(pred);
+}
+
+struct pool {
+	struct point *pts;
+	size_t n, next;
+	pthread_mutex_t mu;
+};
+
+static void *worker(void *arg)
+{
+	struct pool *pl = arg;
+	for (;;) {
+		pthread_mutex_lock(&pl->mu);
+		size_t i = pl->next++;
+		pthread_mutex_unlock(&pl->mu);
+		if (i >= pl->n)
+			return NULL;
+		train_point(&pl->pts[i]);
+	}
+}
+
+static int n_threads(const struct tr_family *fam, size_t points)
+{
+	if (!fam->thread_safe || points < 2)
+		return 1;
+	const char *env = getenv("TRACER_THREADS");
+	long n = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return (int)((size_t)n < points ? (size_t)n : points);
+}
+
 int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, const struct tr_feats *X,
 		     const int *y, const struct tr_feats *Xv, const int *yv, int K, uint64_t seed,
 		     struct tr_surrogate **out, struct tr_buf *log, struct tr_err *e)
@@ -173,32 +230,32 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 		return tr_fail(e, "%s: does not take %s features", fam->name, dense ? "dense" : "sparse");
 	if (X->n == 0)
 		return tr_fail(e, "%s: no training rows", fam->name);
-	struct tr_surrogate *best = NULL;
 	int single = 1;
 	for (size_t i = 1; i < X->n && single; i++)
 		single = y[i] == y[0];
 	if (single) {
-		if (!(best = tr_calloc(1, sizeof *best)))
+		struct tr_surrogate *s = tr_calloc(1, sizeof *s);
+		if (!s)
 			return tr_fail(e, "out of memory");
-		*best = (struct tr_surrogate){.fam = fam, .K = K, .val_f1 = NAN, .const_label = y[0]};
-		grid_point(grid, 0, best->hp);
+		*s = (struct tr_surrogate){.fam = fam, .K = K, .val_f1 = NAN, .const_label = y[0]};
+		grid_point(grid, 0, s->hp);
 		if (log)
 			tr_buf_printf(log, "%s: one label in the training rows; constant model\n", fam->name);
-		*out = best;
+		*out = s;
 		return 0;
 	}
-	double *proba = Xv->n ? tr_malloc(Xv->n * (size_t)K * sizeof *proba) : NULL;
-	int *pred = Xv->n ? tr_malloc(Xv->n * sizeof *pred) : NULL;
-	if (Xv->n && (!proba || !pred)) {
-		tr_free(proba), tr_free(pred);
-		return tr_fail(e, "out of memory");
-	}
-	size_t npts = grid_points(grid, dense);
+	size_t total = 1;
+	for (int k = 0; k < grid->n_hp; k++)
+		total *= (size_t)grid->n_vals[k];
 	if (Xv->n == 0)
-		npts = 1; /* nothing to select on: the first grid point */
+		total = 1; /* nothing to select on: the first grid point */
+	struct point *pts = tr_calloc(total, sizeof *pts);
+	size_t np = 0;
 	int rc = 0;
-	for (size_t pt = 0; pt < npts && !rc; pt++) {
-		if (redundant_point(fam, grid, pt, dense))
+	if (!pts)
+		return tr_fail(e, "out of memory");
+	for (size_t idx = 0; idx < total && !rc; idx++) {
+		if (redundant_point(fam, grid, idx, dense))
 			continue;
 		struct tr_surrogate *s = tr_calloc(1, sizeof *s);
 		if (!s) {
@@ -206,36 +263,50 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 			break;
 		}
 		*s = (struct tr_surrogate){.fam = fam, .K = K, .val_f1 = NAN, .const_label = -1};
-		grid_point(grid, pt, s->hp);
-		if (fam->train(X, y, K, s->hp, seed, &s->model, e)) {
-			tr_free(s);
-			rc = -1;
-			break;
-		}
-		if (Xv->n) {
-			if (fam->predict(s->model, Xv, proba, e)) {
-				tr_surrogate_free(s);
-				rc = -1;
+		grid_point(grid, idx, s->hp);
+		pts[np++] = (struct point){fam, X, Xv, y, yv, K, seed, s, 0, {{0}}};
+	}
+	int nt = rc ? 1 : n_threads(fam, np);
+	if (!rc && nt > 1) {
+		struct pool pl = {.pts = pts, .n = np};
+		pthread_t th[64];
+		int started = 0;
+		pthread_mutex_init(&pl.mu, NULL);
+		for (; started < nt && started < 64; started++)
+			if (pthread_create(&th[started], NULL, worker, &pl) != 0)
 				break;
-			}
-			tr_argmax_rows(proba, Xv->n, K, pred);
-			s->val_f1 = tr_macro_f1(yv, pred, Xv->n, K);
+		if (started == 0)
+			worker(&pl);
+		for (int t = 0; t < started; t++)
+			pthread_join(th[t], NULL);
+		pthread_mutex_destroy(&pl.mu);
+	} else if (!rc) {
+		for (size_t i = 0; i < np; i++)
+			train_point(&pts[i]);
+	}
+	struct tr_surrogate *best = NULL;
+	for (size_t i = 0; i < np; i++) {
+		struct point *pt = &pts[i];
+		if (!rc && pt->rc) {
+			rc = -1;
+			if (e)
+				*e = pt->err;
 		}
-		if (log) {
+		if (!rc && log) {
 			tr_buf_printf(log, "%s:", fam->name);
 			for (int k = 0; k < grid->n_hp; k++)
-				tr_buf_printf(log, " %s=%g", fam->hparams[k].name, s->hp[k]);
-			tr_buf_printf(log, " validation macro-F1 %.4f\n", s->val_f1);
+				if (dense || !fam->hparams[k].dense_only)
+					tr_buf_printf(log, " %s=%g", fam->hparams[k].name, pt->s->hp[k]);
+			tr_buf_printf(log, " validation macro-F1 %.4f\n", pt->s->val_f1);
 		}
-		if (!best || s->val_f1 > best->val_f1) {
+		if (!rc && (!best || pt->s->val_f1 > best->val_f1)) {
 			tr_surrogate_free(best);
-			best = s;
+			best = pt->s;
 		} else {
-			tr_surrogate_free(s);
+			tr_surrogate_free(pt->s);
 		}
 	}
-	tr_free(proba);
-	tr_free(pred);
+	tr_free(pts);
 	if (rc) {
 		tr_surrogate_free(best);
 		return -1;

@@ -32,6 +32,7 @@ struct tr_family {
 	unsigned caps;
 	const char *about;
 	const struct tr_hparam *hparams; /* ended by a NULL name */
+	int thread_safe; /* 1 if grid points may train in parallel threads (no shared global state) */
 	/* Trains on rows X with labels y (0..K-1); hp holds one value per hparam. */
 	int (*train)(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
 		     void **model, struct tr_err *e);
@@ -69,7 +70,9 @@ struct tr_surrogate {
 
 /*
  * Trains every grid point on (X, y), picks by validation macro-F1 on (Xv, yv) when Xv has rows, and
- * returns the chosen model. `log` (may be NULL) receives one line per grid point.
+ * returns the chosen model. `log` (may be NULL) receives one line per grid point. Grid points train in
+ * parallel threads for thread-safe families (TRACER_THREADS, default: the online cores); the result
+ * does not depend on the number of threads.
  */
 int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, const struct tr_feats *X,
 		     const int *y, const struct tr_feats *Xv, const int *yv, int K, uint64_t seed,
