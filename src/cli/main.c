@@ -18,6 +18,8 @@ const struct tr_verb tr_verbs[] = {
 	{"fit", "fit a parity-gated routing policy and write its directory", cmd_fit_usage, cmd_fit},
 	{"route", "route inputs (JSONL on stdin) with a fitted policy", cmd_route_usage, cmd_route},
 	{"eval", "evaluate a fitted policy on held-out traffic", cmd_eval_usage, cmd_eval},
+	{"sweep", "compute an experiment spec's cells into results/", cmd_sweep_usage, cmd_sweep},
+	{"collect", "summarise finished cells into tables and PAPER.md", cmd_collect_usage, cmd_collect},
 	{NULL, NULL, NULL, NULL},
 };
 

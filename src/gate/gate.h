@@ -160,6 +160,16 @@ int tr_policy_write(const struct tr_policy *p, const char *dir, struct tr_err *e
 int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e);
 void tr_policy_free(struct tr_policy *p);
 
+/*
+ * One experiment cell: fits on the traces part of ts (tf-idf features), then, for every rule × target,
+ * takes the gate's decision on the calibration rows and applies it to the `test` rows. Returns a JSON
+ * object (json_t *, owned by the caller) with the splits, the hyperparameters and one result per
+ * rule × target; *fit_seconds gets the time spent fitting (kept out of the JSON, which must not
+ * depend on timing). The OOD guard is not used here: cells measure the gate alone.
+ */
+int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, const struct tr_fit_options *o,
+		   const enum tr_gate_rule *rules, int n_rules, void **out, double *fit_seconds, struct tr_err *e);
+
 /* What the policy does with one input. */
 struct tr_decision {
 	int label;   /* policy label index when handled, else -1 */

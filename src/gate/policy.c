@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const char *const tr_pol_names[4] = {"refused", "global", "l2d", "rsb"};
 
@@ -44,8 +45,12 @@ struct stage2 {
 	struct tr_acceptor acc;
 	double *cal_score, *val_score; /* combined policy scores (+INFINITY: stage 1 handles it) */
 	int *cal_agree;
+	double *test_score; /* experiment cells: stage 2's score and answer on every test row */
+	int *test_pred;
 	size_t rtr, rva, rca; /* rejected rows */
 };
+
+#define TR_STAGE2_CACHE 64
 
 /* Gate outcome of one family at one target. */
 struct entry {
@@ -230,6 +235,7 @@ static void stage2_free(struct stage2 *s)
 	tr_surrogate_free(s->s);
 	tr_acceptor_free(&s->acc);
 	tr_free(s->cal_score), tr_free(s->val_score), tr_free(s->cal_agree);
+	tr_free(s->test_score), tr_free(s->test_pred);
 	tr_free(s);
 }
 
@@ -327,7 +333,7 @@ struct calib {
 	const char **group;
 };
 
-static int run_family(const struct fit *f, const struct calib *c, int fam, double alpha,
+static int run_family(const struct fit *f, const struct calib *c, enum tr_gate_rule rule, int fam, double alpha,
 		      const double *score, const int *agree, const double *val_score, struct entry *en,
 		      struct tr_err *e)
 {
@@ -341,7 +347,7 @@ static int run_family(const struct fit *f, const struct calib *c, int fam, doubl
 				   .alpha = alpha,
 				   .delta = f->o->delta / TR_N_FAMILIES,
 				   .seed = f->o->seed + 1};
-	if (tr_gate_run(f->o->rule, &in, fam == TR_POL_GLOBAL, &en->r, e))
+	if (tr_gate_run(rule, &in, fam == TR_POL_GLOBAL, &en->r, e))
 		return -1;
 	en->tried = 1;
 	en->deployable = en->r.deployed && en->r.coverage >= TR_MIN_COVERAGE;
@@ -352,6 +358,71 @@ static int run_family(const struct fit *f, const struct calib *c, int fam, doubl
 			 en->r.coverage);
 	else
 		snprintf(en->status, sizeof en->status, "not deployable");
+	return 0;
+}
+
+
+/* The calibration rows' stage-1 view, shared by every rule and target. */
+static int calib_build(const struct fit *f, struct calib *c, struct tr_err *e)
+{
+	c->score = tr_malloc(f->nca * sizeof *c->score);
+	c->val_score = tr_malloc((f->nva ? f->nva : 1) * sizeof *c->val_score);
+	c->agree = tr_malloc(f->nca * sizeof *c->agree);
+	c->strat = tr_malloc(f->nca * sizeof *c->strat);
+	c->group = tr_malloc(f->nca * sizeof *c->group);
+	if (!c->score || !c->val_score || !c->agree || !c->strat || !c->group)
+		return tr_fail(e, "out of memory");
+	for (size_t i = 0; i < f->nca; i++) {
+		c->score[i] = f->sc1[f->ca[i]];
+		c->agree[i] = f->a1[f->ca[i]];
+		c->strat[i] = f->y[f->ca[i]];
+		c->group[i] = tr_trace_group(row(f, f->ca[i]));
+	}
+	for (size_t i = 0; i < f->nva; i++)
+		c->val_score[i] = f->sc1[f->va[i]];
+	return 0;
+}
+
+static void calib_free(struct calib *c)
+{
+	tr_free(c->score), tr_free(c->val_score), tr_free(c->agree), tr_free(c->strat), tr_free(c->group);
+	memset(c, 0, sizeof *c);
+}
+
+static struct stage2 no_stage2 = {.why = "not tried: l2d does not deploy a rejecting threshold here"};
+
+/*
+ * Every family at every target under `rule`. rsb's stage 2 is trained once per stage-1 threshold and
+ * kept in `cache` (shared across rules; the caller frees it).
+ */
+static int run_targets(struct fit *f, const struct calib *c, enum tr_gate_rule rule, const double *targets,
+		       int n_targets, struct entry en[][4], struct stage2 **cache, int *n_cache, struct tr_err *e)
+{
+	for (int t = 0; t < n_targets; t++) {
+		double a = targets[t];
+		if (run_family(f, c, rule, TR_POL_GLOBAL, a, c->score, c->agree, c->val_score, &en[t][TR_POL_GLOBAL], e) ||
+		    run_family(f, c, rule, TR_POL_L2D, a, c->score, c->agree, c->val_score, &en[t][TR_POL_L2D], e))
+			return -1;
+		struct entry *l2d = &en[t][TR_POL_L2D], *rsb = &en[t][TR_POL_RSB];
+		if (!l2d->deployable || !isfinite(l2d->r.threshold)) {
+			rsb->s2 = &no_stage2;
+			continue;
+		}
+		struct stage2 *s2 = NULL;
+		for (int k = 0; k < *n_cache; k++)
+			if (cache[k]->t1 == l2d->r.threshold)
+				s2 = cache[k];
+		if (!s2) {
+			if (*n_cache == TR_STAGE2_CACHE)
+				return tr_fail(e, "too many distinct stage-1 thresholds");
+			if (build_stage2(f, l2d->r.threshold, &s2, e))
+				return -1;
+			cache[(*n_cache)++] = s2;
+		}
+		rsb->s2 = s2;
+		if (s2->tried && run_family(f, c, rule, TR_POL_RSB, a, s2->cal_score, s2->cal_agree, s2->val_score, rsb, e))
+			return -1;
+	}
 	return 0;
 }
 
@@ -498,7 +569,7 @@ int tr_policy_fit(const struct tr_traceset *ts, const char *spec, const struct t
 	*out = NULL;
 	struct fit f = {.ts = ts, .o = o, .K = ts->labels.n};
 	struct entry en[16][4];
-	struct stage2 *cache[16] = {0};
+	struct stage2 *cache[TR_STAGE2_CACHE] = {0};
 	int n_cache = 0, rc = -1;
 	struct calib c = {0};
 	struct tr_policy *p = NULL;
@@ -524,47 +595,9 @@ int tr_policy_fit(const struct tr_traceset *ts, const char *spec, const struct t
 		tr_fail(e, "%s: no calibration rows after the split (%zu traces)", spec, f.n);
 		goto out;
 	}
-	c.score = tr_malloc(f.nca * sizeof *c.score);
-	c.val_score = tr_malloc((f.nva ? f.nva : 1) * sizeof *c.val_score);
-	c.agree = tr_malloc(f.nca * sizeof *c.agree);
-	c.strat = tr_malloc(f.nca * sizeof *c.strat);
-	c.group = tr_malloc(f.nca * sizeof *c.group);
-	if (!c.score || !c.val_score || !c.agree || !c.strat || !c.group) {
-		tr_fail(e, "out of memory");
+	if (calib_build(&f, &c, e) ||
+	    run_targets(&f, &c, o->rule, o->targets, o->n_targets, en, cache, &n_cache, e))
 		goto out;
-	}
-	for (size_t i = 0; i < f.nca; i++) {
-		c.score[i] = f.sc1[f.ca[i]];
-		c.agree[i] = f.a1[f.ca[i]];
-		c.strat[i] = f.y[f.ca[i]];
-		c.group[i] = tr_trace_group(row(&f, f.ca[i]));
-	}
-	for (size_t i = 0; i < f.nva; i++)
-		c.val_score[i] = f.sc1[f.va[i]];
-	for (int t = 0; t < o->n_targets; t++) {
-		double a = o->targets[t];
-		if (run_family(&f, &c, TR_POL_GLOBAL, a, c.score, c.agree, c.val_score, &en[t][TR_POL_GLOBAL], e) ||
-		    run_family(&f, &c, TR_POL_L2D, a, c.score, c.agree, c.val_score, &en[t][TR_POL_L2D], e))
-			goto out;
-		struct entry *l2d = &en[t][TR_POL_L2D], *rsb = &en[t][TR_POL_RSB];
-		if (!l2d->deployable || !isfinite(l2d->r.threshold)) {
-			static struct stage2 none = {.why = "not tried: l2d does not deploy a rejecting threshold here"};
-			rsb->s2 = &none;
-			continue;
-		}
-		struct stage2 *s2 = NULL;
-		for (int k = 0; k < n_cache; k++)
-			if (cache[k]->t1 == l2d->r.threshold)
-				s2 = cache[k];
-		if (!s2) {
-			if (build_stage2(&f, l2d->r.threshold, &s2, e))
-				goto out;
-			cache[n_cache++] = s2;
-		}
-		rsb->s2 = s2;
-		if (s2->tried && run_family(&f, &c, TR_POL_RSB, a, s2->cal_score, s2->cal_agree, s2->val_score, rsb, e))
-			goto out;
-	}
 	/* frontier, audit, manifest */
 	json_t *frontier = json_array();
 	for (int t = 0; t < o->n_targets; t++) {
@@ -689,7 +722,7 @@ out:
 			tr_gate_result_free(&en[t][fam].r);
 	for (int k = 0; k < n_cache; k++)
 		stage2_free(cache[k]);
-	tr_free(c.score), tr_free(c.val_score), tr_free(c.agree), tr_free(c.strat), tr_free(c.group);
+	calib_free(&c);
 	free_fit(&f);
 	if (rc) {
 		tr_policy_free(p);
@@ -697,4 +730,156 @@ out:
 	}
 	*out = p;
 	return 0;
+}
+
+/* ---- experiment cells ---- */
+
+/* Scores and answers of surrogate s with acceptor a on the test rows X. */
+static int score_rows(const struct tr_surrogate *s, const struct tr_acceptor *a, const struct tr_feats *X, int K,
+		      double *score, int *pred, struct tr_err *e)
+{
+	double *p = tr_malloc((X->n ? X->n : 1) * (size_t)K * sizeof *p);
+	if (!p)
+		return tr_fail(e, "out of memory");
+	int rc = tr_surrogate_predict(s, X, p, e) || tr_acceptor_score(a, p, X->n, K, score, e);
+	if (!rc)
+		tr_argmax_rows(p, X->n, K, pred);
+	tr_free(p);
+	return rc;
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static json_t *jnum(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, const struct tr_fit_options *o,
+		   const enum tr_gate_rule *rules, int n_rules, void **out, double *fit_seconds, struct tr_err *e)
+{
+	*out = NULL;
+	struct fit f = {.ts = ts, .o = o, .K = ts->labels.n};
+	struct entry en[16][4];
+	struct stage2 *cache[TR_STAGE2_CACHE] = {0};
+	int n_cache = 0, rc = -1;
+	struct calib c = {0};
+	struct tr_feats X = {0};
+	size_t m = test->n, K = (size_t)ts->labels.n;
+	double *sc1 = tr_malloc((m ? m : 1) * sizeof *sc1);
+	int *pred1 = tr_malloc((m ? m : 1) * sizeof *pred1);
+	size_t *idx = tr_malloc((m ? m : 1) * sizeof *idx);
+	json_t *results = json_array(), *cell = NULL;
+	memset(en, 0, sizeof en);
+	double t0 = now_seconds();
+	if (!sc1 || !pred1 || !idx || !results) {
+		tr_fail(e, "out of memory");
+		goto out;
+	}
+	if (o->dense || o->n_targets > 16) {
+		tr_fail(e, "cells take tf-idf features and at most 16 targets");
+		goto out;
+	}
+	if (!(f.fam = tr_family_find(o->backend))) {
+		tr_fail(e, "unknown backend \"%s\"", o->backend);
+		goto out;
+	}
+	if (tr_grid_parse(f.fam, o->grid, &f.grid, e) || split_rows(&f, e) || featurize(&f, e) || stage1(&f, e))
+		goto out;
+	if (f.nca == 0) {
+		tr_fail(e, "no calibration rows after the split (%zu traces)", f.n);
+		goto out;
+	}
+	for (size_t i = 0; i < m; i++)
+		idx[i] = i;
+	if (calib_build(&f, &c, e) || tr_feat_transform_text(f.fz, test->v, idx, m, &X, e) ||
+	    score_rows(f.s1, &f.acc1, &X, f.K, sc1, pred1, e))
+		goto out;
+	for (int r = 0; r < n_rules; r++) {
+		if (run_targets(&f, &c, rules[r], o->targets, o->n_targets, en, cache, &n_cache, e))
+			goto out;
+		for (int t = 0; t < o->n_targets; t++) {
+			int best = best_family(en[t]);
+			const struct entry *x = best < 0 ? NULL : &en[t][best];
+			struct stage2 *s2 = best == TR_POL_RSB ? x->s2 : NULL;
+			if (s2 && !s2->test_score) {
+				s2->test_score = tr_malloc((m ? m : 1) * sizeof *s2->test_score);
+				s2->test_pred = tr_malloc((m ? m : 1) * sizeof *s2->test_pred);
+				if (!s2->test_score || !s2->test_pred) {
+					tr_fail(e, "out of memory");
+					goto out;
+				}
+				if (score_rows(s2->s, &s2->acc, &X, f.K, s2->test_score, s2->test_pred, e))
+					goto out;
+			}
+			double t1 = best == TR_POL_GLOBAL ? -INFINITY : best == TR_POL_L2D ? x->r.threshold
+							      : s2 ? s2->t1 : NAN;
+			size_t handled = 0, agree = 0, gold_n = 0, gold_ok = 0;
+			for (size_t i = 0; i < m; i++) {
+				const struct tr_trace *tt = &test->v[i];
+				int label = -1;
+				if (best >= 0 && sc1[i] >= t1)
+					label = pred1[i];
+				else if (s2 && s2->test_score[i] >= x->r.threshold)
+					label = s2->test_pred[i];
+				handled += label >= 0;
+				agree += label >= 0 && label == tt->teacher;
+				if (tt->gold >= 0) {
+					gold_n++;
+					gold_ok += (label >= 0 ? label : tt->teacher) == tt->gold;
+				}
+			}
+			double agr = handled ? (double)agree / (double)handled : NAN;
+			json_t *res = json_pack("{s:s, s:f, s:s}", "rule", tr_gate_rule_names[rules[r]], "target",
+						o->targets[t], "family", best < 0 ? "refused" : tr_pol_names[best]);
+			json_object_set_new(res, "stage1_threshold", best < 0 ? json_null() : jthreshold(t1));
+			json_object_set_new(res, "stage2_threshold", s2 ? jthreshold(x->r.threshold) : json_null());
+			json_object_set_new(res, "cal_coverage", json_real(x ? x->r.coverage : 0));
+			json_object_set_new(res, "cal_agreement", x ? jnum(x->r.agreement) : json_null());
+			json_object_set_new(res, "stat", x ? jnum(x->r.stat) : json_null());
+			json_object_set_new(res, "test_handled", json_integer((json_int_t)handled));
+			json_object_set_new(res, "test_coverage", json_real(m ? (double)handled / (double)m : 0));
+			json_object_set_new(res, "test_agreement", jnum(agr));
+			json_object_set_new(res, "e2e_agreement", json_real(m ? (double)(agree + m - handled) / (double)m : 0));
+			json_object_set_new(res, "gold_accuracy", gold_n ? json_real((double)gold_ok / (double)gold_n) : json_null());
+			json_object_set_new(res, "violation", json_boolean(handled > 0 && agr < o->targets[t]));
+			json_array_append_new(results, res);
+		}
+		for (int t = 0; t < 16; t++)
+			for (int fam = 0; fam < 4; fam++)
+				tr_gate_result_free(&en[t][fam].r);
+		memset(en, 0, sizeof en);
+	}
+	json_t *hp = json_object();
+	for (int k = 0; k < f.grid.n_hp; k++)
+		json_object_set_new(hp, f.fam->hparams[k].name, json_real(f.s1->hp[k]));
+	cell = json_pack("{s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:o, s:o, s:o}", "splits", "used", (json_int_t)f.n,
+			 "train", (json_int_t)f.ntr, "validation", (json_int_t)f.nva, "calibration", (json_int_t)f.nca,
+			 "n_test", (json_int_t)m, "labels", (json_int_t)K, "hyperparameters", hp,
+			 "validation_macro_f1", jnum(f.s1->val_f1), "results", results);
+	results = NULL;
+	if (!cell) {
+		tr_fail(e, "out of memory");
+		goto out;
+	}
+	*fit_seconds = now_seconds() - t0;
+	*out = cell;
+	rc = 0;
+out:
+	for (int t = 0; t < 16; t++)
+		for (int fam = 0; fam < 4; fam++)
+			tr_gate_result_free(&en[t][fam].r);
+	for (int k = 0; k < n_cache; k++)
+		stage2_free(cache[k]);
+	calib_free(&c);
+	free_fit(&f);
+	tr_feats_free(&X);
+	tr_free(sc1), tr_free(pred1), tr_free(idx);
+	json_decref(results);
+	return rc;
 }

@@ -1,0 +1,189 @@
+/*
+ * cmd_sweep.c - `tracer sweep SPEC`: compute an experiment spec's cells (skipping finished ones), in
+ * parallel processes; or list the cells, or run exactly one (the entry point of a cluster task).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../exp/exp.h"
+#include "cli.h"
+
+const char cmd_sweep_usage[] =
+	"usage: tracer sweep SPEC [--results DIR] [--jobs N]   compute every unfinished cell\n"
+	"       tracer sweep SPEC --list                       the cells, one per line: index, hash, what\n"
+	"       tracer sweep SPEC --cell INDEX|HASH [--results DIR]   compute exactly one cell\n"
+	"  Cells are written to DIR/cells/NAME/HASH.json (DIR defaults to results/ in the project root);\n"
+	"  finished cells are skipped, so an interrupted sweep resumes. With --jobs N, N cells run at once\n"
+	"  (each single-threaded); the results do not depend on N or on the order.\n";
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void describe(const struct tr_cell *c, char *buf, size_t size)
+{
+	char n[24];
+	if (c->traces < 0)
+		snprintf(n, sizeof n, "all");
+	else
+		snprintf(n, sizeof n, "%ld", c->traces);
+	snprintf(buf, size, "%s %s %s traces=%s seed=%llu", c->set, tr_protocol_names[c->protocol], c->backend, n,
+		 (unsigned long long)c->seed);
+}
+
+static void progress(size_t done, size_t total, double t0, const char *what)
+{
+	double el = now() - t0, eta = done ? el / (double)done * (double)(total - done) : 0;
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "\r[%zu/%zu] %.0fs elapsed, ETA %.0fs   ", done, total, el, eta);
+	else
+		fprintf(stderr, "sweep: [%zu/%zu] %s (%.0fs elapsed, ETA %.0fs)\n", done, total, what, el, eta);
+}
+
+static int run_one(const struct tr_spec *s, const struct tr_cell *c, const char *results)
+{
+	struct tr_err e;
+	int skipped;
+	if (tr_cell_run(s, c, results, &skipped, &e)) {
+		fprintf(stderr, "tracer: cell %s: %s\n", c->hash, e.msg);
+		return TR_EXIT_DATA;
+	}
+	return TR_EXIT_OK;
+}
+
+static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t n, const char *results, int jobs)
+{
+	size_t todo = 0, done = 0, failed = 0;
+	size_t *pending = tr_malloc((n ? n : 1) * sizeof *pending);
+	if (!pending)
+		return TR_EXIT_DATA;
+	for (size_t i = 0; i < n; i++) {
+		char path[4096];
+		tr_cell_path(results, s, &cells[i], path, sizeof path);
+		if (!tr_file_exists(path))
+			pending[todo++] = i;
+	}
+	fprintf(stderr, "sweep %s: %zu cells, %zu finished, %zu to compute with %d job%s\n", s->name, n, n - todo,
+		todo, jobs, jobs > 1 ? "s" : "");
+	if (jobs > 1)
+		setenv("TRACER_THREADS", "1", 1); /* parallel cells, not parallel grid points */
+	double t0 = now();
+	size_t next = 0, running = 0;
+	pid_t pids[64] = {0};
+	size_t which[64];
+	fflush(NULL);
+	while (next < todo || running) {
+		while (running < (size_t)jobs && next < todo) {
+			pid_t pid = fork();
+			if (pid < 0) {
+				fprintf(stderr, "tracer: fork: %s\n", strerror(errno));
+				break;
+			}
+			if (pid == 0)
+				_exit(run_one(s, &cells[pending[next]], results));
+			for (int k = 0; k < 64; k++)
+				if (!pids[k]) {
+					pids[k] = pid, which[k] = pending[next];
+					break;
+				}
+			running++, next++;
+		}
+		if (!running)
+			break;
+		int status;
+		pid_t pid = wait(&status);
+		if (pid < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int k = 0; k < 64; k++)
+			if (pids[k] == pid) {
+				pids[k] = 0;
+				running--, done++;
+				char what[256];
+				describe(&cells[which[k]], what, sizeof what);
+				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+					failed++;
+					fprintf(stderr, "sweep: cell %zu (%s) failed\n", which[k], what);
+				}
+				progress(done, todo, t0, what);
+			}
+	}
+	if (isatty(STDERR_FILENO))
+		fputc('\n', stderr);
+	tr_free(pending);
+	if (failed || done < todo) {
+		fprintf(stderr, "tracer: %zu of %zu cells failed or did not run\n", failed + (todo - done), todo);
+		return TR_EXIT_DATA;
+	}
+	return TR_EXIT_OK;
+}
+
+int cmd_sweep(int argc, char **argv)
+{
+	const char *spec = NULL, *cell = NULL;
+	char results[4096];
+	tr_root_path("results", results, sizeof results);
+	int list = 0;
+	unsigned long long jobs = 1;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--list") == 0)
+			list = 1;
+		else if (strcmp(argv[i], "--cell") == 0 && i + 1 < argc)
+			cell = argv[++i];
+		else if (strcmp(argv[i], "--results") == 0 && i + 1 < argc)
+			snprintf(results, sizeof results, "%s", argv[++i]);
+		else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) {
+			if (tr_cli_count(argv[++i], &jobs) || jobs < 1 || jobs > 64)
+				return tr_cli_usage_error("sweep", "--jobs must be 1..64");
+		} else if (argv[i][0] != '-' && !spec)
+			spec = argv[i];
+		else
+			return tr_cli_usage_error("sweep", "unexpected argument \"%s\"", argv[i]);
+	}
+	if (!spec)
+		return tr_cli_usage_error("sweep", "expected a spec file");
+	struct tr_spec s;
+	struct tr_err e;
+	struct tr_cell *cells;
+	size_t n;
+	if (tr_spec_load(spec, &s, &e))
+		return tr_cli_data_error(&e);
+	if (tr_spec_cells(&s, &cells, &n, &e)) {
+		tr_spec_free(&s);
+		return tr_cli_data_error(&e);
+	}
+	int rc = TR_EXIT_OK;
+	if (list) {
+		for (size_t i = 0; i < n; i++) {
+			char what[256];
+			describe(&cells[i], what, sizeof what);
+			printf("%zu\t%s\t%s\n", i, cells[i].hash, what);
+		}
+	} else if (cell) {
+		char *end;
+		unsigned long long k = strtoull(cell, &end, 10);
+		size_t found = n;
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(cells[i].hash, cell) == 0 || (!*end && k == i))
+				found = i;
+		if (found == n)
+			rc = tr_cli_usage_error("sweep", "no cell \"%s\" (0..%zu or a hash from --list)", cell, n ? n - 1 : 0);
+		else
+			rc = run_one(&s, &cells[found], results);
+	} else {
+		rc = run_all(&s, cells, n, results, (int)jobs);
+	}
+	tr_free(cells);
+	tr_spec_free(&s);
+	return rc;
+}

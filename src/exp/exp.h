@@ -1,0 +1,64 @@
+/*
+ * exp.h - experiment specs, their cells, and the runner that computes cells into results/.
+ *
+ * A spec (experiments/NAME.spec) lists trace sets, traffic protocols, backends, gate rules, targets,
+ * trace counts and seeds. It expands into cells: set × protocol × backend × trace count × seed. A cell
+ * trains once (features, surrogate, acceptor) and evaluates every rule × target on its test traffic.
+ * Each finished cell is one file, RESULTS/cells/SPEC/HASH.json, written atomically, named by a hash of
+ * everything that determines it; a rerun skips finished cells.
+ */
+#ifndef TR_EXP_H
+#define TR_EXP_H
+
+#include "../gate/gate.h"
+
+#define TR_SPEC_MAX 16
+#define TR_CELL_FORMAT 1
+
+enum tr_protocol { TR_PROTO_OFFICIAL, TR_PROTO_POOLED };
+
+struct tr_spec {
+	char name[64];
+	char *sets[TR_SPEC_MAX];
+	int n_sets;
+	int protocols[2];
+	int n_protocols;
+	char *backends[4];
+	int n_backends;
+	char *grids[4]; /* per backend (same order), or NULL: the family's default grid */
+	enum tr_gate_rule gates[3];
+	int n_gates;
+	double targets[16];
+	int n_targets;
+	long traces[TR_SPEC_MAX]; /* -1 = all */
+	int n_traces;
+	uint64_t seeds[64];
+	int n_seeds;
+	double delta;
+};
+
+struct tr_cell {
+	const char *set, *backend, *grid;
+	enum tr_protocol protocol;
+	long traces; /* -1 = all */
+	uint64_t seed;
+	char hash[17];
+};
+
+int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct tr_err *e);
+int tr_spec_load(const char *path, struct tr_spec *s, struct tr_err *e);
+void tr_spec_free(struct tr_spec *s);
+
+/*
+ * The cells of a spec in a stable order. Trace counts at or above a set's number of traces are left
+ * out (only "all" stands for the whole set). The cells borrow strings from the spec.
+ */
+int tr_spec_cells(const struct tr_spec *s, struct tr_cell **cells, size_t *n, struct tr_err *e);
+/* RESULTS/cells/SPEC/HASH.json */
+void tr_cell_path(const char *results, const struct tr_spec *s, const struct tr_cell *c, char *buf, size_t size);
+/* Computes one cell and writes its file (and HASH.time with the fit seconds); skips a finished one. */
+int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int *skipped,
+		struct tr_err *e);
+extern const char *const tr_protocol_names[2];
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * runner.c - computing one cell: its traffic (official or pooled), its trace count, the fit and the
+ * evaluation, written atomically to RESULTS/cells/SPEC/HASH.json.
+ */
+#include "exp.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Seeds of a cell's random choices, derived from its seed so that cells never share a stream. */
+#define POOL_SEED(s) ((s) * 1000003ull + 101)
+#define SUBSAMPLE_SEED(s, n) ((s) * 1000003ull + 7919ull * (uint64_t)(n) + 202)
+
+/* Splits rows (shallow copies) into two lists with fraction `first`, grouped and stratified. */
+static int split(const struct tr_trace *rows, size_t n, double first, uint64_t seed, struct tr_rows *a,
+		 struct tr_rows *b, struct tr_err *e)
+{
+	int *strat = tr_malloc((n ? n : 1) * sizeof *strat), *part = tr_malloc((n ? n : 1) * sizeof *part);
+	const char **grp = tr_malloc((n ? n : 1) * sizeof *grp);
+	int rc = -1;
+	a->v = tr_malloc((n ? n : 1) * sizeof *a->v);
+	a->n = 0;
+	if (b) {
+		b->v = tr_malloc((n ? n : 1) * sizeof *b->v);
+		b->n = 0;
+	}
+	if (!strat || !part || !grp || !a->v || (b && !b->v)) {
+		tr_fail(e, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		strat[i] = rows[i].teacher;
+		grp[i] = tr_trace_group(&rows[i]);
+	}
+	double frac[2] = {first, 1 - first};
+	if (tr_split_grouped(n, strat, grp, frac, 2, seed, 0, part, e))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (part[i] == 0)
+			a->v[a->n++] = rows[i];
+		else if (b)
+			b->v[b->n++] = rows[i];
+	}
+	rc = 0;
+out:
+	tr_free(strat), tr_free(part), tr_free(grp);
+	return rc;
+}
+
+int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int *skipped,
+		struct tr_err *e)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	tr_cell_path(results, s, c, path, sizeof path);
+	*skipped = tr_file_exists(path);
+	if (*skipped)
+		return 0;
+	snprintf(dir, sizeof dir, "%s/cells/%s", results, s->name);
+	if (tr_mkdirs(dir, e))
+		return -1;
+	struct tr_traceset ts;
+	if (tr_traceset_open(c->set, &ts, e))
+		return -1;
+	/* the cell's own view: shallow copies of the set's rows (never freed one by one) */
+	struct tr_rows traces = {0}, test = {0}, pool = {0}, sub = {0};
+	struct tr_traceset view = ts;
+	json_t *cell = NULL;
+	int rc = -1;
+	if (c->protocol == TR_PROTO_POOLED) {
+		size_t nt = ts.part[TR_PART_TRACES].n, nx = ts.part[TR_PART_TEST].n;
+		if (!(pool.v = tr_malloc((nt + nx) * sizeof *pool.v))) {
+			tr_fail(e, "out of memory");
+			goto out;
+		}
+		memcpy(pool.v, ts.part[TR_PART_TRACES].v, nt * sizeof *pool.v);
+		memcpy(pool.v + nt, ts.part[TR_PART_TEST].v, nx * sizeof *pool.v);
+		pool.n = nt + nx;
+		if (split(pool.v, pool.n, 0.7, POOL_SEED(c->seed), &traces, &test, e))
+			goto out;
+	} else {
+		const struct tr_rows *t = &ts.part[TR_PART_TRACES], *x = &ts.part[TR_PART_TEST];
+		traces.v = tr_malloc((t->n ? t->n : 1) * sizeof *traces.v);
+		test.v = tr_malloc((x->n ? x->n : 1) * sizeof *test.v);
+		if (!traces.v || !test.v) {
+			tr_fail(e, "out of memory");
+			goto out;
+		}
+		memcpy(traces.v, t->v, t->n * sizeof *traces.v), traces.n = t->n;
+		memcpy(test.v, x->v, x->n * sizeof *test.v), test.n = x->n;
+	}
+	struct tr_rows *fitrows = &traces;
+	if (c->traces >= 0 && (size_t)c->traces < traces.n) {
+		if (split(traces.v, traces.n, (double)c->traces / (double)traces.n, SUBSAMPLE_SEED(c->seed, c->traces),
+			  &sub, NULL, e))
+			goto out;
+		fitrows = &sub;
+	}
+	memset(view.part, 0, sizeof view.part);
+	view.part[TR_PART_TRACES] = *fitrows;
+	struct tr_fit_options o = {.backend = c->backend, .grid = c->grid, .delta = s->delta, .seed = c->seed,
+				   .n_targets = s->n_targets};
+	memcpy(o.targets, s->targets, sizeof o.targets);
+	o.target = o.targets[0];
+	void *out = NULL;
+	double secs = 0;
+	if (tr_policy_cell(&view, &test, &o, s->gates, s->n_gates, &out, &secs, e))
+		goto out;
+	cell = out;
+	json_t *params = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:s}", "spec", s->name, "set", c->set,
+				   "protocol", tr_protocol_names[c->protocol], "backend", c->backend, "grid",
+				   c->grid ? c->grid : "default", "traces",
+				   c->traces < 0 ? json_string("all") : json_integer(c->traces), "seed",
+				   (json_int_t)c->seed, "hash", c->hash);
+	json_object_set_new(cell, "format", json_string("tracer-cell"));
+	json_object_set_new(cell, "version", json_integer(TR_CELL_FORMAT));
+	json_object_set_new(cell, "params", params);
+	char *text = json_dumps(cell, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+	if (!text) {
+		tr_fail(e, "out of memory");
+		goto out;
+	}
+	size_t len = strlen(text);
+	text[len++] = '\n'; /* json_dumps leaves room: its terminating NUL becomes the newline */
+	char timing[PATH_MAX], line[64];
+	snprintf(timing, sizeof timing, "%s/cells/%s/%s.time", results, s->name, c->hash);
+	int n = snprintf(line, sizeof line, "%.3f\n", secs);
+	/* the timing first: a cell counts as done once its .json exists */
+	rc = tr_write_atomic(timing, line, (size_t)n, e) || tr_write_atomic(path, text, len, e) ? -1 : 0;
+	free(text);
+out:
+	json_decref(cell);
+	tr_free(traces.v), tr_free(test.v), tr_free(pool.v), tr_free(sub.v);
+	tr_traceset_free(&ts);
+	return rc;
+}

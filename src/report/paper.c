@@ -1,0 +1,395 @@
+/*
+ * paper.c - the generated sections of PAPER.md, rewritten from the collected tables.
+ *
+ * PAPER.md keeps its prose; each generated section sits between `<!-- BEGIN name -->` and
+ * `<!-- END name -->` and is replaced whole. A section whose spec has no finished cells says so.
+ */
+#include "report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double alphas[] = {0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99};
+#define N_ALPHAS (int)(sizeof alphas / sizeof *alphas)
+static const char *const rules[] = {"point", "cp-holdout", "ltt"};
+
+static double mean_cov(const struct tr_agg *a)
+{
+	return a ? a->cov_sum / a->seeds : NAN;
+}
+
+static double mean_agr(const struct tr_agg *a)
+{
+	return a && a->agr_n ? a->agr_sum / a->agr_n : NAN;
+}
+
+static void pct(struct tr_buf *b, double v)
+{
+	if (isnan(v))
+		tr_buf_puts(b, "—");
+	else
+		tr_buf_printf(b, "%.1f%%", 100 * v);
+}
+
+/* ---- claims ---- */
+
+static const struct tr_agg *cov_row(const struct tr_table *t, const char *set, const char *rule, double a)
+{
+	return tr_table_find(t, "coverage", set, "official", "liblinear", -1, rule, a);
+}
+
+/* Our coverage range over the targets for one set and rule: min and max of the seed means. */
+static int cov_range(const struct tr_table *t, const char *set, const char *rule, double *lo, double *hi)
+{
+	*lo = INFINITY, *hi = -INFINITY;
+	int n = 0;
+	for (int i = 0; i < N_ALPHAS; i++) {
+		const struct tr_agg *a = cov_row(t, set, rule, alphas[i]);
+		if (!a)
+			continue;
+		*lo = fmin(*lo, mean_cov(a)), *hi = fmax(*hi, mean_cov(a));
+		n++;
+	}
+	return n;
+}
+
+static void claim_c1(const struct tr_table *t, struct tr_buf *b)
+{
+	double lo[2], hi[2];
+	int ok = cov_range(t, "banking77:gold", "point", &lo[0], &hi[0]) &&
+		 cov_range(t, "banking77:gold", "ltt", &lo[1], &hi[1]);
+	tr_buf_puts(b, "| C1 | Banking77: 83–100% coverage across α | 83%–100% | ");
+	if (!ok) {
+		tr_buf_puts(b, "— | — | not run |\n");
+		return;
+	}
+	for (int r = 0; r < 2; r++) {
+		pct(b, lo[r]), tr_buf_puts(b, "–"), pct(b, hi[r]), tr_buf_puts(b, " | ");
+	}
+	const char *v = lo[0] >= 0.78 && hi[0] >= 0.95 ? "reproduced" : hi[0] >= 0.83 ? "partly" : "not reproduced";
+	tr_buf_printf(b, "%s |\n", v);
+}
+
+static void claim_c2(const struct tr_table *t, struct tr_buf *b)
+{
+	const struct tr_agg *p = cov_row(t, "clinc150:gold", "point", 0.95), *l = cov_row(t, "clinc150:gold", "ltt", 0.95);
+	tr_buf_puts(b, "| C2 | CLINC150: the surrogate fully replaces the teacher (α = 0.95) | 100% | ");
+	if (!p || !l) {
+		tr_buf_puts(b, "— | — | not run |\n");
+		return;
+	}
+	pct(b, mean_cov(p)), tr_buf_printf(b, " (%s) | ", p->fam[1] == p->seeds ? "global" : "not global");
+	pct(b, mean_cov(l)), tr_buf_printf(b, " (%s) | ", l->fam[1] == l->seeds ? "global" : "not global");
+	const char *v = p->fam[1] == p->seeds ? "reproduced" : mean_cov(p) >= 0.90 ? "partly" : "not reproduced";
+	tr_buf_printf(b, "%s |\n", v);
+}
+
+/* Seeds × targets >= 0.85 at which the set was refused, and how many there were. */
+static void refusals(const struct tr_table *t, const char *set, const char *rule, int *refused, int *total)
+{
+	*refused = *total = 0;
+	for (int i = 0; i < N_ALPHAS; i++) {
+		const struct tr_agg *a = alphas[i] >= 0.85 - 1e-9 ? cov_row(t, set, rule, alphas[i]) : NULL;
+		if (a)
+			*refused += a->fam[0], *total += a->seeds;
+	}
+}
+
+static void claim_c3(const struct tr_table *t, struct tr_buf *b)
+{
+	int rp, tp, rl, tl, rp2, tp2, rl2, tl2;
+	refusals(t, "mnli:gold", "point", &rp, &tp);
+	refusals(t, "mnli:gold", "ltt", &rl, &tl);
+	refusals(t, "mnli:phi-3-small", "point", &rp2, &tp2);
+	refusals(t, "mnli:phi-3-small", "ltt", &rl2, &tl2);
+	tr_buf_puts(b, "| C3 | NLI: the parity gate refuses (α ≥ 0.85) | 0% coverage | ");
+	if (!tp || !tl) {
+		tr_buf_puts(b, "— | — | not run |\n");
+		return;
+	}
+	tr_buf_printf(b, "refused %d/%d (gold), %d/%d (Phi-3) | refused %d/%d (gold), %d/%d (Phi-3) | ", rp, tp, rp2, tp2,
+		      rl, tl, rl2, tl2);
+	const char *v = rp == tp && rp2 == tp2 ? "reproduced" : rl == tl ? "partly" : "not reproduced";
+	tr_buf_printf(b, "%s |\n", v);
+}
+
+static void claim_c4(const struct tr_table *t, struct tr_buf *b)
+{
+	const struct tr_agg *c = cov_row(t, "banking77:gold", "cp-holdout", 0.95), *l = cov_row(t, "banking77:gold", "ltt", 0.95);
+	tr_buf_puts(b, "| C4 | Paper's tool, Banking77, α = 0.95: coverage / agreement on handled / end-to-end accuracy "
+		       "| 92.2% / 96.1% / 96.4% | ");
+	if (!c || !l) {
+		tr_buf_puts(b, "— | — | not run |\n");
+		return;
+	}
+	const struct tr_agg *x[2] = {c, l};
+	for (int i = 0; i < 2; i++) {
+		pct(b, mean_cov(x[i])), tr_buf_puts(b, " / "), pct(b, mean_agr(x[i])), tr_buf_puts(b, " / ");
+		pct(b, x[i]->gold_n ? x[i]->gold_sum / x[i]->gold_n : NAN);
+		tr_buf_puts(b, i == 0 ? " (cp-holdout) | " : " | ");
+	}
+	double dc = fabs(mean_cov(c) - 0.922), da = fabs(mean_agr(c) - 0.961);
+	tr_buf_printf(b, "%s |\n", dc <= 0.03 && da <= 0.02 ? "reproduced" : dc <= 0.10 ? "partly" : "not reproduced");
+}
+
+static void claim_c5(const struct tr_table *t, struct tr_buf *b)
+{
+	static const long n[3] = {2000, 6000, -1};
+	static const double paper[3] = {0.84, 0.90, 0.92};
+	const struct tr_agg *p[3], *l[3];
+	int have = 1;
+	for (int i = 0; i < 3; i++) {
+		p[i] = tr_table_find(t, "flywheel", "banking77:gold", "official", "liblinear", n[i], "point", 0.95);
+		l[i] = tr_table_find(t, "flywheel", "banking77:gold", "official", "liblinear", n[i], "ltt", 0.95);
+		have &= p[i] && l[i];
+	}
+	tr_buf_puts(b, "| C5 | Coverage grows with traces (α = 0.95): 2k → 84%, 6k → 90%, 10k → 92% | 84% / 90% / 92% | ");
+	if (!have) {
+		tr_buf_puts(b, "— | — | not run |\n");
+		return;
+	}
+	int close = 1, grows = 1;
+	for (int r = 0; r < 2; r++) {
+		const struct tr_agg **x = r ? l : p;
+		for (int i = 0; i < 3; i++) {
+			pct(b, mean_cov(x[i]));
+			tr_buf_puts(b, i < 2 ? " / " : " | ");
+		}
+	}
+	for (int i = 0; i < 3; i++) {
+		close &= fabs(mean_cov(p[i]) - paper[i]) <= 0.05;
+		grows &= i == 0 || mean_cov(p[i]) >= mean_cov(p[i - 1]);
+	}
+	tr_buf_printf(b, "%s |\n", close && grows ? "reproduced" : grows ? "partly" : "not reproduced");
+}
+
+static void sec_claims(const struct tr_table *t, struct tr_buf *b)
+{
+	tr_buf_puts(b, "| id | claim | paper | ours: point rule (the paper's) | ours: ltt (default) | verdict |\n"
+		       "|---|---|---|---|---|---|\n");
+	claim_c1(t, b);
+	claim_c2(t, b);
+	claim_c3(t, b);
+	claim_c4(t, b);
+	claim_c5(t, b);
+}
+
+/* ---- tables ---- */
+
+static void sec_coverage(const struct tr_table *t, struct tr_buf *b, const char *protocol, const char *spec)
+{
+	static const char *const sets[] = {"banking77:gold", "banking77:gpt-4o", "clinc150:gold",
+					   "clinc150:llama-3.2-1b-lora", "mnli:gold", "mnli:phi-3-small"};
+	tr_buf_puts(b, "| set | rule |");
+	for (int i = 0; i < N_ALPHAS; i++)
+		tr_buf_printf(b, " α=%.2f |", alphas[i]);
+	tr_buf_puts(b, "\n|---|---|");
+	for (int i = 0; i < N_ALPHAS; i++)
+		tr_buf_puts(b, "---|");
+	tr_buf_puts(b, "\n");
+	int rows = 0;
+	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+		for (int r = 0; r < 3; r++) {
+			int any = 0;
+			for (int i = 0; i < N_ALPHAS; i++)
+				any |= tr_table_find(t, spec, sets[s], protocol, "liblinear", -1, rules[r], alphas[i]) != NULL;
+			if (!any)
+				continue;
+			rows++;
+			tr_buf_printf(b, "| %s | %s |", sets[s], rules[r]);
+			for (int i = 0; i < N_ALPHAS; i++) {
+				const struct tr_agg *a = tr_table_find(t, spec, sets[s], protocol, "liblinear", -1, rules[r], alphas[i]);
+				tr_buf_puts(b, " ");
+				if (!a) {
+					tr_buf_puts(b, "— |");
+					continue;
+				}
+				pct(b, mean_cov(a));
+				tr_buf_puts(b, " (");
+				if (a->agr_n)
+					tr_buf_printf(b, "%.3f", mean_agr(a));
+				else
+					tr_buf_puts(b, "—");
+				tr_buf_puts(b, ")");
+				if (a->violations)
+					tr_buf_printf(b, " **✗%d/%d**", a->violations, a->seeds);
+				tr_buf_puts(b, " |");
+			}
+			tr_buf_puts(b, "\n");
+		}
+	if (!rows)
+		tr_buf_puts(b, "\n*(no finished cells)*\n");
+}
+
+static void sec_flywheel(const struct tr_table *t, struct tr_buf *b)
+{
+	static const char *const sets[] = {"banking77:gold", "clinc150:gold", "banking77:gpt-4o"};
+	static const long counts[] = {250, 500, 1000, 2000, 4000, 6000, 8000, -1};
+	tr_buf_puts(b, "| set | rule | α |");
+	for (size_t i = 0; i < sizeof counts / sizeof *counts; i++)
+		counts[i] < 0 ? tr_buf_puts(b, " all |") : tr_buf_printf(b, " %ld |", counts[i]);
+	tr_buf_puts(b, "\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+		for (int r = 0; r < 3; r += 2)
+			for (double a = 0.90; a < 0.96; a += 0.05) {
+				if (!tr_table_find(t, "flywheel", sets[s], "official", "liblinear", -1, rules[r], a))
+					continue;
+				tr_buf_printf(b, "| %s | %s | %.2f |", sets[s], rules[r], a);
+				for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+					const struct tr_agg *x = tr_table_find(t, "flywheel", sets[s], "official", "liblinear",
+									       counts[i], rules[r], a);
+					tr_buf_puts(b, " ");
+					pct(b, mean_cov(x));
+					tr_buf_puts(b, " |");
+				}
+				tr_buf_puts(b, "\n");
+			}
+}
+
+static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
+{
+	static const char *const sets[] = {"banking77:gold", "clinc150:gold", "banking77:gpt-4o"};
+	tr_buf_puts(b, "| set | rule |");
+	for (int i = 0; i < N_ALPHAS; i++)
+		tr_buf_printf(b, " α=%.2f |", alphas[i]);
+	tr_buf_puts(b, "\n|---|---|---|---|---|---|---|---|---|\n");
+	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+		for (int r = 0; r < 3; r++) {
+			const struct tr_agg *x0 = NULL;
+			for (int i = 0; i < N_ALPHAS && !x0; i++)
+				x0 = tr_table_find(t, "honesty", sets[s], "pooled", "liblinear", 2000, rules[r], alphas[i]);
+			if (!x0)
+				continue;
+			tr_buf_printf(b, "| %s | %s |", sets[s], rules[r]);
+			for (int i = 0; i < N_ALPHAS; i++) {
+				const struct tr_agg *x = tr_table_find(t, "honesty", sets[s], "pooled", "liblinear", 2000,
+								       rules[r], alphas[i]);
+				if (x)
+					tr_buf_printf(b, " %d/%d (cov %.0f%%) |", x->violations, x->seeds, 100 * mean_cov(x));
+				else
+					tr_buf_puts(b, " — |");
+			}
+			tr_buf_puts(b, "\n");
+		}
+}
+
+static void sec_backends(const struct tr_table *t, struct tr_buf *b)
+{
+	static const char *const sets[] = {"banking77:gold", "clinc150:gold"};
+	static const char *const fams[] = {"liblinear", "libsvm", "knn"};
+	tr_buf_puts(b, "| set | backend | coverage α=0.90 | agreement | coverage α=0.95 | agreement | fit seconds |\n"
+		       "|---|---|---|---|---|---|---|\n");
+	for (int s = 0; s < 2; s++)
+		for (int f = 0; f < 3; f++) {
+			const struct tr_agg *a = tr_table_find(t, "backends", sets[s], "official", fams[f], -1, "ltt", 0.90);
+			const struct tr_agg *c = tr_table_find(t, "backends", sets[s], "official", fams[f], -1, "ltt", 0.95);
+			if (!a || !c)
+				continue;
+			tr_buf_printf(b, "| %s | %s | ", sets[s], fams[f]);
+			pct(b, mean_cov(a)), tr_buf_puts(b, " | "), pct(b, mean_agr(a)), tr_buf_puts(b, " | ");
+			pct(b, mean_cov(c)), tr_buf_puts(b, " | "), pct(b, mean_agr(c));
+			tr_buf_printf(b, " | %.1f |\n", a->fit_n ? a->fit_sum / a->fit_n : NAN);
+		}
+}
+
+static void sec_cost(const struct tr_table *t, struct tr_buf *b)
+{
+	static const char *const sets[] = {"banking77:gold", "banking77:gpt-4o", "clinc150:gold",
+					   "clinc150:llama-3.2-1b-lora", "mnli:gold", "mnli:phi-3-small"};
+	tr_buf_puts(b, "| set | α | LLM calls per 10k queries (no policy → ltt policy) | cost per 10k at $0.002/call |\n"
+		       "|---|---|---|---|\n");
+	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+		for (double a = 0.90; a < 0.96; a += 0.05) {
+			const struct tr_agg *x = cov_row(t, sets[s], "ltt", a);
+			if (!x)
+				continue;
+			double calls = 10000 * (1 - mean_cov(x));
+			tr_buf_printf(b, "| %s | %.2f | 10,000 → %.0f | $20.00 → $%.2f |\n", sets[s], a, calls, calls * 0.002);
+		}
+}
+
+static void sec_shift(const struct tr_table *t, struct tr_buf *b)
+{
+	static const char *const sets[] = {"banking77:gold", "clinc150:gold"};
+	tr_buf_puts(b, "| set | rule | α | official: coverage, agreement on handled, violations | pooled: coverage, agreement, "
+		       "violations |\n|---|---|---|---|---|\n");
+	for (int s = 0; s < 2; s++)
+		for (int r = 0; r < 3; r++)
+			for (int i = 2; i < N_ALPHAS; i++) {
+				const struct tr_agg *o = cov_row(t, sets[s], rules[r], alphas[i]);
+				const struct tr_agg *p = tr_table_find(t, "pooled", sets[s], "pooled", "liblinear", -1, rules[r], alphas[i]);
+				if (!o || !p)
+					continue;
+				tr_buf_printf(b, "| %s | %s | %.2f | ", sets[s], rules[r], alphas[i]);
+				const struct tr_agg *x[2] = {o, p};
+				for (int k = 0; k < 2; k++) {
+					pct(b, mean_cov(x[k]));
+					tr_buf_puts(b, ", ");
+					if (x[k]->agr_n)
+						tr_buf_printf(b, "%.3f", mean_agr(x[k]));
+					else
+						tr_buf_puts(b, "—");
+					tr_buf_printf(b, ", %d/%d |", x[k]->violations, x[k]->seeds);
+					tr_buf_puts(b, k ? "\n" : " ");
+				}
+			}
+}
+
+/* ---- splicing ---- */
+
+static int splice(struct tr_buf *doc, const char *name, const char *body, struct tr_err *e)
+{
+	char begin[96], end[96];
+	snprintf(begin, sizeof begin, "<!-- BEGIN %s -->\n", name);
+	snprintf(end, sizeof end, "<!-- END %s -->", name);
+	char *b = strstr(doc->data, begin), *x = b ? strstr(b, end) : NULL;
+	if (!b || !x)
+		return tr_fail(e, "PAPER.md: no section markers for \"%s\"", name);
+	struct tr_buf out = {0};
+	size_t head = (size_t)(b - doc->data) + strlen(begin);
+	if (tr_buf_add(&out, doc->data, head) || tr_buf_puts(&out, body) || tr_buf_puts(&out, x)) {
+		tr_buf_free(&out);
+		return tr_fail(e, "out of memory");
+	}
+	tr_buf_free(doc);
+	*doc = out;
+	return 0;
+}
+
+int tr_paper_update(const struct tr_table *t, const char *paper_path, struct tr_err *e)
+{
+	struct tr_buf doc = {0};
+	char *text;
+	size_t len;
+	if (tr_read_file(paper_path, &text, &len, e))
+		return -1;
+	if (tr_buf_add(&doc, text, len)) {
+		tr_free(text);
+		return tr_fail(e, "out of memory");
+	}
+	tr_free(text);
+	struct {
+		const char *name;
+		void (*fn)(const struct tr_table *, struct tr_buf *);
+	} secs[] = {{"claims", sec_claims}, {"flywheel", sec_flywheel}, {"honesty", sec_honesty},
+		    {"backends", sec_backends}, {"cost", sec_cost},	  {"shift", sec_shift}};
+	int rc = 0;
+	for (size_t i = 0; i < sizeof secs / sizeof *secs && !rc; i++) {
+		struct tr_buf body = {0};
+		secs[i].fn(t, &body);
+		rc = splice(&doc, secs[i].name, body.data ? body.data : "", e);
+		tr_buf_free(&body);
+	}
+	if (!rc) {
+		struct tr_buf body = {0};
+		sec_coverage(t, &body, "official", "coverage");
+		rc = splice(&doc, "coverage", body.data, e);
+		tr_buf_free(&body);
+	}
+	if (!rc)
+		rc = tr_write_atomic(paper_path, doc.data, doc.len, e);
+	tr_buf_free(&doc);
+	return rc;
+}
