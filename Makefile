@@ -5,7 +5,8 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wno-format-truncation -MMD -MP
 LDLIBS  = -llinear -lsvm -lxxhash -lcsv -ljansson -lzstd -lnettle -lgsl -lopenblas -lm -pthread
-BUILD   = build
+BUILD   ?= build
+BIN     ?= tracer
 
 LIB_SRC = $(wildcard src/common/*.c src/data/*.c src/feat/*.c src/surrogate/*.c src/gate/*.c src/exp/*.c src/report/*.c)
 CLI_SRC = $(wildcard src/cli/*.c)
@@ -16,11 +17,11 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test unit-tests bench reproduce clean
+.PHONY: all deps test asan ubsan unit-tests bench reproduce reproduce-quick plots clean
 
-all: tracer
+all: $(BIN)
 
-tracer: $(CLI_OBJ) $(BUILD)/libtracer.a
+$(BIN): $(CLI_OBJ) $(BUILD)/libtracer.a
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libtracer.a $(LDLIBS)
 
 $(BUILD)/libtracer.a: $(LIB_OBJ)
@@ -52,13 +53,45 @@ deps:
 test:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory all unit-tests
-	@tests/run.sh
+	@TRACER_BIN=$(abspath $(BIN)) TEST_BUILD=$(BUILD) tests/run.sh
 
+# The whole test suite under AddressSanitizer (with leak checks) / UndefinedBehaviorSanitizer, built
+# apart in build/asan and build/ubsan.
+SAN = -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan:
+	@$(MAKE) --no-print-directory test BUILD=build/asan BIN=build/asan/tracer CFLAGS="$(SAN) -fsanitize=address"
+ubsan:
+	@$(MAKE) --no-print-directory test BUILD=build/ubsan BIN=build/ubsan/tracer CFLAGS="$(SAN) -fsanitize=undefined"
+
+SPECS   = experiments/coverage.spec experiments/pooled.spec experiments/flywheel.spec \
+	  experiments/honesty.spec experiments/backends.spec
+JOBS    ?= $(shell nproc)
+RESULTS ?= results
+QUICK   ?= build/quick
+
+# Every table and figure of PAPER.md: finished cells are skipped, so an interrupted run resumes.
 reproduce:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory all
-	@echo "make reproduce: the experiment runner is not implemented yet (issue: experiment runner)" >&2
-	@exit 1
+	@for s in $(SPECS); do $(abspath $(BIN)) sweep $$s --jobs $(JOBS) --results $(RESULTS) || exit 1; done
+	$(abspath $(BIN)) collect $(SPECS) --results $(RESULTS) --paper PAPER.md
+	@$(MAKE) --no-print-directory plots RESULTS=$(RESULTS)
+
+# A reduced grid through every code path, into $(QUICK) (PAPER.md untouched).
+reproduce-quick:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory all
+	$(abspath $(BIN)) sweep experiments/quick.spec --jobs $(JOBS) --results $(QUICK)
+	$(abspath $(BIN)) collect experiments/quick.spec --results $(QUICK)
+	@$(MAKE) --no-print-directory plots RESULTS=$(QUICK) TABLES=quick
+
+# Figures from $(RESULTS)/tables alone. TABLES=quick draws every figure from the quick spec's table.
+plots:
+	@mkdir -p $(RESULTS)/figures
+	@for f in plots/fig*.gp; do \
+		gnuplot -e "results='$(RESULTS)'; only='$(TABLES)'" $$f || exit 1; \
+	done
+	@echo "plots: $$(ls $(RESULTS)/figures | wc -l) files in $(RESULTS)/figures"
 
 clean:
 	rm -rf $(BUILD) tracer

@@ -33,5 +33,43 @@ for set in banking77:gold clinc150:gold; do
 	done
 done
 rm -f fit.$$ rss.$$ pred.$$ run.$$
+
+# tracer fit with every default target (banking77:gold, liblinear, tf-idf, ltt), wall seconds and peak RSS
+pol=$(mktemp -d)
+: >wall.$$; : >mem.$$
+i=0
+while [ $i -lt "$REPS" ]; do
+	/usr/bin/time -f "%e %M" -o t.$$ ./tracer fit banking77:gold --out "$pol/p" >/dev/null
+	awk '{ print $1 >> "wall.'$$'"; print $2 / 1024 >> "mem.'$$'" }' t.$$
+	i=$((i + 1))
+done
+printf 'tracer fit, all default targets\tbanking77:gold\t%s\ts\n' "$(median <wall.$$)" >>"$tmp"
+printf 'tracer fit peak RSS\tbanking77:gold\t%.0f\tMB\n' "$(median <mem.$$)" >>"$tmp"
+
+# route throughput on one core: the test split, ten times over
+./tracer traces export banking77:gold --part test >one.$$
+for k in 1 2 3 4 5 6 7 8 9 10; do cat one.$$; done >many.$$
+n=$(wc -l <many.$$)
+: >wall.$$
+i=0
+while [ $i -lt "$REPS" ]; do
+	/usr/bin/time -f "%e" -o t.$$ ./tracer route "$pol/p" <many.$$ >/dev/null
+	cat t.$$ >>wall.$$
+	i=$((i + 1))
+done
+printf 'route\tbanking77:gold\t%.0f\tinputs/s/core\n' "$(awk -v n="$n" -v t="$(median <wall.$$)" 'BEGIN { print n / t }')" >>"$tmp"
+
+# how fit time grows with the number of traces: slope of log(seconds) on log(traces)
+: >grow.$$
+for cap in 250 500 1000 2000 4000 8000 0; do
+	/usr/bin/time -f "%e" -o t.$$ ./tracer fit banking77:gold --cap $cap --out "$pol/g" >/dev/null
+	used=$(sed -n 's/.*(\([0-9]*\) used.*/\1/p' "$pol/g/report.md")
+	printf '%s %s\n' "$used" "$(cat t.$$)" >>grow.$$
+	printf 'tracer fit, %s traces\tbanking77:gold\t%s\ts\n' "$used" "$(cat t.$$)" >>"$tmp"
+done
+slope=$(awk '{ x = log($1); y = log($2); sx += x; sy += y; sxx += x * x; sxy += x * y; n++ }
+	END { printf "%.2f", (n * sxy - sx * sy) / (n * sxx - sx * sx) }' grow.$$)
+printf 'fit time growth exponent (log-log slope)\tbanking77:gold\t%s\t-\n' "$slope" >>"$tmp"
+rm -rf "$pol" wall.$$ mem.$$ t.$$ one.$$ many.$$ grow.$$
 mv "$tmp" "$out"
 column -t -s '	' "$out"

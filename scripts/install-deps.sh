@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="build-essential pkg-config libcsv-dev libjansson-dev libzstd-dev zstd nettle-dev libgsl-dev
-libopenblas-dev liblinear-dev libsvm-dev libxxhash-dev gnuplot-nox curl"
+libopenblas-dev liblinear-dev libsvm-dev libxxhash-dev gnuplot-nox curl time"
 
 missing=""
 for p in $PACKAGES; do

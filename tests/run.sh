@@ -2,6 +2,9 @@
 # Runs every unit test program (build/tests/test_*) and every command-line test script (tests/cli/*.sh),
 # adds up their "N passed, N failed" lines and prints the total. Exits 1 if anything failed.
 cd "$(dirname "$0")/.." || exit 1
+TRACER_ROOT=$(pwd) # unit tests find datasets/ and the mirror from here, wherever they were built
+export TRACER_ROOT
+build=${TEST_BUILD:-build}
 passed=0 failed=0 broken=""
 run() {
 	name=$1; shift
@@ -21,7 +24,7 @@ run() {
 	fi
 	printf '%-28s %s\n' "$name" "$line"
 }
-for t in build/tests/test_*; do
+for t in "$build"/tests/test_*; do
 	case "$t" in *.d) continue ;; esac
 	[ -x "$t" ] && run "$(basename "$t")" "$t"
 done

@@ -78,7 +78,7 @@ static int parse(const struct tr_policy *p, const char *field, size_t lineno, co
 	}
 	struct tr_trace *t = &b->rows[b->n];
 	char idbuf[32];
-	snprintf(idbuf, sizeof idbuf, "%zu", lineno);
+	snprintf(idbuf, sizeof idbuf, "line:%zu", lineno);
 	t->id = json_is_string(id) ? tr_strdup(json_string_value(id)) : NULL;
 	if (!t->id && json_is_integer(id))
 		snprintf(idbuf, sizeof idbuf, "%" JSON_INTEGER_FORMAT, json_integer_value(id));

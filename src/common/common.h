@@ -89,10 +89,15 @@ int tr_utf8_valid(const char *s, size_t n);
 /*
  * Randomness: every random choice takes a generator made here from an explicit seed (GSL's MT19937),
  * so the same seed gives the same result on every machine. Free with gsl_rng_free.
- * tr_rng_init also turns GSL's aborting error handler off, once.
  */
 #include <gsl/gsl_rng.h>
 gsl_rng *tr_rng_new(uint64_t seed);
+/*
+ * Library set-up, once per process (tr_rng_new calls it too): GSL's aborting error handler off,
+ * OpenBLAS on one thread. (jansson keeps its own allocator: when one of its string-buffer allocations
+ * fails, its lexer drops the byte and carries on - measured with the fault-injection test - so failing
+ * its allocations would test jansson, not us.)
+ */
 void tr_gsl_init(void);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *const tr_input_keys[] = {"input", "query", "text", "prompt", "question", NULL};
@@ -38,7 +39,8 @@ static char *scalar_text(json_t *v)
 struct pending {
 	struct tr_rows rows;
 	char **teacher, **gold; /* label text per row until the label space is known */
-	size_t cap_t, cap_g;
+	size_t *line;		/* line of each row */
+	size_t cap_t, cap_g, cap_l;
 };
 
 static void pending_free(struct pending *pd)
@@ -49,6 +51,7 @@ static void pending_free(struct pending *pd)
 	}
 	tr_free(pd->teacher);
 	tr_free(pd->gold);
+	tr_free(pd->line);
 	tr_rows_free(&pd->rows);
 }
 
@@ -108,7 +111,7 @@ static int parse_line(const char *path, size_t lineno, const char *s, size_t len
 		goto out;
 	}
 	char idbuf[32];
-	snprintf(idbuf, sizeof idbuf, "%zu", lineno);
+	snprintf(idbuf, sizeof idbuf, "line:%zu", lineno);
 	t.id = id && !json_is_null(id) ? scalar_text(id) : tr_strdup(idbuf);
 	t.input = tr_strndup(json_string_value(in), json_string_length(in));
 	int oom = !t.id || !t.input;
@@ -120,12 +123,14 @@ static int parse_line(const char *path, size_t lineno, const char *s, size_t len
 	if (gt && !json_is_null(gt))
 		oom |= !(gold = scalar_text(gt));
 	if (oom || tr_grow(&pd->teacher, &pd->cap_t, pd->rows.n + 1, sizeof *pd->teacher) ||
-	    tr_grow(&pd->gold, &pd->cap_g, pd->rows.n + 1, sizeof *pd->gold)) {
+	    tr_grow(&pd->gold, &pd->cap_g, pd->rows.n + 1, sizeof *pd->gold) ||
+	    tr_grow(&pd->line, &pd->cap_l, pd->rows.n + 1, sizeof *pd->line)) {
 		tr_fail(e, "%s:%zu: out of memory", path, lineno);
 		goto out;
 	}
 	pd->teacher[pd->rows.n] = teacher;
 	pd->gold[pd->rows.n] = gold;
+	pd->line[pd->rows.n] = lineno;
 	teacher = gold = NULL;
 	if (tr_rows_push(&pd->rows, t)) {
 		memset(&t, 0, sizeof t);
@@ -144,6 +149,34 @@ out:
 	tr_free(teacher);
 	tr_free(gold);
 	json_decref(o);
+	return rc;
+}
+
+static const struct tr_trace *sort_rows;
+
+static int cmp_id(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int c = strcmp(sort_rows[x].id, sort_rows[y].id);
+	return c ? c : (x > y) - (x < y);
+}
+
+/* Two rows with one id make every later join (decisions to inputs, audit) ambiguous: refuse them. */
+static int check_ids(const char *path, const struct pending *pd, struct tr_err *e)
+{
+	size_t n = pd->rows.n, *ix = tr_malloc(n * sizeof *ix);
+	if (!ix)
+		return tr_fail(e, "%s: out of memory", path);
+	for (size_t i = 0; i < n; i++)
+		ix[i] = i;
+	sort_rows = pd->rows.v;
+	qsort(ix, n, sizeof *ix, cmp_id);
+	int rc = 0;
+	for (size_t i = 1; i < n && !rc; i++)
+		if (strcmp(pd->rows.v[ix[i]].id, pd->rows.v[ix[i - 1]].id) == 0)
+			rc = tr_fail(e, "%s:%zu: duplicated id \"%s\" (first on line %zu)", path, pd->line[ix[i]],
+				     pd->rows.v[ix[i]].id, pd->line[ix[i - 1]]);
+	tr_free(ix);
 	return rc;
 }
 
@@ -178,6 +211,8 @@ int tr_traces_read_jsonl(const char *path, const char *text, size_t len, struct 
 		tr_fail(e, "%s:%zu: no traces in the file", path, lineno ? lineno : 1);
 		goto out;
 	}
+	if (check_ids(path, &pd, e))
+		goto out;
 	names = tr_malloc(2 * pd.rows.n * sizeof *names);
 	if (!names) {
 		tr_fail(e, "%s: out of memory", path);

@@ -268,8 +268,10 @@ static int run_ltt(const struct tr_gate_input *in, int accept_all, struct tr_gat
 	double start = accept_all ? 1.0 : tr_ltt_start_level(in->n, in->alpha, in->delta);
 	double *sorted = NULL;
 	if (!accept_all) {
-		if (in->n_val == 0)
-			return tr_fail(e, "gate: ltt needs validation scores for its candidates");
+		if (in->n_val == 0) {
+			snprintf(r->reason, sizeof r->reason, "no validation rows: ltt has no candidate thresholds");
+			return 0;
+		}
 		if (!(sorted = tr_malloc(in->n_val * sizeof *sorted)))
 			return tr_fail(e, "gate: out of memory");
 		memcpy(sorted, in->val_score, in->n_val * sizeof *sorted);

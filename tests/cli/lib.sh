@@ -1,7 +1,7 @@
 # Helpers for the command-line tests: run the built ./tracer in a scratch directory, count results and
 # print "N passed, N failed" at the end.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TRACER=$ROOT/tracer
+TRACER=${TRACER_BIN:-$ROOT/tracer}
 FIX=$ROOT/tests/fixtures
 SCRATCH=$(mktemp -d /tmp/tracer-cli.XXXXXX)
 trap 'chmod -R u+w "$SCRATCH" 2>/dev/null; rm -rf "$SCRATCH"' EXIT

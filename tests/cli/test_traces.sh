@@ -22,7 +22,7 @@ has '^\{"id":"test:0","input":"How do I locate my card\?","teacher":"card_arriva
 # A user's file with a BOM, CRLF ends, blank lines and key aliases.
 ok "aliases" "$TRACER" traces export "$FIX/traces/aliases.jsonl"
 check "three traces" [ "$(wc -l <out)" -eq 3 ]
-has '"id":"3","input":"see you","teacher":"leave","ground_truth":null' "query/label aliases, id from line"
+has '"id":"line:3","input":"see you","teacher":"leave","ground_truth":null' "query/label aliases, id from line"
 has '"input":"cats or dogs\?","input_b":"pets","teacher":"ask","ground_truth":null,"group":"g"' "pair and group kept"
 
 B=$FIX/bad
@@ -36,6 +36,11 @@ fails 1 'nonstring-input.jsonl:1: "input" is not a string' "non-string input" \
 fails 1 'empty.jsonl:1: no traces' "empty file" "$TRACER" traces export "$B/empty.jsonl"
 fails 1 'invalid-utf8.jsonl:1: malformed JSON' "invalid UTF-8" "$TRACER" traces export "$B/invalid-utf8.jsonl"
 fails 1 'binary.jsonl:1: malformed JSON' "binary garbage" "$TRACER" traces export "$B/binary.jsonl"
+fails 1 'duplicate-ids.jsonl:3: duplicated id "a" \(first on line 1\)' "duplicated ids" \
+	"$TRACER" traces export "$B/duplicate-ids.jsonl"
+head -c 100000000 /dev/zero | tr '\0' 'a' >huge.jsonl
+fails 1 'huge.jsonl:1: malformed JSON' "a 100 MB single line" "$TRACER" traces export huge.jsonl
+rm huge.jsonl
 fails 1 'nothere.jsonl: cannot open' "unreadable file" "$TRACER" traces export nothere.jsonl
 mkdir adir
 fails 1 'adir: not a regular file' "a directory" "$TRACER" traces export adir

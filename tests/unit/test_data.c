@@ -64,7 +64,7 @@ static void test_jsonl(void)
 	CHECK(ts.labels.n == 4, "labels greet, leave, 3, x: %d", ts.labels.n);
 	if (ts.part[TR_PART_TRACES].n == 6) {
 		struct tr_trace *v = ts.part[TR_PART_TRACES].v;
-		CHECK(strcmp(v[0].id, "1") == 0 && strcmp(v[1].id, "7") == 0, "ids %s %s", v[0].id, v[1].id);
+		CHECK(strcmp(v[0].id, "line:1") == 0 && strcmp(v[1].id, "7") == 0, "ids %s %s", v[0].id, v[1].id);
 		CHECK(v[1].gold == v[1].teacher && v[0].gold == -1, "ground truth");
 		CHECK(strcmp(ts.labels.names[v[3].teacher], "3") == 0, "integer label");
 		CHECK(v[4].input_b && strcmp(tr_trace_group(&v[4]), "g1") == 0 && ts.pairs, "pair and group");

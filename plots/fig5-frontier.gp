@@ -1,0 +1,22 @@
+# Figure 5: coverage vs agreement on handled on the test traffic: each point is one target α.
+load "plots/common.gp"
+t = "coverage"
+sets = values(t, 1, "$2 == \"official\"")
+n = words(sets)
+cols = n > 3 ? 3 : n
+rowsn = (n + cols - 1) / cols
+do for [ext in "png svg"] {
+	if (ext eq "png") { set terminal pngcairo size 1500, 450 * rowsn font ",10" } else { set terminal svg size 1500, 450 * rowsn dynamic font ",10" }
+	set output outfile("fig5-frontier", ext)
+	set multiplot layout rowsn, cols title "Figure 5. Coverage vs agreement on handled, test traffic (one point per target α; official traffic)"
+	do for [i = 1:n] {
+		s = word(sets, i)
+		set title s
+		set xlabel "coverage (share of test traffic handled)"
+		set ylabel "agreement with the teacher on handled"
+		set xrange [-0.02:1.02]
+		set yrange [0.5:1.005]
+		plot for [r in "point cp-holdout ltt"] rows(t, "$1 == \"".s."\" && $2 == \"official\" && $4 == \"all\" && $5 == \"".r."\" && $8 > 0") using 8:11 with linespoints ls ruleline(r) title r
+	}
+	unset multiplot
+}
