@@ -14,10 +14,12 @@ LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+REPLAY_BIN = $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test asan ubsan unit-tests bench reproduce reproduce-quick plots clean
+.PHONY: all deps test asan ubsan check fuzz unit-tests bench reproduce reproduce-quick plots clean
 
 all: $(BIN)
 
@@ -40,7 +42,33 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libtracer.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libtracer.a $(LDLIBS)
 
-unit-tests: $(UNIT_BIN)
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(BUILD)/libtracer.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< tests/fuzz/replay.c $(BUILD)/libtracer.a $(LDLIBS)
+
+unit-tests: $(UNIT_BIN) $(REPLAY_BIN)
+
+# Replays every saved fuzz input through its target without libFuzzer (also part of `make test`).
+check: all $(REPLAY_BIN)
+	@for t in $(REPLAY_BIN); do n=$${t##*/replay_}; printf '%-12s ' $$n; $$t tests/fuzz/corpus/$$n || exit 1; done
+
+# Coverage-guided fuzzing with clang's libFuzzer and AddressSanitizer, FUZZ_SECONDS per target. New
+# inputs go to build/fuzz-run/corpus (copy the interesting ones into tests/fuzz/corpus); crashes to
+# build/fuzz-run/crashes.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS = -O1 -g -fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer
+fuzz:
+	@FUZZ=1 scripts/install-deps.sh
+	@$(MAKE) --no-print-directory BUILD=build/fuzz-run CC=clang CFLAGS="$(FUZZ_CFLAGS)" build/fuzz-run/libtracer.a
+	@mkdir -p build/fuzz-run/crashes
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); n=$${n#fuzz_}; \
+		clang -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g -fsanitize=fuzzer,address -o build/fuzz-run/fuzz_$$n $$f \
+			build/fuzz-run/libtracer.a $(LDLIBS) || exit 1; \
+		mkdir -p build/fuzz-run/corpus/$$n; cp tests/fuzz/corpus/$$n/* build/fuzz-run/corpus/$$n/; \
+		build/fuzz-run/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 \
+			-artifact_prefix=build/fuzz-run/crashes/$$n- build/fuzz-run/corpus/$$n 2>build/fuzz-run/$$n.log; \
+		printf '%-12s %s\n' $$n "$$(grep -E '^(#[0-9]+.*DONE|Done [0-9]+ runs)' build/fuzz-run/$$n.log | tail -n 1)"; \
+	done; echo "crashes: $$(ls build/fuzz-run/crashes | wc -l)"
 
 bench:
 	@scripts/install-deps.sh

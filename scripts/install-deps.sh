@@ -6,6 +6,9 @@ set -eu
 PACKAGES="build-essential pkg-config libcsv-dev libjansson-dev libzstd-dev zstd nettle-dev libgsl-dev
 libopenblas-dev liblinear-dev libsvm-dev libxxhash-dev gnuplot-nox curl time"
 
+# `make fuzz` also needs clang and its libFuzzer runtime
+[ "${FUZZ:-}" = 1 ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
+
 missing=""
 for p in $PACKAGES; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then

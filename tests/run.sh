@@ -28,6 +28,9 @@ for t in "$build"/tests/test_*; do
 	case "$t" in *.d) continue ;; esac
 	[ -x "$t" ] && run "$(basename "$t")" "$t"
 done
+for t in "$build"/fuzz/replay_*; do
+	[ -x "$t" ] && run "fuzz corpus ${t##*/replay_}" "$t" "tests/fuzz/corpus/${t##*/replay_}"
+done
 for t in tests/cli/test_*.sh; do
 	run "$(basename "$t")" sh "$t"
 done

@@ -90,10 +90,9 @@ static int parse(const struct tr_policy *p, const char *field, size_t lineno, co
 	b->fallback[b->n] = field ? json_incref(json_object_get(o, field)) : NULL;
 	b->idx[b->n] = b->n;
 	b->n++;
+	int oom = !t->id || !t->input || (json_is_string(ib) && !t->input_b);
 	json_decref(o);
-	if (!t->id || !t->input || (json_is_string(ib) && !t->input_b))
-		return tr_fail(e, "out of memory");
-	return 0;
+	return oom ? tr_fail(e, "out of memory") : 0;
 }
 
 static int flush(const struct tr_policy *p, const char *field, struct batch *b, struct tr_err *e)

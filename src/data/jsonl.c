@@ -40,12 +40,13 @@ struct pending {
 	struct tr_rows rows;
 	char **teacher, **gold; /* label text per row until the label space is known */
 	size_t *line;		/* line of each row */
+	size_t n_text;		/* entries of teacher and gold (rows.n until the rows move out) */
 	size_t cap_t, cap_g, cap_l;
 };
 
 static void pending_free(struct pending *pd)
 {
-	for (size_t i = 0; i < pd->rows.n; i++) {
+	for (size_t i = 0; i < pd->n_text; i++) {
 		tr_free(pd->teacher[i]);
 		tr_free(pd->gold[i]);
 	}
@@ -131,11 +132,13 @@ static int parse_line(const char *path, size_t lineno, const char *s, size_t len
 	pd->teacher[pd->rows.n] = teacher;
 	pd->gold[pd->rows.n] = gold;
 	pd->line[pd->rows.n] = lineno;
+	pd->n_text = pd->rows.n + 1;
 	teacher = gold = NULL;
 	if (tr_rows_push(&pd->rows, t)) {
 		memset(&t, 0, sizeof t);
 		tr_free(pd->teacher[pd->rows.n]);
 		tr_free(pd->gold[pd->rows.n]);
+		pd->n_text = pd->rows.n;
 		tr_fail(e, "%s:%zu: out of memory", path, lineno);
 		goto out;
 	}

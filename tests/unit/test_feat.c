@@ -91,7 +91,8 @@ static void test_tfidf(void)
 	for (size_t i = 0; i < 9; i++)
 		same &= same_row(a.rows[i], d.rows[i]);
 	CHECK(same, "save/load keeps the transform");
-	CHECK(tr_featurizer_load("junk.txt", "hello\n", &h, &e) == -1, "junk featurizer");
+	struct tr_featurizer *junk;
+	CHECK(tr_featurizer_load("junk.txt", "hello\n", &junk, &e) == -1, "junk featurizer");
 	CHECK_ERR(e, "junk.txt:1: not a tracer featurizer");
 	tr_buf_free(&sb);
 	tr_feats_free(&a), tr_feats_free(&b), tr_feats_free(&d);
