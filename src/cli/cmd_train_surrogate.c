@@ -94,7 +94,8 @@ static int run(const struct job *j, struct tr_err *e)
 		goto out;
 	}
 	memcpy(rows, ts.part[TR_PART_TRACES].v, nt * sizeof *rows);
-	memcpy(rows + nt, ts.part[TR_PART_TEST].v, nx * sizeof *rows);
+	if (nx) /* a user's trace file has no test part (and no array) */
+		memcpy(rows + nt, ts.part[TR_PART_TEST].v, nx * sizeof *rows);
 	size_t ntrain = nt, ntest = nx, nfit, nval;
 	for (size_t i = 0; i < n; i++)
 		all[i] = i;

@@ -13,7 +13,7 @@
 #include "../gate/gate.h"
 
 #define TR_SPEC_MAX 16
-#define TR_CELL_FORMAT 1
+#define TR_CELL_FORMAT 2 /* 2: per-label handled counts at α = 0.90 and 0.95 */
 
 enum tr_protocol { TR_PROTO_OFFICIAL, TR_PROTO_POOLED };
 

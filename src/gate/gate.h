@@ -64,6 +64,11 @@ int tr_gate_run(enum tr_gate_rule rule, const struct tr_gate_input *in, int acce
 double tr_cp_lower(size_t k, size_t n, double conf);
 /* P(Binomial(n, p) >= k). */
 double tr_binom_tail(size_t k, size_t n, double p);
+/*
+ * How many more of the n accepted rows would have to agree (beyond k) for this threshold to pass the
+ * rule at α (δ for ltt); -1 when even n of n would not pass. The audit's "nearest miss".
+ */
+long tr_gate_shortfall(enum tr_gate_rule rule, size_t n, size_t k, double alpha, double delta);
 /* ltt's first candidate coverage level: smallest c in 1..99% with c * n_cal >= 2 ln δ / ln α. */
 double tr_ltt_start_level(size_t n_cal, double alpha, double delta);
 
@@ -177,6 +182,7 @@ struct tr_decision {
 	double score; /* acceptor score of the deciding stage (NAN when refused) */
 	int stage;    /* 1 or 2 when handled, else 0 */
 	int ood;      /* 1 when the OOD guard deferred it */
+	int top1;     /* stage 1's most probable label, handled or not (-1 when refused) */
 };
 /*
  * Routes rows idx[0..n) of `rows` (texts) or of the embedding matrix `emb` (emb_rows × emb_dim, for

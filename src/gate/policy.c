@@ -820,6 +820,10 @@ int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, con
 			double t1 = best == TR_POL_GLOBAL ? -INFINITY : best == TR_POL_L2D ? x->r.threshold
 							      : s2 ? s2->t1 : NAN;
 			size_t handled = 0, agree = 0, gold_n = 0, gold_ok = 0;
+			/* per teacher label handled counts at the two targets the audit's plateau report reads */
+			int per_label = fabs(o->targets[t] - 0.90) < 1e-9 || fabs(o->targets[t] - 0.95) < 1e-9;
+			json_t *by_label = per_label ? json_array() : NULL;
+			size_t *hl = per_label ? tr_calloc(K, sizeof *hl) : NULL;
 			for (size_t i = 0; i < m; i++) {
 				const struct tr_trace *tt = &test->v[i];
 				int label = -1;
@@ -827,6 +831,8 @@ int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, con
 					label = pred1[i];
 				else if (s2 && s2->test_score[i] >= x->r.threshold)
 					label = s2->test_pred[i];
+				if (hl && label >= 0)
+					hl[tt->teacher]++;
 				handled += label >= 0;
 				agree += label >= 0 && label == tt->teacher;
 				if (tt->gold >= 0) {
@@ -848,6 +854,12 @@ int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, con
 			json_object_set_new(res, "e2e_agreement", json_real(m ? (double)(agree + m - handled) / (double)m : 0));
 			json_object_set_new(res, "gold_accuracy", gold_n ? json_real((double)gold_ok / (double)gold_n) : json_null());
 			json_object_set_new(res, "violation", json_boolean(handled > 0 && agr < o->targets[t]));
+			if (by_label) {
+				for (size_t k = 0; hl && k < K; k++)
+					json_array_append_new(by_label, json_integer((json_int_t)hl[k]));
+				json_object_set_new(res, "handled_by_label", by_label);
+			}
+			tr_free(hl);
 			json_array_append_new(results, res);
 		}
 		for (int t = 0; t < 16; t++)
@@ -858,10 +870,20 @@ int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, con
 	json_t *hp = json_object();
 	for (int k = 0; k < f.grid.n_hp; k++)
 		json_object_set_new(hp, f.fam->hparams[k].name, json_real(f.s1->hp[k]));
-	cell = json_pack("{s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:o, s:o, s:o}", "splits", "used", (json_int_t)f.n,
+	json_t *names = json_array(), *counts = json_array();
+	size_t *tl = tr_calloc(K, sizeof *tl);
+	for (size_t i = 0; tl && i < m; i++)
+		tl[test->v[i].teacher]++;
+	for (size_t k = 0; k < K; k++) {
+		json_array_append_new(names, json_string(ts->labels.names[k]));
+		json_array_append_new(counts, json_integer(tl ? (json_int_t)tl[k] : 0));
+	}
+	tr_free(tl);
+	cell = json_pack("{s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "splits", "used", (json_int_t)f.n,
 			 "train", (json_int_t)f.ntr, "validation", (json_int_t)f.nva, "calibration", (json_int_t)f.nca,
 			 "n_test", (json_int_t)m, "labels", (json_int_t)K, "hyperparameters", hp,
-			 "validation_macro_f1", jnum(f.s1->val_f1), "results", results);
+			 "validation_macro_f1", jnum(f.s1->val_f1), "results", results, "label_names", names,
+			 "test_by_label", counts);
 	results = NULL;
 	if (!cell) {
 		tr_fail(e, "out of memory");

@@ -12,7 +12,7 @@ int tr_policy_route(const struct tr_policy *p, const struct tr_trace *rows, cons
 		    const double *emb, size_t emb_rows, int emb_dim, struct tr_decision *out, struct tr_err *e)
 {
 	for (size_t i = 0; i < n; i++)
-		out[i] = (struct tr_decision){.label = -1, .score = NAN};
+		out[i] = (struct tr_decision){.label = -1, .score = NAN, .top1 = -1};
 	if (p->kind == TR_POL_REFUSED || n == 0)
 		return 0;
 	struct tr_feats X;
@@ -35,6 +35,8 @@ int tr_policy_route(const struct tr_policy *p, const struct tr_trace *rows, cons
 			goto out;
 		tr_argmax_rows(proba, n, (int)K, pred);
 		for (size_t i = 0; i < n; i++) {
+			if (s == 0)
+				out[i].top1 = pred[i];
 			if (out[i].handled)
 				continue;
 			out[i].score = score[i];

@@ -56,6 +56,20 @@ double tr_ltt_start_level(size_t n_cal, double alpha, double delta)
 	return 1.0;
 }
 
+long tr_gate_shortfall(enum tr_gate_rule rule, size_t n, size_t k, double alpha, double delta)
+{
+	if (rule != TR_GATE_LTT && n < TR_GATE_MIN_ACCEPT)
+		return -1;
+	for (size_t kk = k; kk <= n; kk++) {
+		int pass = rule == TR_GATE_POINT	  ? (double)kk >= alpha * (double)n
+			   : rule == TR_GATE_CP_HOLDOUT ? tr_cp_lower(kk, n, TR_CP_CONF) >= alpha
+						      : n > 0 && tr_binom_tail(kk, n, alpha) <= delta;
+		if (pass)
+			return (long)(kk - k);
+	}
+	return -1;
+}
+
 void tr_gate_result_free(struct tr_gate_result *r)
 {
 	tr_free(r->steps);

@@ -46,4 +46,38 @@ void tr_table_free(struct tr_table *t);
 /* Rewrites the generated sections of PAPER.md (between <!-- BEGIN name --> and <!-- END name -->). */
 int tr_paper_update(const struct tr_table *t, const char *paper_path, struct tr_err *e);
 
+/* ---- the reviewer's audit (audit.c, audit_render.c) ---- */
+
+struct tr_audit_opts {
+	double queries; /* per day, for the cost projection */
+	double cost;	/* dollars per LLM call */
+	int top;	/* rows of each ranking shown */
+};
+
+/*
+ * Audits a fitted policy on traffic `rows` (labels named by ts): the gate decision re-derived from
+ * gate_audit.json (with the nearest miss of a refusal), where the surrogate handles and defers, and the
+ * cost projection. Returns the report as JSON (json_t *, owned by the caller); `decisions` receives the
+ * routed decisions as JSONL ({"id","teacher","label","decision","score","top1","chars"}).
+ */
+int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traceset *ts, const struct tr_rows *rows,
+		    const double *emb, size_t emb_rows, int emb_dim, const struct tr_audit_opts *o, void **out,
+		    struct tr_buf *decisions, struct tr_err *e);
+/*
+ * Plateaus over trace count from a sweep's cells: per label, the handled share at each trace count for
+ * one set, rule and target (0.90 or 0.95), the deltas between consecutive counts, and the labels that
+ * stopped improving. JSON out.
+ */
+int tr_audit_plateaus(const struct tr_spec *s, const char *results, const char *set, const char *rule,
+		      double target, void **out, struct tr_err *e);
+/* Markdown of an audit report (terminal: only the top and bottom `top` labels). */
+int tr_audit_markdown(const void *report, int terminal, int top, struct tr_buf *out);
+/* A self-contained HTML page (all text escaped); charts are PNG files embedded as data URIs. */
+int tr_audit_html(const void *report, const char *const *charts, const char *const *captions, int n_charts,
+		  struct tr_buf *out, struct tr_err *e);
+
+/* The plateau report as Markdown / HTML (escaped, self-contained; charts embedded like the audit's). */
+int tr_plateau_markdown(const void *report, struct tr_buf *out);
+int tr_plateau_html(const void *report, const char *chart, struct tr_buf *out, struct tr_err *e);
+
 #endif

@@ -21,6 +21,12 @@ static void test_bounds(void)
 	CHECK(fabs(tr_ltt_start_level(1000, 0.95, 0.1 / 3) - 0.14) < 1e-12, "ltt start %.2f",
 	      tr_ltt_start_level(1000, 0.95, 0.1 / 3));
 	CHECK(tr_ltt_start_level(10, 0.99, 0.1) == 1.0, "too few rows: only accept-all is left");
+	/* the audit's nearest miss: extra agreeing rows needed */
+	CHECK(tr_gate_shortfall(TR_GATE_POINT, 20, 17, 0.9, 0.1) == 1, "point: 18 of 20 needed");
+	CHECK(tr_gate_shortfall(TR_GATE_POINT, 5, 5, 0.9, 0.1) == -1, "point: under 10 accepted never passes");
+	CHECK(tr_gate_shortfall(TR_GATE_CP_HOLDOUT, 22, 21, 0.9, 0.1) == 1, "cp: 22/22 reaches 0.9006");
+	CHECK(tr_gate_shortfall(TR_GATE_LTT, 22, 20, 0.9, 0.1) == 2, "ltt: 22/22 gives p = 0.098");
+	CHECK(tr_gate_shortfall(TR_GATE_LTT, 21, 21, 0.9, 0.1) == -1, "ltt: 21/21 gives p = 0.109 > 0.1");
 }
 
 /* n rows with scores n..1 (as i/n); the `good` highest-scoring rows agree. */

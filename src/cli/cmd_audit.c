@@ -1,0 +1,257 @@
+/*
+ * cmd_audit.c - `tracer audit`: a reviewer's report on a fitted policy, or on a sweep's plateaus.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../report/report.h"
+#include "cli.h"
+
+const char cmd_audit_usage[] =
+	"usage: tracer audit DIR TRAFFIC [--out OUT] [--queries Q] [--cost C] [--top N] [--embeddings X.npy]\n"
+	"       tracer audit --results RESULTS --set SET [--spec experiments/flywheel.spec] [--rule ltt]\n"
+	"                    [--target 0.95] [--out OUT]\n"
+	"  The first form routes TRAFFIC (DATASET:TEACHER: its test part; or a trace JSONL) with the policy in\n"
+	"  DIR and writes OUT (default DIR/audit): report.md, report.html (self-contained), report.json,\n"
+	"  decisions.jsonl and its chart; the terminal gets the Markdown with the top and bottom N labels.\n"
+	"  It re-derives the gate decision from gate_audit.json (for a refusal: the nearest miss), shows per\n"
+	"  label and per input length where the surrogate handles and defers, the confusions behind deferrals,\n"
+	"  boundary pairs, representative inputs, and the LLM calls and cost for Q queries a day at $C a call\n"
+	"  (defaults 10000 and 0.002). The second form reads a sweep's cells: per label, the handled share at\n"
+	"  each trace count, the deltas between counts, and the labels that stopped improving.\n";
+
+/* Runs gnuplot on a script; 0 on success. */
+static int gnuplot(const char *script)
+{
+	FILE *g = popen("gnuplot 2>/dev/null", "w");
+	if (!g)
+		return -1;
+	fputs(script, g);
+	return pclose(g) == 0 ? 0 : -1;
+}
+
+static int put(const char *dir, const char *name, const char *data, size_t len, struct tr_err *e)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return tr_write_atomic(path, data, len, e);
+}
+
+static int put_json(const char *dir, const char *name, json_t *j, struct tr_err *e)
+{
+	char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+	if (!s)
+		return tr_fail(e, "out of memory");
+	int rc = put(dir, name, s, strlen(s), e);
+	free(s);
+	return rc;
+}
+
+/* Replaces `dir` with the finished temporary directory `tmp`. */
+static int commit_dir(const char *tmp, const char *dir, struct tr_err *e)
+{
+	char old[PATH_MAX], cmd[2 * PATH_MAX];
+	snprintf(old, sizeof old, "%s.old.%ld", dir, (long)getpid());
+	struct stat st;
+	int had = stat(dir, &st) == 0;
+	if (had && rename(dir, old) != 0)
+		return tr_fail(e, "%s: cannot replace: %s", dir, strerror(errno));
+	if (rename(tmp, dir) != 0) {
+		int err = errno;
+		if (had)
+			rename(old, dir);
+		return tr_fail(e, "%s: cannot rename into place: %s", dir, strerror(err));
+	}
+	if (had) {
+		snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", old);
+		if (system(cmd) != 0)
+			fprintf(stderr, "tracer: could not remove %s\n", old);
+	}
+	return 0;
+}
+
+static int audit_policy(const char *dir, const char *traffic, const char *outdir, const char *emb_path,
+			const struct tr_audit_opts *o, struct tr_err *e)
+{
+	struct tr_traceset ts;
+	double *emb = NULL;
+	size_t er = 0;
+	int ed = 0, rc = -1;
+	void *rep = NULL;
+	struct tr_buf dec = {0}, md = {0}, term = {0}, html = {0};
+	char tmp[PATH_MAX], chart[PATH_MAX + 32], script[3 * PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", outdir, (long)getpid());
+	if (tr_traceset_open(traffic, &ts, e))
+		return -1;
+	const struct tr_rows *rows = ts.part[TR_PART_TEST].n ? &ts.part[TR_PART_TEST] : &ts.part[TR_PART_TRACES];
+	if (emb_path && tr_npy_read(emb_path, &emb, &er, &ed, e))
+		goto out;
+	if (tr_audit_policy(dir, traffic, &ts, rows, emb, er, ed, o, &rep, &dec, e) || tr_mkdirs(tmp, e))
+		goto out;
+	/* chart: handled share per label, most handled first */
+	struct tr_buf tsv = {0};
+	size_t i;
+	json_t *l;
+	json_array_foreach(json_object_get(rep, "per_label"), i, l)
+		tr_buf_printf(&tsv, "%zu\t%.6f\n", i + 1, json_real_value(json_object_get(l, "handled_share")));
+	int charts = 0;
+	if (tsv.data && put(tmp, "per_label.tsv", tsv.data, tsv.len, e) == 0) {
+		snprintf(chart, sizeof chart, "%s/per_label.png", tmp);
+		snprintf(script, sizeof script,
+			 "set terminal pngcairo size 1000,360 font ',9'\nset output '%s'\nset datafile separator '\\t'\n"
+			 "set xlabel 'teacher labels, most handled first (rank)'\nset ylabel 'handled share'\n"
+			 "set yrange [0:1.02]\nset style fill solid 0.8\nset boxwidth 0.8\nset key off\n"
+			 "plot '%s/per_label.tsv' using 1:2 with boxes lc rgb '#2ca02c'\n",
+			 chart, tmp);
+		charts = gnuplot(script) == 0;
+	}
+	tr_buf_free(&tsv);
+	const char *ch[1] = {chart}, *cap[1] = {"Handled share per teacher label on the audited traffic"};
+	if (tr_audit_markdown(rep, 0, o->top, &md) || tr_audit_markdown(rep, 1, o->top, &term) ||
+	    tr_audit_html(rep, ch, cap, charts, &html, e) || put(tmp, "report.md", md.data, md.len, e) ||
+	    put(tmp, "report.html", html.data, html.len, e) || put_json(tmp, "report.json", rep, e) ||
+	    put(tmp, "decisions.jsonl", dec.data ? dec.data : "", dec.len, e) || commit_dir(tmp, outdir, e))
+		goto out;
+	fputs(term.data, stdout);
+	fprintf(stderr, "audit: %s/report.md, report.html, report.json, decisions.jsonl%s\n", outdir,
+		charts ? "" : " (gnuplot unavailable: no chart)");
+	rc = 0;
+out:
+	if (rc) {
+		snprintf(script, sizeof script, "rm -rf -- '%s'", tmp);
+		if (system(script) != 0)
+			fprintf(stderr, "tracer: could not remove %s\n", tmp);
+	}
+	json_decref(rep);
+	tr_buf_free(&dec), tr_buf_free(&md), tr_buf_free(&term), tr_buf_free(&html);
+	tr_free(emb);
+	tr_traceset_free(&ts);
+	return rc;
+}
+
+static int audit_plateaus(const char *results, const char *spec, const char *set, const char *rule, double target,
+			  const char *outdir, struct tr_err *e)
+{
+	struct tr_spec s;
+	void *rep = NULL;
+	int rc = -1;
+	struct tr_buf md = {0}, html = {0}, tsv = {0};
+	char tmp[PATH_MAX], chart[PATH_MAX + 32], script[3 * PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", outdir, (long)getpid());
+	if (tr_spec_load(spec, &s, e))
+		return -1;
+	if (tr_audit_plateaus(&s, results, set, rule, target, &rep, e) || tr_mkdirs(tmp, e))
+		goto out;
+	json_t *counts = json_object_get(rep, "trace_counts"), *cov = json_object_get(rep, "coverage");
+	for (size_t i = 0; i < json_array_size(counts); i++)
+		tr_buf_printf(&tsv, "%lld\t%.6f\n", (long long)json_integer_value(json_array_get(counts, i)),
+			      json_number_value(json_array_get(cov, i)));
+	int charts = 0;
+	if (tsv.data && put(tmp, "coverage.tsv", tsv.data, tsv.len, e) == 0) {
+		snprintf(chart, sizeof chart, "%s/coverage.png", tmp);
+		snprintf(script, sizeof script,
+			 "set terminal pngcairo size 800,400 font ',9'\nset output '%s'\nset datafile separator '\\t'\n"
+			 "set logscale x 2\nset xlabel 'traces used for fitting (count, log scale)'\n"
+			 "set ylabel 'coverage (share of test traffic handled)'\nset yrange [0:1.02]\nset key off\n"
+			 "plot '%s/coverage.tsv' using 1:2 with linespoints lw 2 pt 7\n",
+			 chart, tmp);
+		charts = gnuplot(script) == 0;
+	}
+	if (tr_plateau_markdown(rep, &md) || tr_plateau_html(rep, charts ? chart : NULL, &html, e) ||
+	    put(tmp, "report.md", md.data, md.len, e) || put(tmp, "report.html", html.data, html.len, e) ||
+	    put_json(tmp, "report.json", rep, e) || commit_dir(tmp, outdir, e))
+		goto out;
+	fputs(md.data, stdout);
+	rc = 0;
+out:
+	if (rc) {
+		snprintf(script, sizeof script, "rm -rf -- '%s'", tmp);
+		if (system(script) != 0)
+			fprintf(stderr, "tracer: could not remove %s\n", tmp);
+	}
+	json_decref(rep);
+	tr_buf_free(&md), tr_buf_free(&html), tr_buf_free(&tsv);
+	tr_spec_free(&s);
+	return rc;
+}
+
+int cmd_audit(int argc, char **argv)
+{
+	const char *dir = NULL, *traffic = NULL, *out = NULL, *results = NULL, *set = NULL, *emb = NULL;
+	const char *rule = "ltt", *spec = NULL;
+	char specbuf[PATH_MAX], outbuf[PATH_MAX];
+	double target = 0.95;
+	struct tr_audit_opts o = {.queries = 10000, .cost = 0.002, .top = 15};
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (a[0] != '-') {
+			if (!dir)
+				dir = a;
+			else if (!traffic)
+				traffic = a;
+			else
+				return tr_cli_usage_error("audit", "unexpected argument \"%s\"", a);
+			continue;
+		}
+		if (!v)
+			return tr_cli_usage_error("audit", "%s needs a value", a);
+		i++;
+		unsigned long long u;
+		if (strcmp(a, "--out") == 0)
+			out = v;
+		else if (strcmp(a, "--results") == 0)
+			results = v;
+		else if (strcmp(a, "--set") == 0)
+			set = v;
+		else if (strcmp(a, "--spec") == 0)
+			spec = v;
+		else if (strcmp(a, "--rule") == 0)
+			rule = v;
+		else if (strcmp(a, "--embeddings") == 0)
+			emb = v;
+		else if (strcmp(a, "--target") == 0) {
+			if (tr_cli_number(v, 0, 1, &target))
+				return tr_cli_usage_error("audit", "--target must be in (0, 1)");
+		} else if (strcmp(a, "--queries") == 0) {
+			if (tr_cli_number(v, 0, 1e15, &o.queries))
+				return tr_cli_usage_error("audit", "--queries must be positive");
+		} else if (strcmp(a, "--cost") == 0) {
+			if (tr_cli_number(v, 0, 1e6, &o.cost))
+				return tr_cli_usage_error("audit", "--cost must be positive");
+		} else if (strcmp(a, "--top") == 0) {
+			if (tr_cli_count(v, &u) || u < 1 || u > 1000)
+				return tr_cli_usage_error("audit", "--top must be 1..1000");
+			o.top = (int)u;
+		} else
+			return tr_cli_usage_error("audit", "unknown option \"%s\"", a);
+	}
+	struct tr_err e;
+	if (results) {
+		if (dir || !set)
+			return tr_cli_usage_error("audit", "--results takes --set SET and no policy directory");
+		if (tr_gate_rule_parse(rule) < 0)
+			return tr_cli_usage_error("audit", "--rule must be point, cp-holdout or ltt");
+		if (!spec) {
+			tr_root_path("experiments/flywheel.spec", specbuf, sizeof specbuf);
+			spec = specbuf;
+		}
+		if (!out) {
+			snprintf(outbuf, sizeof outbuf, "%s/audit-plateaus", results);
+			out = outbuf;
+		}
+		return audit_plateaus(results, spec, set, rule, target, out, &e) ? tr_cli_data_error(&e) : TR_EXIT_OK;
+	}
+	if (!dir || !traffic)
+		return tr_cli_usage_error("audit", "expected DIR and TRAFFIC (or --results)");
+	if (!out) {
+		snprintf(outbuf, sizeof outbuf, "%s/audit", dir);
+		out = outbuf;
+	}
+	return audit_policy(dir, traffic, out, emb, &o, &e) ? tr_cli_data_error(&e) : TR_EXIT_OK;
+}

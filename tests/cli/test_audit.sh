@@ -1,0 +1,65 @@
+# tracer audit: figures recomputed from the decisions file, HTML escaping, a refused policy, the nearest
+# miss of a crafted refusal, plateaus from a sweep.
+. "$(dirname "$0")/lib.sh"
+
+T=$FIX/audit/traces.jsonl
+ok "fit" "$TRACER" fit "$T" --gate point --target 0.8 --targets 0.8 --seed 2 --out pol
+ok "audit" "$TRACER" audit pol "$T" --out aud --queries 50000 --cost 0.01
+for f in report.md report.html report.json decisions.jsonl; do check "audit file $f" [ -s "aud/$f" ]; done
+check "one decision per traffic row" [ "$(wc -l <aud/decisions.jsonl)" -eq "$(wc -l <"$T")" ]
+
+# per-label figures from the decisions file, recomputed independently
+awk -F'"' '{ t = ""; h = 0
+	for (i = 1; i < NF; i++) { if ($i == "teacher") t = $(i + 2); if ($i == "decision" && $(i + 2) == "handled") h = 1 }
+	n[t]++; hd[t] += h }
+	END { for (t in n) printf "%s %d %.3f\n", t, n[t], hd[t] / n[t] }' aud/decisions.jsonl | grep -v script | sort >mine
+sed -n '/^## Per teacher label/,/^## By input length/p' aud/report.md | grep -E '^\| [^-l]' | grep -v script | awk -F'|' '{ gsub(/ /, "", $2); gsub(/ /, "", $3); gsub(/ /, "", $4); print $2, $3, $4 }' | sort >theirs
+check "per-label traces and handled share equal a recomputation" cmp -s mine theirs
+check "some rows handled" [ "$(awk '$3 > 0' theirs | wc -l)" -gt 0 ]
+check "the script label is escaped in report.md" grep -q '^| &lt;script&gt;alert' aud/report.md
+total=$(( $(awk '{ s += $2 } END { print s }' theirs) + 1 ))
+check "the per-label table sums to the trace count ($total)" [ "$total" -eq "$(wc -l <"$T")" ]
+handled=$(grep -c '"decision":"handled"' aud/decisions.jsonl)
+calls=$(awk -v n="$(wc -l <"$T")" -v h="$handled" 'BEGIN { printf "%.0f", 50000 * (1 - h / n) }')
+check "cost projection from traffic coverage ($calls calls)" grep -q "$calls calls and \\$" aud/report.md
+
+# user text is escaped in the HTML page, which is self-contained
+check "no raw <script> in the page" sh -c "! grep -q '<script>' aud/report.html"
+check "the input is there, escaped" grep -q '&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;' aud/report.html
+check "no external assets" sh -c "! grep -Eq '(src|href)=\"(http|//)' aud/report.html"
+check "chart embedded as a data URI" grep -q 'src="data:image/png;base64,' aud/report.html
+
+# a refused policy still gets its report, with the nearest miss
+ok "fit a refused policy" "$TRACER" fit mnli:phi-3-small --target 0.95 --out refused
+ok "audit the refused policy" "$TRACER" audit refused mnli:phi-3-small --out raud
+has '\*\*Refused\*\*' "refusal stated"
+has '^Nearest miss: ' "nearest miss reported"
+
+# a crafted refusal: the nearest miss is the threshold needing the fewest extra agreeing rows
+cp -r refused crafted
+cat >crafted/gate_audit.json <<'JSON'
+{"format": "tracer-gate-audit", "version": 1, "target": 0.9, "rule": "point", "delta": 0.1,
+ "delta_per_family": 0.0333, "statistic": "agreement", "calibration_rows": 200, "validation_rows": 200,
+ "deployed": "refused", "families": [
+  {"family": "global", "status": "not deployable", "reason": "x", "steps": [
+    {"threshold": null, "n": 200, "k": 160, "stat": 0.8, "pass": false}]},
+  {"family": "l2d", "status": "not deployable", "reason": "y", "steps": [
+    {"threshold": 0.9, "n": 5, "k": 5, "stat": 1.0, "pass": false},
+    {"threshold": 0.7, "n": 20, "k": 17, "stat": 0.85, "pass": false},
+    {"threshold": 0.5, "n": 100, "k": 85, "stat": 0.85, "pass": false}]},
+  {"family": "rsb", "status": "not tried", "reason": "z", "steps": []}]}
+JSON
+ok "audit the crafted refusal" "$TRACER" audit crafted mnli:phi-3-small --out caud
+has '^Nearest miss: l2d at threshold 0.7000 accepted 20 calibration rows, 17 agreeing \(agreement 0.8500\); 1 more agreeing rows' \
+	"the nearest miss is l2d at 0.70, one row short"
+
+# plateaus over trace count from a sweep (quick spec: 500 traces and all)
+ok "sweep" "$TRACER" sweep "$ROOT/experiments/quick.spec" --results res --jobs 2
+ok "audit plateaus" "$TRACER" audit --results res --spec "$ROOT/experiments/quick.spec" --set banking77:gpt-4o --rule point --target 0.90 --out plat
+check "plateau report files" sh -c "[ -s plat/report.md ] && [ -s plat/report.html ] && [ -s plat/report.json ]"
+has '^\| \*all labels \(coverage\)\* \|' "coverage row"
+has 'labels stopped improving\.$' "plateau summary"
+fails 1 'no finished cells with per-label results' "plateaus need per-label cells" \
+	"$TRACER" audit --results res --spec "$ROOT/experiments/quick.spec" --set banking77:gpt-4o --target 0.80 --out plat2
+fails 2 'expected DIR and TRAFFIC' "usage" "$TRACER" audit pol
+finish
