@@ -19,7 +19,7 @@ REPLAY_BIN = $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test asan ubsan check fuzz unit-tests bench reproduce reproduce-quick plots clean
+.PHONY: all deps test test-cluster asan ubsan check fuzz unit-tests bench reproduce reproduce-quick plots clean
 
 all: $(BIN)
 
@@ -80,6 +80,7 @@ deps:
 
 test:
 	@scripts/install-deps.sh
+	@[ "$$(id -u)" != 0 ] || SLURM=1 scripts/install-deps.sh || echo "make test: slurm-wlm/munge not installable; the cluster test will not run" >&2
 	@$(MAKE) --no-print-directory all unit-tests
 	@TRACER_BIN=$(abspath $(BIN)) TEST_BUILD=$(BUILD) tests/run.sh
 
@@ -97,21 +98,39 @@ JOBS    ?= $(shell nproc)
 RESULTS ?= results
 QUICK   ?= build/quick
 
+SCHEDULER ?= local
+SLURM_FLAGS ?=
+
 # Every table and figure of PAPER.md: finished cells are skipped, so an interrupted run resumes.
+# SCHEDULER=slurm runs the cells as Slurm job arrays and a dependent collector (scripts/slurm-submit.sh).
 reproduce:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory all
-	@for s in $(SPECS); do $(abspath $(BIN)) sweep $$s --jobs $(JOBS) --results $(RESULTS) || exit 1; done
-	$(abspath $(BIN)) collect $(SPECS) --results $(RESULTS) --paper PAPER.md
-	@$(MAKE) --no-print-directory plots RESULTS=$(RESULTS)
+	@if [ "$(SCHEDULER)" = slurm ]; then \
+		TRACER=$(abspath $(BIN)) scripts/slurm-submit.sh $(SPECS) --results $(RESULTS) --paper $(abspath PAPER.md) $(SLURM_FLAGS); \
+	else \
+		for s in $(SPECS); do $(abspath $(BIN)) sweep $$s --jobs $(JOBS) --results $(RESULTS) || exit 1; done; \
+		$(abspath $(BIN)) collect $(SPECS) --results $(RESULTS) --paper PAPER.md && \
+		$(MAKE) --no-print-directory plots RESULTS=$(RESULTS); \
+	fi
 
 # A reduced grid through every code path, into $(QUICK) (PAPER.md untouched).
 reproduce-quick:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory all
-	$(abspath $(BIN)) sweep experiments/quick.spec --jobs $(JOBS) --results $(QUICK)
-	$(abspath $(BIN)) collect experiments/quick.spec --results $(QUICK)
-	@$(MAKE) --no-print-directory plots RESULTS=$(QUICK) TABLES=quick
+	@if [ "$(SCHEDULER)" = slurm ]; then \
+		TRACER=$(abspath $(BIN)) scripts/slurm-submit.sh experiments/quick.spec --results $(QUICK) --tables quick $(SLURM_FLAGS); \
+	else \
+		$(abspath $(BIN)) sweep experiments/quick.spec --jobs $(JOBS) --results $(QUICK) && \
+		$(abspath $(BIN)) collect experiments/quick.spec --results $(QUICK) && \
+		$(MAKE) --no-print-directory plots RESULTS=$(QUICK) TABLES=quick; \
+	fi
+
+# The Slurm test: a one-node cluster in a temporary directory (needs root; installs slurm-wlm and munge).
+test-cluster:
+	@SLURM=1 scripts/install-deps.sh
+	@$(MAKE) --no-print-directory all
+	@TRACER_BIN=$(abspath $(BIN)) sh tests/cluster/test_slurm.sh
 
 # Figures from $(RESULTS)/tables alone. TABLES=quick draws every figure from the quick spec's table.
 plots:

@@ -8,6 +8,8 @@ libopenblas-dev liblinear-dev libsvm-dev libxxhash-dev gnuplot-nox curl time"
 
 # `make fuzz` also needs clang and its libFuzzer runtime
 [ "${FUZZ:-}" = 1 ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
+# the Slurm test's one-node cluster
+[ "${SLURM:-}" = 1 ] && PACKAGES="$PACKAGES slurm-wlm munge iproute2"
 
 missing=""
 for p in $PACKAGES; do

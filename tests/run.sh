@@ -34,6 +34,12 @@ done
 for t in tests/cli/test_*.sh; do
 	run "$(basename "$t")" sh "$t"
 done
+# The Slurm test needs root and Debian's slurm-wlm and munge (make test installs them when it can).
+if [ "$(id -u)" = 0 ] && command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1; then
+	run "cluster test_slurm.sh" sh tests/cluster/test_slurm.sh
+else
+	echo "cluster test_slurm.sh         not run: needs root, slurm-wlm and munge (make test-cluster)"
+fi
 [ -n "$broken" ] && echo "failing:$broken"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

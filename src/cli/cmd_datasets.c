@@ -77,7 +77,7 @@ static int download(const char *url, const char *path)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		execlp("curl", "curl", "-fsSL", "--max-time", "120", "-o", path, url, (char *)NULL);
+		execlp("curl", "curl", "-fsSL", "--max-time", "60", "-o", path, url, (char *)NULL);
 		_exit(127);
 	}
 	int status;

@@ -16,6 +16,7 @@
 const char cmd_sweep_usage[] =
 	"usage: tracer sweep SPEC [--results DIR] [--jobs N]   compute every unfinished cell\n"
 	"       tracer sweep SPEC --list                       the cells, one per line: index, hash, what\n"
+	"       tracer sweep SPEC --missing [--results DIR]    indices of the unfinished cells, comma-separated\n"
 	"       tracer sweep SPEC --cell INDEX|HASH [--results DIR]   compute exactly one cell\n"
 	"  Cells are written to DIR/cells/NAME/HASH.json (DIR defaults to results/ in the project root);\n"
 	"  finished cells are skipped, so an interrupted sweep resumes. With --jobs N, N cells run at once\n"
@@ -133,11 +134,13 @@ int cmd_sweep(int argc, char **argv)
 	const char *spec = NULL, *cell = NULL;
 	char results[4096];
 	tr_root_path("results", results, sizeof results);
-	int list = 0;
+	int list = 0, missing = 0;
 	unsigned long long jobs = 1;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--list") == 0)
 			list = 1;
+		else if (strcmp(argv[i], "--missing") == 0)
+			missing = 1;
 		else if (strcmp(argv[i], "--cell") == 0 && i + 1 < argc)
 			cell = argv[++i];
 		else if (strcmp(argv[i], "--results") == 0 && i + 1 < argc)
@@ -169,6 +172,18 @@ int cmd_sweep(int argc, char **argv)
 			describe(&cells[i], what, sizeof what);
 			printf("%zu\t%s\t%s\n", i, cells[i].hash, what);
 		}
+	} else if (missing) {
+		int first = 1;
+		for (size_t i = 0; i < n; i++) {
+			char path[4096];
+			tr_cell_path(results, &s, &cells[i], path, sizeof path);
+			if (!tr_file_exists(path)) {
+				printf("%s%zu", first ? "" : ",", i);
+				first = 0;
+			}
+		}
+		if (!first)
+			putchar('\n');
 	} else if (cell) {
 		char *end;
 		unsigned long long k = strtoull(cell, &end, 10);

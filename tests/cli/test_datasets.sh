@@ -45,6 +45,20 @@ TRACER_DATA=$SCRATCH/m2 TRACER_MANIFEST=$SCRATCH/m2.tsv "$TRACER" traces export 
 check "changed source rebuilds: 10,002 traces" [ "$(wc -l <out)" -eq 10002 ]
 check "a second cache file for banking77:gold" [ "$(ls cache/traces | grep -c '^banking77_gold')" -eq 2 ]
 
+# Offline, fetch says what is missing, where it looked, and that the download failed (no network here).
+head -n 5 "$ROOT/datasets/manifest.tsv" >one.tsv
+grep '^mnli/dev_matched.jsonl' "$ROOT/datasets/manifest.tsv" >>one.tsv
+mkdir empty
+TRACER_DATA=$SCRATCH/empty TRACER_MANIFEST=$SCRATCH/one.tsv "$TRACER" datasets fetch >out 2>err
+rc=$?
+if [ -e "$SCRATCH/cache/downloads/mnli/dev_matched.jsonl" ]; then
+	check "fetched file checked against its sum" grep -q '^fetched  mnli/dev_matched.jsonl' out
+else
+	check "fetch fails offline" [ $rc -eq 1 ]
+	check "fetch names the file, where it looked and the URL" \
+		grep -q "mnli/dev_matched.jsonl: missing from $SCRATCH/empty/mnli/dev_matched.jsonl and the download from https://" err
+fi
+
 # A broken manifest is reported with its line.
 printf 'banking77/train.csv\tnothex\t1\tx\ty\n' >bad.tsv
 fails 1 'bad.tsv:1: bad sha256' "bad manifest line" env TRACER_MANIFEST="$SCRATCH/bad.tsv" "$TRACER" datasets verify
