@@ -53,29 +53,6 @@ static int put_json(const char *dir, const char *name, json_t *j, struct tr_err 
 	return rc;
 }
 
-/* Replaces `dir` with the finished temporary directory `tmp`. */
-static int commit_dir(const char *tmp, const char *dir, struct tr_err *e)
-{
-	char old[PATH_MAX], cmd[2 * PATH_MAX];
-	snprintf(old, sizeof old, "%s.old.%ld", dir, (long)getpid());
-	struct stat st;
-	int had = stat(dir, &st) == 0;
-	if (had && rename(dir, old) != 0)
-		return tr_fail(e, "%s: cannot replace: %s", dir, strerror(errno));
-	if (rename(tmp, dir) != 0) {
-		int err = errno;
-		if (had)
-			rename(old, dir);
-		return tr_fail(e, "%s: cannot rename into place: %s", dir, strerror(err));
-	}
-	if (had) {
-		snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", old);
-		if (system(cmd) != 0)
-			fprintf(stderr, "tracer: could not remove %s\n", old);
-	}
-	return 0;
-}
-
 static int audit_policy(const char *dir, const char *traffic, const char *outdir, const char *emb_path,
 			const struct tr_audit_opts *o, struct tr_err *e)
 {
@@ -116,18 +93,15 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	if (tr_audit_markdown(rep, 0, o->top, &md) || tr_audit_markdown(rep, 1, o->top, &term) ||
 	    tr_audit_html(rep, ch, cap, charts, &html, e) || put(tmp, "report.md", md.data, md.len, e) ||
 	    put(tmp, "report.html", html.data, html.len, e) || put_json(tmp, "report.json", rep, e) ||
-	    put(tmp, "decisions.jsonl", dec.data ? dec.data : "", dec.len, e) || commit_dir(tmp, outdir, e))
+	    put(tmp, "decisions.jsonl", dec.data ? dec.data : "", dec.len, e) || tr_dir_commit(tmp, outdir, e))
 		goto out;
 	fputs(term.data, stdout);
 	fprintf(stderr, "audit: %s/report.md, report.html, report.json, decisions.jsonl%s\n", outdir,
 		charts ? "" : " (gnuplot unavailable: no chart)");
 	rc = 0;
 out:
-	if (rc) {
-		snprintf(script, sizeof script, "rm -rf -- '%s'", tmp);
-		if (system(script) != 0)
-			fprintf(stderr, "tracer: could not remove %s\n", tmp);
-	}
+	if (rc)
+		tr_remove_tree(tmp);
 	json_decref(rep);
 	tr_buf_free(&dec), tr_buf_free(&md), tr_buf_free(&term), tr_buf_free(&html);
 	tr_free(emb);
@@ -165,16 +139,13 @@ static int audit_plateaus(const char *results, const char *spec, const char *set
 	}
 	if (tr_plateau_markdown(rep, &md) || tr_plateau_html(rep, charts ? chart : NULL, &html, e) ||
 	    put(tmp, "report.md", md.data, md.len, e) || put(tmp, "report.html", html.data, html.len, e) ||
-	    put_json(tmp, "report.json", rep, e) || commit_dir(tmp, outdir, e))
+	    put_json(tmp, "report.json", rep, e) || tr_dir_commit(tmp, outdir, e))
 		goto out;
 	fputs(md.data, stdout);
 	rc = 0;
 out:
-	if (rc) {
-		snprintf(script, sizeof script, "rm -rf -- '%s'", tmp);
-		if (system(script) != 0)
-			fprintf(stderr, "tracer: could not remove %s\n", tmp);
-	}
+	if (rc)
+		tr_remove_tree(tmp);
 	json_decref(rep);
 	tr_buf_free(&md), tr_buf_free(&html), tr_buf_free(&tsv);
 	tr_spec_free(&s);

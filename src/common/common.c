@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <gsl/gsl_errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -244,6 +245,40 @@ int tr_mkdirs(const char *path, struct tr_err *e)
 				break;
 		}
 	}
+	return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st, (void)type, (void)ftw;
+	return remove(path);
+}
+
+int tr_remove_tree(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : -1;
+	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int tr_dir_commit(const char *tmp, const char *dir, struct tr_err *e)
+{
+	char old[PATH_MAX];
+	if ((size_t)snprintf(old, sizeof old, "%s.old.%ld", dir, (long)getpid()) >= sizeof old)
+		return tr_fail(e, "%s: path too long", dir);
+	struct stat st;
+	int had = stat(dir, &st) == 0;
+	if (had && (!S_ISDIR(st.st_mode) || rename(dir, old) != 0))
+		return tr_fail(e, "%s: exists and cannot be replaced", dir);
+	if (rename(tmp, dir) != 0) {
+		int err = errno;
+		if (had)
+			rename(old, dir);
+		return tr_fail(e, "%s: cannot rename into place: %s", dir, strerror(err));
+	}
+	if (had)
+		tr_remove_tree(old);
 	return 0;
 }
 

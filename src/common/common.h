@@ -67,6 +67,13 @@ int tr_cursor_take(struct tr_cursor *c, void *dst, size_t n);
 int tr_read_file(const char *path, char **data, size_t *len, struct tr_err *e);
 int tr_write_atomic(const char *path, const void *data, size_t len, struct tr_err *e);
 int tr_mkdirs(const char *path, struct tr_err *e);
+/* Removes a file or a directory tree (no error if it does not exist). */
+int tr_remove_tree(const char *path);
+/*
+ * Puts the finished directory `tmp` in place of `dir`: an existing `dir` is moved aside, `tmp` renamed
+ * to `dir`, the old one removed. A reader sees the old directory or the new one, never a mix.
+ */
+int tr_dir_commit(const char *tmp, const char *dir, struct tr_err *e);
 int tr_file_exists(const char *path);
 
 /* zstd: compress / decompress a whole buffer; the output is owned by the caller. */

@@ -43,7 +43,14 @@ int tr_npy_parse(const char *what, const char *buf, size_t len, double **data, s
 	}
 	if (hl > len - off)
 		return tr_fail(e, "%s: truncated .npy header", what);
-	const char *h = buf + off;
+	if (hl > 65536)
+		return tr_fail(e, "%s: .npy header of %zu bytes is implausible", what, hl);
+	/* parse a NUL-terminated copy: the header is not terminated in the file */
+	char h[65537];
+	memcpy(h, buf + off, hl);
+	h[hl] = 0;
+	if (strlen(h) != hl)
+		return tr_fail(e, "%s: NUL byte in the .npy header", what);
 	const char *descr = dict_value(h, hl, "descr"), *fo = dict_value(h, hl, "fortran_order"),
 		   *shape = dict_value(h, hl, "shape");
 	if (!descr || !fo || !shape)
@@ -55,6 +62,7 @@ int tr_npy_parse(const char *what, const char *buf, size_t len, double **data, s
 		width = 8;
 	else
 		return tr_fail(e, "%s: dtype %.6s is not little-endian float32 or float64", what, descr);
+	/* descr, fo and shape point into the terminated copy from here on */
 	if (strncmp(fo, "False", 5) != 0)
 		return tr_fail(e, "%s: Fortran-ordered arrays are not supported (save with C order)", what);
 	unsigned long long r, c;

@@ -389,6 +389,16 @@ static void calib_free(struct calib *c)
 	memset(c, 0, sizeof *c);
 }
 
+/* Frees every gate result of the entries and the cached second stages. */
+static void entries_free(struct entry en[][4], struct stage2 **cache, int n_cache)
+{
+	for (int t = 0; t < 16; t++)
+		for (int fam = 0; fam < 4; fam++)
+			tr_gate_result_free(&en[t][fam].r);
+	for (int k = 0; k < n_cache; k++)
+		stage2_free(cache[k]);
+}
+
 static struct stage2 no_stage2 = {.why = "not tried: l2d does not deploy a rejecting threshold here"};
 
 /*
@@ -589,12 +599,14 @@ int tr_policy_fit(const struct tr_traceset *ts, const char *spec, const struct t
 			ti = i;
 	if (ti < 0)
 		return tr_fail(e, "target %.4g is not among --targets", o->target);
-	if (split_rows(&f, e) || featurize(&f, e) || stage1(&f, e))
+	if (split_rows(&f, e))
 		goto out;
-	if (f.nca == 0) {
-		tr_fail(e, "%s: no calibration rows after the split (%zu traces)", spec, f.n);
+	if (f.nca == 0) { /* checked before any training: every class too small to reach calibration */
+		tr_fail(e, "%s: no calibration rows after the split (%zu traces, every label has fewer than 2)", spec, f.n);
 		goto out;
 	}
+	if (featurize(&f, e) || stage1(&f, e))
+		goto out;
 	if (calib_build(&f, &c, e) ||
 	    run_targets(&f, &c, o->rule, o->targets, o->n_targets, en, cache, &n_cache, e))
 		goto out;
@@ -717,11 +729,7 @@ int tr_policy_fit(const struct tr_traceset *ts, const char *spec, const struct t
 	}
 	rc = 0;
 out:
-	for (int t = 0; t < 16; t++)
-		for (int fam = 0; fam < 4; fam++)
-			tr_gate_result_free(&en[t][fam].r);
-	for (int k = 0; k < n_cache; k++)
-		stage2_free(cache[k]);
+	entries_free(en, cache, n_cache);
 	calib_free(&c);
 	free_fit(&f);
 	if (rc) {
@@ -789,12 +797,14 @@ int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, con
 		tr_fail(e, "unknown backend \"%s\"", o->backend);
 		goto out;
 	}
-	if (tr_grid_parse(f.fam, o->grid, &f.grid, e) || split_rows(&f, e) || featurize(&f, e) || stage1(&f, e))
+	if (tr_grid_parse(f.fam, o->grid, &f.grid, e) || split_rows(&f, e))
 		goto out;
 	if (f.nca == 0) {
 		tr_fail(e, "no calibration rows after the split (%zu traces)", f.n);
 		goto out;
 	}
+	if (featurize(&f, e) || stage1(&f, e))
+		goto out;
 	for (size_t i = 0; i < m; i++)
 		idx[i] = i;
 	if (calib_build(&f, &c, e) || tr_feat_transform_text(f.fz, test->v, idx, m, &X, e) ||
@@ -893,11 +903,7 @@ int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, con
 	*out = cell;
 	rc = 0;
 out:
-	for (int t = 0; t < 16; t++)
-		for (int fam = 0; fam < 4; fam++)
-			tr_gate_result_free(&en[t][fam].r);
-	for (int k = 0; k < n_cache; k++)
-		stage2_free(cache[k]);
+	entries_free(en, cache, n_cache);
 	calib_free(&c);
 	free_fit(&f);
 	tr_feats_free(&X);

@@ -80,13 +80,6 @@ static int put_json(const char *dir, const char *name, void *j, struct tr_err *e
 	return rc;
 }
 
-static int remove_tree(const char *dir)
-{
-	char cmd[PATH_MAX + 32];
-	snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", dir);
-	return system(cmd);
-}
-
 static int write_files(const struct tr_policy *p, const char *tmp, struct tr_err *e)
 {
 	if (put_json(tmp, "manifest.json", p->manifest, e) || put_json(tmp, "frontier.json", p->frontier, e) ||
@@ -116,32 +109,15 @@ static int write_files(const struct tr_policy *p, const char *tmp, struct tr_err
 
 int tr_policy_write(const struct tr_policy *p, const char *dir, struct tr_err *e)
 {
-	char tmp[PATH_MAX], old[PATH_MAX];
+	char tmp[PATH_MAX];
 	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
-	snprintf(old, sizeof old, "%s.old.%ld", dir, (long)getpid());
-	remove_tree(tmp);
+	tr_remove_tree(tmp);
 	if (mkdir(tmp, 0755) != 0)
 		return tr_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
-	if (write_files(p, tmp, e)) {
-		remove_tree(tmp);
+	if (write_files(p, tmp, e) || tr_dir_commit(tmp, dir, e)) {
+		tr_remove_tree(tmp);
 		return -1;
 	}
-	/* an existing policy is moved aside, the new one renamed in, the old one removed */
-	struct stat st;
-	int had = stat(dir, &st) == 0;
-	if (had && (!S_ISDIR(st.st_mode) || rename(dir, old) != 0)) {
-		remove_tree(tmp);
-		return tr_fail(e, "%s: exists and cannot be replaced", dir);
-	}
-	if (rename(tmp, dir) != 0) {
-		int err = errno;
-		if (had)
-			rename(old, dir);
-		remove_tree(tmp);
-		return tr_fail(e, "%s: cannot rename into place: %s", dir, strerror(err));
-	}
-	if (had)
-		remove_tree(old);
 	return 0;
 }
 

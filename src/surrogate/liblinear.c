@@ -147,10 +147,10 @@ static void ll_free(void *model)
 	tr_free(lm);
 }
 
-static int ll_load(const char *what, struct tr_cursor *in, void **model, struct tr_err *e)
+static int ll_load(const char *what, struct tr_cursor *in, int K, void **model, struct tr_err *e)
 {
 	int32_t head[3];
-	if (tr_cursor_take(in, head, sizeof head) || head[0] < 1 || head[1] < 1 || head[1] > head[0] ||
+	if (tr_cursor_take(in, head, sizeof head) || head[0] != K || head[1] < 1 || head[1] > head[0] ||
 	    head[2] < 0)
 		return tr_fail(e, "%s: corrupt liblinear model header", what);
 	struct ll_model *lm = tr_calloc(1, sizeof *lm);

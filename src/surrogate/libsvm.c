@@ -305,10 +305,10 @@ static int load_dense_svs(struct svm_model *m, struct tr_cursor *in)
 	return 0;
 }
 
-static int sv_load(const char *what, struct tr_cursor *in, void **model, struct tr_err *e)
+static int sv_load(const char *what, struct tr_cursor *in, int K, void **model, struct tr_err *e)
 {
 	int32_t head[5];
-	if (tr_cursor_take(in, head, sizeof head) || head[0] < 1 || head[1] < 2 || head[1] > head[0] ||
+	if (tr_cursor_take(in, head, sizeof head) || head[0] != K || head[1] < 2 || head[1] > head[0] ||
 	    head[2] < 1 || (head[3] != PRECOMPUTED && head[3] != RBF) || head[4] < 0)
 		return tr_fail(e, "%s: corrupt libsvm model header", what);
 	struct sv_model *sm = tr_calloc(1, sizeof *sm);

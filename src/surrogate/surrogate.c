@@ -350,7 +350,7 @@ int tr_surrogate_load(const char *what, const char *data, size_t len, struct tr_
 	}
 	s->K = head[0];
 	s->const_label = head[1];
-	if (s->const_label < 0 && fam->load(what, &c, &s->model, e)) {
+	if (s->const_label < 0 && fam->load(what, &c, s->K, &s->model, e)) {
 		tr_free(s);
 		return -1;
 	}

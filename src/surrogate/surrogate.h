@@ -39,7 +39,8 @@ struct tr_family {
 	/* Fills proba (X->n × K). */
 	int (*predict)(const void *model, const struct tr_feats *X, double *proba, struct tr_err *e);
 	int (*save)(const void *model, struct tr_buf *out);
-	int (*load)(const char *what, struct tr_cursor *in, void **model, struct tr_err *e);
+	/* Reads a model saved for K labels (the header's K: a model of another K is corrupt). */
+	int (*load)(const char *what, struct tr_cursor *in, int K, void **model, struct tr_err *e);
 	void (*free)(void *model);
 };
 

@@ -63,6 +63,10 @@ fails 1 'stdin:1: "embedding" has the wrong dimension' "wrong embedding size" sh
 # Bad input
 fails 1 'empty.jsonl:1: no traces' "empty traces" "$TRACER" fit "$FIX/bad/empty.jsonl" --out x1
 fails 1 'one label only' "one label" "$TRACER" fit "$FIX/policy/one-label.jsonl" --out x2
+awk 'BEGIN { for (i = 0; i < 10000; i++) printf "{\"input\":\"text %d\",\"teacher\":\"label%d\"}\n", i, i }' >10k.jsonl
+fails 1 '10k.jsonl: no calibration rows after the split \(10000 traces, every label has fewer than 2\)' \
+	"10,000 labels of one trace each" "$TRACER" fit 10k.jsonl --out x5
+check "nothing written for 10,000 labels" [ ! -e x5 ]
 fails 1 'emb-short.npy: 80 rows|embeddings: 80 rows, but' "mismatched embeddings" \
 	"$TRACER" fit "$E/traces.jsonl" --embeddings "$E/emb-short.npy" --out x3
 check "nothing written on failure" sh -c "[ ! -e x1 ] && [ ! -e x2 ] && [ ! -e x3 ]"
