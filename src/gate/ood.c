@@ -188,6 +188,11 @@ int tr_ood_load(const char *what, const char *data, size_t len, struct tr_ood **
 		return tr_fail(e, "%s: out of memory", what);
 	int bad = tr_cursor_take(&c, head, sizeof head) || tr_cursor_take(&c, sizes, sizeof sizes) || head[0] < 1 ||
 		  head[1] < 0 || sizes[0] > (uint64_t)len || sizes[1] > (uint64_t)len;
+	if (!bad) { /* announced sizes must fit in the file before they size any allocation */
+		double need = sizeof(double) * (1.0 + head[0]) +
+			      (head[2] ? (double)sizes[0] * head[1] * sizeof(double) : (double)sizes[1] * sizeof(struct tr_node));
+		bad = need > (double)(c.end - c.p);
+	}
 	if (!bad) {
 		o->K = head[0], o->dim = head[1], o->dense = head[2] != 0, o->n = sizes[0], o->n_nodes = sizes[1];
 		bad = !(o->thr = tr_malloc((size_t)o->K * sizeof *o->thr)) ||

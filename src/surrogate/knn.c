@@ -184,6 +184,11 @@ static int knn_load(const char *what, struct tr_cursor *in, int K, void **model,
 	    head[1] < 1 || head[2] < 0 || sizes[0] == 0 || sizes[0] > (uint64_t)(in->end - in->p) ||
 	    sizes[1] > (uint64_t)(in->end - in->p))
 		return tr_fail(e, "%s: corrupt knn model header", what);
+	double left = (double)(in->end - in->p);
+	double need = (double)sizes[0] * sizeof(int) +
+		      (head[3] ? (double)sizes[0] * head[2] * sizeof(double) : (double)sizes[1] * sizeof(struct tr_node));
+	if (need > left)
+		return tr_fail(e, "%s: truncated knn model (%.0f bytes announced)", what, need);
 	struct knn *m = tr_calloc(1, sizeof *m);
 	if (!m)
 		return tr_fail(e, "%s: out of memory", what);

@@ -153,6 +153,12 @@ static int ll_load(const char *what, struct tr_cursor *in, int K, void **model, 
 	if (tr_cursor_take(in, head, sizeof head) || head[0] != K || head[1] < 1 || head[1] > head[0] ||
 	    head[2] < 0)
 		return tr_fail(e, "%s: corrupt liblinear model header", what);
+	/* the sizes in the header must fit in what is left, before anything is allocated by them */
+	int cols = head[1] == 2 ? 1 : head[1];
+	double need = (double)sizeof(double) + (double)head[1] * sizeof(int) +
+		      ((double)head[2] + 1) * cols * sizeof(double);
+	if (need > (double)(in->end - in->p))
+		return tr_fail(e, "%s: truncated liblinear model (%.0f bytes announced)", what, need);
 	struct ll_model *lm = tr_calloc(1, sizeof *lm);
 	struct model *m = calloc(1, sizeof *m); /* freed by liblinear with free() */
 	if (!lm || !m) {

@@ -311,6 +311,11 @@ static int sv_load(const char *what, struct tr_cursor *in, int K, void **model, 
 	if (tr_cursor_take(in, head, sizeof head) || head[0] != K || head[1] < 2 || head[1] > head[0] ||
 	    head[2] < 1 || (head[3] != PRECOMPUTED && head[3] != RBF) || head[4] < 0)
 		return tr_fail(e, "%s: corrupt libsvm model header", what);
+	double pairs_d = (double)head[1] * (head[1] - 1) / 2;
+	double need = sizeof(double) + 2.0 * head[1] * sizeof(int) + 3 * pairs_d * sizeof(double) +
+		      (double)(head[1] - 1) * head[2] * sizeof(double);
+	if (need > (double)(in->end - in->p))
+		return tr_fail(e, "%s: truncated libsvm model (%.0f bytes announced)", what, need);
 	struct sv_model *sm = tr_calloc(1, sizeof *sm);
 	struct svm_model *m = calloc(1, sizeof *m); /* freed by libsvm with free() */
 	if (!sm || !m) {
