@@ -65,7 +65,7 @@ fuzz:
 		clang -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g -fsanitize=fuzzer,address -o build/fuzz-run/fuzz_$$n $$f \
 			build/fuzz-run/libtracer.a $(LDLIBS) || exit 1; \
 		mkdir -p build/fuzz-run/corpus/$$n; cp tests/fuzz/corpus/$$n/* build/fuzz-run/corpus/$$n/; \
-		build/fuzz-run/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -max_len=65536 \
+		build/fuzz-run/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=10 -max_len=65536 \
 			-artifact_prefix=build/fuzz-run/crashes/$$n- build/fuzz-run/corpus/$$n 2>build/fuzz-run/$$n.log; \
 		printf '%-12s %s\n' $$n "$$(grep -E '^(#[0-9]+.*DONE|Done [0-9]+ runs)' build/fuzz-run/$$n.log | tail -n 1)"; \
 	done; echo "crashes: $$(ls build/fuzz-run/crashes | wc -l)"

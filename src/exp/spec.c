@@ -161,7 +161,7 @@ int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct 
 				unsigned long long a = strtoull(w[i], &end, 10), b = a;
 				if (*end == '-')
 					b = strtoull(end + 1, &end, 10);
-				if (*end || b < a || s->n_seeds + (int)(b - a + 1) > 64)
+				if (*end || b < a || b - a >= 64 || s->n_seeds + (int)(b - a + 1) > 64)
 					rc = tr_fail(e, "%s:%zu: bad seeds \"%s\" (numbers or ranges, at most 64)", path, lineno, w[i]);
 				for (unsigned long long v = a; !rc && v <= b; v++)
 					s->seeds[s->n_seeds++] = v;
