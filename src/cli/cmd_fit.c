@@ -19,26 +19,6 @@ const char cmd_fit_usage[] =
 	"  delta 0.10, seed 0, cap 8000 traces (0 = no cap), OOD guard on. DIR is written atomically:\n"
 	"  manifest.json, frontier.json, gate_audit.json, report.md and the models.\n";
 
-/* Parses a number in (lo, hi); returns 0 or -1. */
-int tr_cli_number(const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	double v = strtod(s, &end);
-	if (end == s || *end || !(v > lo && v < hi))
-		return -1;
-	*out = v;
-	return 0;
-}
-
-int tr_cli_count(const char *s, unsigned long long *out)
-{
-	char *end;
-	if (!*s || *s == '-')
-		return -1;
-	*out = strtoull(s, &end, 10);
-	return *end ? -1 : 0;
-}
-
 static int cmp_d(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;

@@ -2,6 +2,7 @@
  * main.c - `tracer`: dispatches to the verb table.
  */
 #include <locale.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,6 +80,26 @@ int tr_cli_usage_error(const char *verb, const char *fmt, ...)
 int tr_cli_is_help(const char *arg)
 {
 	return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+/* Parses a number in (lo, hi); returns 0 or -1. */
+int tr_cli_number(const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || *end || !(v > lo && v < hi))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int tr_cli_count(const char *s, unsigned long long *out)
+{
+	char *end;
+	if (!*s || *s == '-')
+		return -1;
+	*out = strtoull(s, &end, 10);
+	return *end ? -1 : 0;
 }
 
 int tr_cli_output(const char *path, const char *buf, size_t len, struct tr_err *e)

@@ -155,7 +155,7 @@ out:
 	return rc;
 }
 
-static const struct tr_trace *sort_rows;
+static const struct tr_trace *sort_rows; /* qsort has no context argument; loading is single-threaded */
 
 static int cmp_id(const void *a, const void *b)
 {

@@ -69,6 +69,14 @@ int tr_sparse_index_build(struct tr_node *const *rows, size_t n, int dim, struct
 /* out[j] = <q, row j> for every stored row j (n doubles). */
 void tr_sparse_index_dots(const struct tr_sparse_index *ix, const struct tr_node *q, double *out);
 size_t tr_sparse_index_rows(const struct tr_sparse_index *ix);
+/*
+ * Rows kept packed in one array (each ended by index -1), as models store them: tr_rows_pack copies X's
+ * rows into a new array; tr_sparse_index_packed indexes n_rows packed rows, checking first that there
+ * are exactly n_rows of them (a corrupt model file is an error, not an overrun).
+ */
+int tr_rows_pack(const struct tr_feats *X, struct tr_node **nodes, size_t *n_nodes);
+int tr_sparse_index_packed(const struct tr_node *nodes, size_t n_nodes, size_t n_rows, int dim,
+			   struct tr_sparse_index **out);
 void tr_sparse_index_free(struct tr_sparse_index *ix);
 
 /* Text serialisation ("tracer-featurizer 1" first line); load names `what` in its errors. */

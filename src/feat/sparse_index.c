@@ -75,3 +75,47 @@ size_t tr_sparse_index_rows(const struct tr_sparse_index *ix)
 {
 	return ix->n;
 }
+
+int tr_rows_pack(const struct tr_feats *X, struct tr_node **nodes, size_t *n_nodes)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < X->n; i++) {
+		const struct tr_node *p = X->rows[i];
+		while (p->index != -1)
+			p++;
+		total += (size_t)(p - X->rows[i]) + 1;
+	}
+	if (!(*nodes = tr_malloc((total ? total : 1) * sizeof **nodes)))
+		return -1;
+	struct tr_node *q = *nodes;
+	for (size_t i = 0; i < X->n; i++)
+		for (const struct tr_node *p = X->rows[i];; p++) {
+			*q++ = *p;
+			if (p->index == -1)
+				break;
+		}
+	*n_nodes = total;
+	return 0;
+}
+
+int tr_sparse_index_packed(const struct tr_node *nodes, size_t n_nodes, size_t n_rows, int dim,
+			   struct tr_sparse_index **out)
+{
+	*out = NULL;
+	size_t ends = 0;
+	for (size_t j = 0; j < n_nodes; j++)
+		ends += nodes[j].index == -1;
+	if (ends != n_rows || n_nodes == 0 || nodes[n_nodes - 1].index != -1)
+		return -1;
+	struct tr_node **rows = tr_malloc((n_rows ? n_rows : 1) * sizeof *rows);
+	if (!rows)
+		return -1;
+	for (size_t i = 0, j = 0; i < n_rows; i++) {
+		rows[i] = (struct tr_node *)nodes + j;
+		while (nodes[j++].index != -1)
+			;
+	}
+	int rc = tr_sparse_index_build(rows, n_rows, dim, out);
+	tr_free(rows);
+	return rc;
+}

@@ -29,26 +29,6 @@ void tr_ood_free(struct tr_ood *o)
 	tr_free(o);
 }
 
-static int index_rows(struct tr_ood *o)
-{
-	size_t ends = 0;
-	for (size_t j = 0; j < o->n_nodes; j++)
-		ends += o->nodes[j].index == -1;
-	if (ends != o->n || !o->n_nodes || o->nodes[o->n_nodes - 1].index != -1)
-		return -1;
-	struct tr_node **rows = tr_malloc(o->n * sizeof *rows);
-	if (!rows)
-		return -1;
-	for (size_t i = 0, j = 0; i < o->n; i++) {
-		rows[i] = o->nodes + j;
-		while (o->nodes[j++].index != -1)
-			;
-	}
-	int rc = tr_sparse_index_build(rows, o->n, o->dim, &o->ix);
-	tr_free(rows);
-	return rc;
-}
-
 /* Similarities of query row q (index i of X) to every training row. */
 static void sims(const struct tr_ood *o, const struct tr_feats *X, size_t i, double *out)
 {
@@ -100,23 +80,9 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
 		if (!(o->x = tr_malloc(sz)))
 			goto oom;
 		memcpy(o->x, X->dense, sz);
-	} else {
-		for (size_t i = 0; i < X->n; i++)
-			for (const struct tr_node *p = X->rows[i];; p++) {
-				o->n_nodes++;
-				if (p->index == -1)
-					break;
-			}
-		if (!(o->nodes = tr_malloc(o->n_nodes * sizeof *o->nodes)))
-			goto oom;
-		for (size_t i = 0, j = 0; i < X->n; i++)
-			for (const struct tr_node *p = X->rows[i];; p++) {
-				o->nodes[j++] = *p;
-				if (p->index == -1)
-					break;
-			}
-		if (index_rows(o))
-			goto oom;
+	} else if (tr_rows_pack(X, &o->nodes, &o->n_nodes) ||
+		   tr_sparse_index_packed(o->nodes, o->n_nodes, o->n, o->dim, &o->ix)) {
+		goto oom;
 	}
 	for (size_t i = 0; i < X->n; i++) {
 		sims(o, X, i, sim);
@@ -204,7 +170,8 @@ int tr_ood_load(const char *what, const char *data, size_t len, struct tr_ood **
 		bad = sz > len || !(o->x = tr_malloc(sz)) || tr_cursor_take(&c, o->x, sz);
 	} else if (!bad) {
 		bad = !(o->nodes = tr_malloc(o->n_nodes * sizeof *o->nodes)) ||
-		      tr_cursor_take(&c, o->nodes, o->n_nodes * sizeof *o->nodes) || index_rows(o);
+		      tr_cursor_take(&c, o->nodes, o->n_nodes * sizeof *o->nodes) ||
+		      tr_sparse_index_packed(o->nodes, o->n_nodes, o->n, o->dim, &o->ix);
 	}
 	if (bad) {
 		tr_ood_free(o);

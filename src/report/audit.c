@@ -104,7 +104,7 @@ static int cmp_share(const void *a, const void *b, const struct label_stat *st)
 	return (x > y) - (x < y);
 }
 
-static const struct label_stat *sort_stats;
+static const struct label_stat *sort_stats; /* qsort has no context argument; audits are single-threaded */
 static int cmp_share_q(const void *a, const void *b)
 {
 	return cmp_share(a, b, sort_stats);

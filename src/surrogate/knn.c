@@ -38,27 +38,6 @@ static void knn_free(void *model)
 	tr_free(m);
 }
 
-/* Indexes the concatenated sparse rows. */
-static int build_index(struct knn *m)
-{
-	size_t ends = 0;
-	for (size_t j = 0; j < m->n_nodes; j++)
-		ends += m->nodes[j].index == -1;
-	if (ends != m->n || m->n_nodes == 0 || m->nodes[m->n_nodes - 1].index != -1)
-		return -1; /* a corrupt model file */
-	struct tr_node **rows = tr_malloc(m->n * sizeof *rows);
-	if (!rows)
-		return -1;
-	for (size_t i = 0, j = 0; i < m->n; i++) {
-		rows[i] = m->nodes + j;
-		while (m->nodes[j++].index != -1)
-			;
-	}
-	int rc = tr_sparse_index_build(rows, m->n, m->dim, &m->ix);
-	tr_free(rows);
-	return rc;
-}
-
 static int knn_train(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
 		     void **model, struct tr_err *e)
 {
@@ -76,20 +55,8 @@ static int knn_train(const struct tr_feats *X, const int *y, int K, const double
 		if (!bad)
 			memcpy(m->dense, X->dense, sz);
 	} else if (!bad) {
-		for (size_t i = 0; i < X->n; i++)
-			for (const struct tr_node *p = X->rows[i];; p++) {
-				m->n_nodes++;
-				if (p->index == -1)
-					break;
-			}
-		bad = !(m->nodes = tr_malloc(m->n_nodes * sizeof *m->nodes));
-		for (size_t i = 0, j = 0; !bad && i < X->n; i++)
-			for (const struct tr_node *p = X->rows[i];; p++) {
-				m->nodes[j++] = *p;
-				if (p->index == -1)
-					break;
-			}
-		bad = bad || build_index(m);
+		bad = tr_rows_pack(X, &m->nodes, &m->n_nodes) ||
+		      tr_sparse_index_packed(m->nodes, m->n_nodes, m->n, m->dim, &m->ix);
 	}
 	if (bad) {
 		knn_free(m);
@@ -201,7 +168,8 @@ static int knn_load(const char *what, struct tr_cursor *in, int K, void **model,
 		bad = !(m->dense = tr_malloc(sz)) || tr_cursor_take(in, m->dense, sz);
 	} else if (!bad) {
 		bad = !(m->nodes = tr_malloc(m->n_nodes * sizeof *m->nodes)) ||
-		      tr_cursor_take(in, m->nodes, m->n_nodes * sizeof *m->nodes) || build_index(m);
+		      tr_cursor_take(in, m->nodes, m->n_nodes * sizeof *m->nodes) ||
+		      tr_sparse_index_packed(m->nodes, m->n_nodes, m->n, m->dim, &m->ix);
 	}
 	for (size_t i = 0; !bad && i < m->n; i++) {
 		bad = m->y[i] < 0 || m->y[i] >= m->K;

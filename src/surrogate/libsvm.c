@@ -55,27 +55,6 @@ static void sv_free(void *model)
 	tr_free(sm);
 }
 
-/* Indexes the support vectors' rows (sm->sv_nodes holds m->l rows, each ended by -1). */
-static int index_svs(struct sv_model *sm)
-{
-	size_t l = (size_t)sm->m->l, ends = 0;
-	for (size_t j = 0; j < sm->n_sv_nodes; j++)
-		ends += sm->sv_nodes[j].index == -1;
-	if (ends != l || sm->sv_nodes[sm->n_sv_nodes - 1].index != -1)
-		return -1;
-	struct tr_node **rows = tr_malloc(l * sizeof *rows);
-	if (!rows)
-		return -1;
-	for (size_t i = 0, j = 0; i < l; i++) {
-		rows[i] = sm->sv_nodes + j;
-		while (sm->sv_nodes[j++].index != -1)
-			;
-	}
-	int rc = tr_sparse_index_build(rows, l, sm->dim, &sm->ix);
-	tr_free(rows);
-	return rc;
-}
-
 /* Points each SV at a two-node row {0, i+1} (its serial number in the SV list), in one block. */
 static int serial_svs(struct svm_model *m)
 {
@@ -191,7 +170,7 @@ static int sv_train(const struct tr_feats *X, const int *y, int K, const double 
 				memcpy(p, r, n * sizeof *p);
 				p += n;
 			}
-			rc = serial_svs(sm->m) || index_svs(sm) ? -1 : 0;
+			rc = serial_svs(sm->m) || tr_sparse_index_packed(sm->sv_nodes, sm->n_sv_nodes, (size_t)sm->m->l, sm->dim, &sm->ix) ? -1 : 0;
 		}
 	} else {
 		rc = own_dense_svs(sm->m);
@@ -356,7 +335,7 @@ static int sv_load(const char *what, struct tr_cursor *in, int K, void **model, 
 			sm->n_sv_nodes = (size_t)nn;
 			bad = !(sm->sv_nodes = tr_malloc(sm->n_sv_nodes * sizeof *sm->sv_nodes)) ||
 			      tr_cursor_take(in, sm->sv_nodes, sm->n_sv_nodes * sizeof *sm->sv_nodes) ||
-			      serial_svs(m) || index_svs(sm);
+			      serial_svs(m) || tr_sparse_index_packed(sm->sv_nodes, sm->n_sv_nodes, (size_t)sm->m->l, sm->dim, &sm->ix);
 		}
 	} else if (!bad) {
 		bad = load_dense_svs(m, in);
