@@ -48,9 +48,9 @@ int tr_manifest_parse(const char *path, const char *text, struct tr_manifest *m,
 		}
 		memcpy(line, p, len);
 		line[len] = 0;
+		p = end ? end + 1 : p + len; /* advance before the CR is cut off the copy */
 		if (len && line[len - 1] == '\r')
 			line[--len] = 0;
-		p = end ? end + 1 : p + len;
 		if (len == 0 || line[0] == '#')
 			continue;
 		char *f[5];

@@ -325,8 +325,12 @@ static int sv_load(const char *what, struct tr_cursor *in, int K, void **model, 
 	for (int c = 0; c < k - 1 && !bad; c++)
 		bad = !(m->sv_coef[c] = malloc((size_t)m->l * sizeof(double))) ||
 		      tr_cursor_take(in, m->sv_coef[c], (size_t)m->l * sizeof(double));
-	for (int c = 0; c < k && !bad; c++)
-		bad = m->label[c] < 0 || m->label[c] >= sm->K;
+	long sv_total = 0; /* libsvm walks the SVs class by class with nSV: they must add up to l */
+	for (int c = 0; c < k && !bad; c++) {
+		bad = m->label[c] < 0 || m->label[c] >= sm->K || m->nSV[c] < 0;
+		sv_total += bad ? 0 : m->nSV[c];
+	}
+	bad = bad || sv_total != m->l;
 	if (!bad && head[3] == PRECOMPUTED) {
 		uint64_t nn;
 		bad = tr_cursor_take(in, &nn, sizeof nn) || nn == 0 ||
