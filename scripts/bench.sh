@@ -29,7 +29,7 @@ for set in banking77:gold clinc150:gold; do
 		printf '%s fit (one grid point, %s)\t%s\t%s\ts\n' $b "$grid" "$set" "$fit" >>"$tmp"
 		printf '%s peak RSS (whole train-surrogate)\t%s\t%s\tMB\n' $b "$set" "$rss" >>"$tmp"
 		printf '%s prediction\t%s\t%s\tinputs/s/core\n' $b "$set" \
-			"$(awk -v n="$ntest" -v t="$pred" 'BEGIN { printf "%.0f", t > 0 ? n / t : 0 }')" >>"$tmp"
+			"$(awk -v n="$ntest" -v t="$pred" 'BEGIN { printf "%.0f", (t > 0 ? n / t : 0) }')" >>"$tmp"
 	done
 done
 rm -f fit.$$ rss.$$ pred.$$ run.$$

@@ -81,6 +81,8 @@ int tr_csv_parse(const char *path, const char *data, size_t len, struct tr_csv *
 		st.line++;
 		if (memchr(data + pos, '\0', chunk))
 			rc = tr_fail(e, "%s:%zu: NUL byte in CSV", path, st.line);
+		else if (!tr_utf8_valid(data + pos, chunk))
+			rc = tr_fail(e, "%s:%zu: invalid UTF-8", path, st.line);
 		else if (csv_parse(&p, data + pos, chunk, on_field, on_row, &st) != chunk)
 			rc = tr_fail(e, "%s:%zu: malformed CSV: %s", path, st.line, csv_strerror(csv_error(&p)));
 		else if (st.oom)

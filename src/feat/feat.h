@@ -68,7 +68,6 @@ struct tr_sparse_index;
 int tr_sparse_index_build(struct tr_node *const *rows, size_t n, int dim, struct tr_sparse_index **out);
 /* out[j] = <q, row j> for every stored row j (n doubles). */
 void tr_sparse_index_dots(const struct tr_sparse_index *ix, const struct tr_node *q, double *out);
-size_t tr_sparse_index_rows(const struct tr_sparse_index *ix);
 /*
  * Rows kept packed in one array (each ended by index -1), as models store them: tr_rows_pack copies X's
  * rows into a new array; tr_sparse_index_packed indexes n_rows packed rows, checking first that there

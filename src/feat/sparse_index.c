@@ -71,10 +71,6 @@ void tr_sparse_index_dots(const struct tr_sparse_index *ix, const struct tr_node
 				out[ix->row[j]] += q->value * ix->val[j];
 }
 
-size_t tr_sparse_index_rows(const struct tr_sparse_index *ix)
-{
-	return ix->n;
-}
 
 int tr_rows_pack(const struct tr_feats *X, struct tr_node **nodes, size_t *n_nodes)
 {

@@ -27,6 +27,9 @@ static void test_csv(void)
 	const char *bad = "a,b\nok,1\nbad\"quote,2\n";
 	CHECK(tr_csv_parse("bad.csv", bad, strlen(bad), &c, &e) == -1, "stray quote rejected");
 	CHECK_ERR(e, "bad.csv:3: malformed CSV");
+	const char *latin1 = "a,b\ncaf\xe9,1\n";
+	CHECK(tr_csv_parse("l1.csv", latin1, strlen(latin1), &c, &e) == -1, "invalid UTF-8 rejected");
+	CHECK_ERR(e, "l1.csv:2: invalid UTF-8");
 	const char *open = "a,b\n\"never closed,1\n";
 	CHECK(tr_csv_parse("open.csv", open, strlen(open), &c, &e) == -1, "unterminated quote rejected");
 	CHECK_ERR(e, "open.csv:");
