@@ -57,7 +57,16 @@ while [ $i -lt "$REPS" ]; do
 	cat t.$$ >>wall.$$
 	i=$((i + 1))
 done
-printf 'route\tbanking77:gold\t%.0f\tinputs/s/core\n' "$(awk -v n="$n" -v t="$(median <wall.$$)" 'BEGIN { print n / t }')" >>"$tmp"
+printf 'route (OOD guard on)\tbanking77:gold\t%.0f\tinputs/s/core\n' "$(awk -v n="$n" -v t="$(median <wall.$$)" 'BEGIN { print n / t }')" >>"$tmp"
+./tracer fit banking77:gold --no-ood --out "$pol/q" >/dev/null
+: >wall.$$
+i=0
+while [ $i -lt "$REPS" ]; do
+	/usr/bin/time -f "%e" -o t.$$ ./tracer route "$pol/q" <many.$$ >/dev/null
+	cat t.$$ >>wall.$$
+	i=$((i + 1))
+done
+printf 'route (--no-ood)\tbanking77:gold\t%.0f\tinputs/s/core\n' "$(awk -v n="$n" -v t="$(median <wall.$$)" 'BEGIN { print n / t }')" >>"$tmp"
 
 # how fit time grows with the number of traces: slope of log(seconds) on log(traces)
 : >grow.$$
