@@ -163,8 +163,8 @@ int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct 
 					b = strtoull(end + 1, &end, 10);
 				if (*end || b < a || b - a >= 64 || s->n_seeds + (int)(b - a + 1) > 64)
 					rc = tr_fail(e, "%s:%zu: bad seeds \"%s\" (numbers or ranges, at most 64)", path, lineno, w[i]);
-				for (unsigned long long v = a; !rc && v <= b; v++)
-					s->seeds[s->n_seeds++] = v;
+				for (unsigned long long k = 0; !rc && k <= b - a; k++) /* counted: a + k may be the largest value */
+					s->seeds[s->n_seeds++] = a + k;
 			}
 		} else {
 			rc = tr_fail(e, "%s:%zu: unknown key \"%s\"", path, lineno, key);

@@ -14,6 +14,9 @@
 #include "../common/common.h"
 #include "../data/data.h"
 
+/* The largest feature dimension a model file may announce (tf-idf hashes into at most 2^26 buckets). */
+#define TR_MAX_DIM (1 << 26)
+
 struct tr_node {
 	int index;
 	double value;

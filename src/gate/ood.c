@@ -153,7 +153,7 @@ int tr_ood_load(const char *what, const char *data, size_t len, struct tr_ood **
 	if (!o)
 		return tr_fail(e, "%s: out of memory", what);
 	int bad = tr_cursor_take(&c, head, sizeof head) || tr_cursor_take(&c, sizes, sizeof sizes) || head[0] < 1 ||
-		  head[1] < 0 || sizes[0] > (uint64_t)len || sizes[1] > (uint64_t)len;
+		  head[1] < 0 || head[1] > TR_MAX_DIM || sizes[0] > (uint64_t)len || sizes[1] > (uint64_t)len;
 	if (!bad) { /* announced sizes must fit in the file before they size any allocation */
 		double need = sizeof(double) * (1.0 + head[0]) +
 			      (head[2] ? (double)sizes[0] * head[1] * sizeof(double) : (double)sizes[1] * sizeof(struct tr_node));

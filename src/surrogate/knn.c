@@ -148,7 +148,7 @@ static int knn_load(const char *what, struct tr_cursor *in, int K, void **model,
 	int32_t head[4];
 	uint64_t sizes[2];
 	if (tr_cursor_take(in, head, sizeof head) || tr_cursor_take(in, sizes, sizeof sizes) || head[0] != K ||
-	    head[1] < 1 || head[2] < 0 || sizes[0] == 0 || sizes[0] > (uint64_t)(in->end - in->p) ||
+	    head[1] < 1 || head[2] < 0 || head[2] > TR_MAX_DIM || sizes[0] == 0 || sizes[0] > (uint64_t)(in->end - in->p) ||
 	    sizes[1] > (uint64_t)(in->end - in->p))
 		return tr_fail(e, "%s: corrupt knn model header", what);
 	double left = (double)(in->end - in->p);

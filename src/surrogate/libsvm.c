@@ -288,7 +288,8 @@ static int sv_load(const char *what, struct tr_cursor *in, int K, void **model, 
 {
 	int32_t head[5];
 	if (tr_cursor_take(in, head, sizeof head) || head[0] != K || head[1] < 2 || head[1] > head[0] ||
-	    head[2] < 1 || (head[3] != PRECOMPUTED && head[3] != RBF) || head[4] < 0)
+	    head[2] < 1 || (head[3] != PRECOMPUTED && head[3] != RBF) || head[4] < 0 ||
+	    head[4] > TR_MAX_DIM)
 		return tr_fail(e, "%s: corrupt libsvm model header", what);
 	double pairs_d = (double)head[1] * (head[1] - 1) / 2;
 	double need = sizeof(double) + 2.0 * head[1] * sizeof(int) + 3 * pairs_d * sizeof(double) +
