@@ -120,10 +120,13 @@ int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct 
 				if (strcmp(s->backends[i], w[1]) == 0)
 					k = i;
 			struct tr_grid g;
+			struct tr_err ge;
 			if (n != 3 || k < 0)
 				rc = tr_fail(e, "%s:%zu: expected `grid BACKEND SPEC` after the backends line", path, lineno);
-			else if (tr_grid_parse(tr_family_find(w[1]), w[2], &g, e))
-				rc = tr_fail(e, "%s:%zu: %s", path, lineno, e->msg);
+			else if (s->grids[k])
+				rc = tr_fail(e, "%s:%zu: a second grid for %s", path, lineno, w[1]);
+			else if (tr_grid_parse(tr_family_find(w[1]), w[2], &g, &ge))
+				rc = tr_fail(e, "%s:%zu: %s", path, lineno, ge.msg);
 			else if (!(s->grids[k] = tr_strdup(w[2])))
 				rc = tr_fail(e, "out of memory");
 		} else if (strcmp(key, "gates") == 0) {

@@ -48,6 +48,8 @@ printf 'name x\nsets banking77:gold\nbackends forest\n' >bad.spec
 fails 1 'bad.spec:3: unknown backend "forest"' "bad backend in a spec" "$TRACER" sweep bad.spec --list
 printf 'name x\nsets a:b\nbackends knn\ngates ltt\ntargets 0.9\nseeds 0-18446744073709551615\n' >bad3.spec
 fails 1 'bad3.spec:6: bad seeds' "a seed range past 64 values" "$TRACER" sweep bad3.spec --list
+printf 'name x\nsets banking77:gold\nbackends knn\ngrid knn k=5\ngrid knn k=7\n' >bad4.spec
+fails 1 'bad4.spec:5: a second grid for knn' "two grids for one backend" "$TRACER" sweep bad4.spec --list
 printf 'name x\nbogus 1\n' >bad2.spec
 fails 1 'bad2.spec:2: unknown key "bogus"' "unknown key" "$TRACER" sweep bad2.spec --list
 finish
