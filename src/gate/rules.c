@@ -134,7 +134,24 @@ static double *distinct_thresholds(const struct tr_gate_input *in, const size_t 
 	return t;
 }
 
-static int run_point(const struct tr_gate_input *in, int accept_all, struct tr_gate_result *r, struct tr_err *e)
+/* The statistic a single-set rule compares with α: in-sample agreement, or its Clopper-Pearson bound. */
+static double point_stat(size_t k, size_t n)
+{
+	return n ? (double)k / (double)n : 0;
+}
+
+static double cp_stat(size_t k, size_t n)
+{
+	return tr_cp_lower(k, n, TR_CP_CONF);
+}
+
+/*
+ * Walks every distinct calibration score, strictest first (only accept-all for the global family), and
+ * deploys the loosest threshold with at least TR_GATE_MIN_ACCEPT accepted rows whose statistic is >= α.
+ * Returns 1 if one deployed, 0 if none, -1 on error.
+ */
+static int loosest_passing(const struct tr_gate_input *in, int accept_all, double (*stat)(size_t, size_t),
+			   struct tr_gate_result *r, struct tr_err *e)
 {
 	size_t nt;
 	double *t = distinct_thresholds(in, NULL, in->n, &nt);
@@ -144,60 +161,48 @@ static int run_point(const struct tr_gate_input *in, int accept_all, struct tr_g
 	for (size_t j = accept_all ? nt - 1 : 0; j < nt; j++) {
 		size_t n, k;
 		count(in, NULL, in->n, t[j], &n, &k);
-		double agr = n ? (double)k / (double)n : 0;
-		int pass = n >= TR_GATE_MIN_ACCEPT && agr >= in->alpha;
-		if (add_step(r, (struct tr_gate_step){NAN, t[j], n, k, agr, 0, pass})) {
+		double v = stat(k, n);
+		int pass = n >= TR_GATE_MIN_ACCEPT && v >= in->alpha;
+		if (add_step(r, (struct tr_gate_step){NAN, t[j], n, k, v, 0, pass})) {
 			tr_free(t);
 			return tr_fail(e, "gate: out of memory");
 		}
 		if (pass)
-			best = t[j], best_stat = agr; /* thresholds descend: the last pass is the loosest */
+			best = t[j], best_stat = v; /* thresholds descend: the last pass is the loosest */
 	}
 	tr_free(t);
-	if (!isnan(best)) {
-		deploy(r, in, best, best_stat);
-		snprintf(r->reason, sizeof r->reason, "loosest threshold with calibration agreement >= %.3f: %zu/%zu",
-			 in->alpha, r->k, r->n);
-	} else {
-		snprintf(r->reason, sizeof r->reason, "no threshold with >= %d accepted reaches agreement %.3f",
-			 TR_GATE_MIN_ACCEPT, in->alpha);
-	}
-	return 0;
+	if (isnan(best))
+		return 0;
+	deploy(r, in, best, best_stat);
+	return 1;
 }
 
-/* Single-set Clopper-Pearson rule on rows idx: the loosest threshold whose lower bound is >= α. */
+static int run_point(const struct tr_gate_input *in, int accept_all, struct tr_gate_result *r, struct tr_err *e)
+{
+	int found = loosest_passing(in, accept_all, point_stat, r, e);
+	if (found > 0)
+		snprintf(r->reason, sizeof r->reason, "loosest threshold with calibration agreement >= %.3f: %zu/%zu",
+			 in->alpha, r->k, r->n);
+	else if (found == 0)
+		snprintf(r->reason, sizeof r->reason, "no threshold with >= %d accepted reaches agreement %.3f",
+			 TR_GATE_MIN_ACCEPT, in->alpha);
+	return found < 0 ? -1 : 0;
+}
+
+/* Single-set Clopper-Pearson rule (fewer than 40 calibration rows): the loosest passing threshold. */
 static int cp_single(const struct tr_gate_input *in, int accept_all, struct tr_gate_result *r,
 		     struct tr_err *e)
 {
-	size_t nt;
-	double *t = distinct_thresholds(in, NULL, in->n, &nt);
-	if (!t)
-		return tr_fail(e, "gate: out of memory");
-	double best = NAN, best_stat = 0;
-	for (size_t j = accept_all ? nt - 1 : 0; j < nt; j++) {
-		size_t n, k;
-		count(in, NULL, in->n, t[j], &n, &k);
-		double lb = tr_cp_lower(k, n, TR_CP_CONF);
-		int pass = n >= TR_GATE_MIN_ACCEPT && lb >= in->alpha;
-		if (add_step(r, (struct tr_gate_step){NAN, t[j], n, k, lb, 0, pass})) {
-			tr_free(t);
-			return tr_fail(e, "gate: out of memory");
-		}
-		if (pass)
-			best = t[j], best_stat = lb;
-	}
-	tr_free(t);
-	if (!isnan(best)) {
-		deploy(r, in, best, best_stat);
+	int found = loosest_passing(in, accept_all, cp_stat, r, e);
+	if (found > 0)
 		snprintf(r->reason, sizeof r->reason,
 			 "fewer than 40 calibration rows: loosest threshold with %.0f%% lower bound %.4f >= %.3f",
-			 100 * TR_CP_CONF, best_stat, in->alpha);
-	} else {
+			 100 * TR_CP_CONF, r->stat, in->alpha);
+	else if (found == 0)
 		snprintf(r->reason, sizeof r->reason,
 			 "fewer than 40 calibration rows and no %.0f%% lower bound reaches %.3f", 100 * TR_CP_CONF,
 			 in->alpha);
-	}
-	return 0;
+	return found < 0 ? -1 : 0;
 }
 
 static int run_cp_holdout(const struct tr_gate_input *in, int accept_all, struct tr_gate_result *r,
