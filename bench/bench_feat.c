@@ -10,12 +10,6 @@
 
 #define REPS 5
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -39,17 +33,17 @@ int main(int argc, char **argv)
 		idx[i] = i;
 	struct tr_tfidf_params p = TR_TFIDF_DEFAULTS;
 	struct tr_featurizer *f;
-	double t0 = now();
+	double t0 = tr_now();
 	if (tr_feat_fit_tfidf(r->v, idx, r->n, &p, &f, &e)) {
 		fprintf(stderr, "bench_feat: %s\n", e.msg);
 		return 1;
 	}
-	double fit = now() - t0, rate[REPS];
+	double fit = tr_now() - t0, rate[REPS];
 	for (int k = 0; k < REPS; k++) {
 		struct tr_feats X;
-		t0 = now();
+		t0 = tr_now();
 		tr_feat_transform_text(f, r->v, idx, r->n, &X, &e);
-		rate[k] = (double)r->n / (now() - t0);
+		rate[k] = (double)r->n / (tr_now() - t0);
 		tr_feats_free(&X);
 	}
 	qsort(rate, REPS, sizeof *rate, cmp_d);

@@ -22,12 +22,6 @@ const char cmd_sweep_usage[] =
 	"  finished cells are skipped, so an interrupted sweep resumes. With --jobs N, N cells run at once\n"
 	"  (each single-threaded); the results do not depend on N or on the order.\n";
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void describe(const struct tr_cell *c, char *buf, size_t size)
 {
@@ -42,7 +36,7 @@ static void describe(const struct tr_cell *c, char *buf, size_t size)
 
 static void progress(size_t done, size_t total, double t0, const char *what)
 {
-	double el = now() - t0, eta = done ? el / (double)done * (double)(total - done) : 0;
+	double el = tr_now() - t0, eta = done ? el / (double)done * (double)(total - done) : 0;
 	if (isatty(STDERR_FILENO))
 		fprintf(stderr, "\r[%zu/%zu] %.0fs elapsed, ETA %.0fs   ", done, total, el, eta);
 	else
@@ -76,7 +70,7 @@ static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t 
 		todo, jobs, jobs > 1 ? "s" : "");
 	if (jobs > 1)
 		setenv("TRACER_THREADS", "1", 1); /* parallel cells, not parallel grid points */
-	double t0 = now();
+	double t0 = tr_now();
 	size_t next = 0, running = 0;
 	pid_t pids[64] = {0};
 	size_t which[64];

@@ -19,12 +19,6 @@ const char cmd_train_surrogate_usage[] =
 	"  without a test part is split 70/30 (grouped, stratified, seeded). With --features npy, row i of\n"
 	"  the embeddings is row i of the set in export order: traces, then test.\n";
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double peak_rss_mb(void)
 {
@@ -109,7 +103,7 @@ static int run(const struct job *j, struct tr_err *e)
 		tr_fail(e, "%s: too few traces to hold out a test part (%zu)", j->set, n);
 		goto out;
 	}
-	double t0 = now();
+	double t0 = tr_now();
 	if (strcmp(j->features, "npy") == 0) {
 		size_t er;
 		int dim;
@@ -127,7 +121,7 @@ static int run(const struct job *j, struct tr_err *e)
 		    tr_feat_transform_text(fz, rows, all, n, &F, e))
 			goto out;
 	}
-	double t_feat = now() - t0;
+	double t_feat = tr_now() - t0;
 	if (split_two(rows, train, ntrain, 0.8, j->seed + 1, fit, &nfit, val, &nval, e))
 		goto out;
 	for (size_t i = 0; i < ntrain; i++)
@@ -142,27 +136,27 @@ static int run(const struct job *j, struct tr_err *e)
 		goto out;
 	}
 	int K = ts.labels.n;
-	t0 = now();
+	t0 = tr_now();
 	if (tr_surrogate_fit(fam, &grid, &Xfit, yfit, &Xval, yval, K, j->seed, &sel, &log, e))
 		goto out;
-	double t_select = now() - t0;
+	double t_select = tr_now() - t0;
 	/* refit the chosen point on every trace */
 	struct tr_grid one = {.n_hp = grid.n_hp};
 	for (int k = 0; k < grid.n_hp; k++)
 		one.n_vals[k] = 1, one.vals[k][0] = sel->hp[k];
 	struct tr_feats none = {0};
-	t0 = now();
+	t0 = tr_now();
 	if (tr_surrogate_fit(fam, &one, &Xtr, ytrain, &none, NULL, K, j->seed, &s, NULL, e))
 		goto out;
-	double t_fit = now() - t0;
+	double t_fit = tr_now() - t0;
 	if (!(proba = tr_malloc(ntest * (size_t)K * sizeof *proba))) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
-	t0 = now();
+	t0 = tr_now();
 	if (tr_surrogate_predict(s, &Xte, proba, e))
 		goto out;
-	double t_pred = now() - t0;
+	double t_pred = tr_now() - t0;
 	tr_argmax_rows(proba, ntest, K, pred);
 	size_t agree = 0, gold_n = 0, gold_ok = 0;
 	int *yte = yfit; /* reuse: teacher labels of the test rows */

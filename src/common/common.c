@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -393,6 +394,13 @@ void tr_root_path(const char *rel, char *buf, size_t size)
 		snprintf(buf, size, "%s", rel);
 	else
 		snprintf(buf, size, "%s/%s", tr_root_dir(), rel);
+}
+
+double tr_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- UTF-8 ---- */

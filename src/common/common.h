@@ -90,6 +90,9 @@ const char *tr_root_dir(void);
 /* Joins a path relative to the root into buf; absolute paths are kept as they are. */
 void tr_root_path(const char *rel, char *buf, size_t size);
 
+/* Seconds on the monotonic clock (for elapsed times only). */
+double tr_now(void);
+
 /* UTF-8: 1 if the n bytes are valid UTF-8. */
 int tr_utf8_valid(const char *s, size_t n);
 

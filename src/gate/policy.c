@@ -756,12 +756,6 @@ static int score_rows(const struct tr_surrogate *s, const struct tr_acceptor *a,
 	return rc;
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static json_t *jnum(double v)
 {
@@ -784,7 +778,7 @@ int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, con
 	size_t *idx = tr_malloc((m ? m : 1) * sizeof *idx);
 	json_t *results = json_array(), *cell = NULL;
 	memset(en, 0, sizeof en);
-	double t0 = now_seconds();
+	double t0 = tr_now();
 	if (!sc1 || !pred1 || !idx || !results) {
 		tr_fail(e, "out of memory");
 		goto out;
@@ -899,7 +893,7 @@ int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, con
 		tr_fail(e, "out of memory");
 		goto out;
 	}
-	*fit_seconds = now_seconds() - t0;
+	*fit_seconds = tr_now() - t0;
 	*out = cell;
 	rc = 0;
 out:
