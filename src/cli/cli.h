@@ -49,4 +49,10 @@ int tr_cli_is_help(const char *arg);
 /* Writes buf to path atomically, or to stdout when path is NULL or "-". */
 int tr_cli_output(const char *path, const char *buf, size_t len, struct tr_err *e);
 
+/*
+ * --out DIR: 0 when DIR may be written (absent, or a tracer artifact, or force); else -1 with a message
+ * that says how to proceed.
+ */
+int tr_cli_out_check(const char *dir, int force, struct tr_err *e);
+
 #endif

@@ -2,12 +2,14 @@
  * cmd_audit.c - `tracer audit`: a reviewer's report on a fitted policy, or on a sweep's plateaus.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../report/report.h"
@@ -17,6 +19,7 @@ const char cmd_audit_usage[] =
 	"usage: tracer audit DIR TRAFFIC [--out OUT] [--queries Q] [--cost C] [--top N] [--embeddings X.npy]\n"
 	"       tracer audit --results RESULTS --set SET [--spec experiments/flywheel.spec] [--rule ltt]\n"
 	"                    [--target 0.95] [--out OUT]\n"
+	"  --force: replace OUT even if tracer did not write it (it is moved aside intact, to OUT.replaced.N).\n"
 	"  The first form routes TRAFFIC (DATASET:TEACHER: its test part; or a trace JSONL) with the policy in\n"
 	"  DIR and writes OUT (default DIR/audit): report.md, report.html (self-contained), report.json,\n"
 	"  decisions.jsonl and its chart; the terminal gets the Markdown with the top and bottom N labels.\n"
@@ -26,14 +29,52 @@ const char cmd_audit_usage[] =
 	"  (defaults 10000 and 0.002). The second form reads a sweep's cells: per label, the handled share at\n"
 	"  each trace count, the deltas between counts, and the labels that stopped improving.\n";
 
-/* Runs gnuplot on a script; 0 on success. */
-static int gnuplot(const char *script)
+/*
+ * Draws a chart with gnuplot, which never sees anything of the user's: the script (fixed text: `head`,
+ * then the output and plot lines) and the data go into a private directory (mkdtemp) as plot.gp and
+ * data.tsv, gnuplot runs there and writes chart.png, which is then copied to dst. 0 on success; -1 when
+ * gnuplot is missing or fails (the report then has no chart).
+ */
+static int draw(const char *head, const char *plot, const struct tr_buf *tsv, const char *dst)
 {
-	FILE *g = popen("gnuplot 2>/dev/null", "w");
-	if (!g)
+	const char *tmpdir = getenv("TMPDIR");
+	char priv[PATH_MAX], p[PATH_MAX + 16];
+	if ((size_t)snprintf(priv, sizeof priv, "%s/tracer-plot.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp") >=
+		    sizeof priv ||
+	    !mkdtemp(priv))
 		return -1;
-	fputs(script, g);
-	return pclose(g) == 0 ? 0 : -1;
+	struct tr_buf script = {0};
+	char *png = NULL;
+	size_t n;
+	int rc = -1, status;
+	snprintf(p, sizeof p, "%s/data.tsv", priv);
+	if (!tsv->data || tr_write_atomic(p, tsv->data, tsv->len, NULL) ||
+	    tr_buf_printf(&script, "%sset output 'chart.png'\nset datafile separator '\\t'\nplot 'data.tsv' %s\n", head,
+			  plot))
+		goto out;
+	snprintf(p, sizeof p, "%s/plot.gp", priv);
+	if (tr_write_atomic(p, script.data, script.len, NULL))
+		goto out;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open("/dev/null", O_RDWR);
+		if (chdir(priv) != 0 || fd < 0)
+			_exit(127);
+		dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
+		execlp("gnuplot", "gnuplot", "plot.gp", (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		goto out;
+	snprintf(p, sizeof p, "%s/chart.png", priv);
+	if (tr_read_file(p, &png, &n, NULL) == 0 && n > 0 && tr_write_atomic(dst, png, n, NULL) == 0)
+		rc = 0;
+out:
+	tr_free(png);
+	tr_buf_free(&script);
+	tr_remove_tree(priv);
+	return rc;
 }
 
 static int put(const char *dir, const char *name, const char *data, size_t len, struct tr_err *e)
@@ -53,7 +94,20 @@ static int put_json(const char *dir, const char *name, json_t *j, struct tr_err 
 	return rc;
 }
 
-static int audit_policy(const char *dir, const char *traffic, const char *outdir, const char *emb_path,
+/* The audit directory's manifest (written last) and its commit in place of outdir. */
+static int finish(const char *tmp, const char *outdir, int force, json_t *m, struct tr_err *e)
+{
+	char aside[PATH_MAX + 32];
+	if (!m)
+		return tr_fail(e, "out of memory");
+	int rc = tr_dir_write_manifest(tmp, m, e) || tr_dir_commit(tmp, outdir, force, aside, sizeof aside, e);
+	json_decref(m);
+	if (!rc && aside[0])
+		fprintf(stderr, "audit: %s was not written by tracer: moved aside, intact, to %s\n", outdir, aside);
+	return rc ? -1 : 0;
+}
+
+static int audit_policy(const char *dir, const char *traffic, const char *outdir, int force, const char *emb_path,
 			const struct tr_audit_opts *o, struct tr_err *e)
 {
 	struct tr_traceset ts;
@@ -62,14 +116,14 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	int ed = 0, rc = -1;
 	void *rep = NULL;
 	struct tr_buf dec = {0}, md = {0}, term = {0}, html = {0};
-	char tmp[PATH_MAX], chart[PATH_MAX + 32], script[3 * PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", outdir, (long)getpid());
-	if (tr_traceset_open(traffic, &ts, e))
+	char tmp[PATH_MAX], chart[PATH_MAX + 32];
+	tmp[0] = 0;
+	if (tr_cli_out_check(outdir, force, e) || tr_traceset_open(traffic, &ts, e))
 		return -1;
 	const struct tr_rows *rows = ts.part[TR_PART_TEST].n ? &ts.part[TR_PART_TEST] : &ts.part[TR_PART_TRACES];
 	if (emb_path && tr_npy_read(emb_path, &emb, &er, &ed, e))
 		goto out;
-	if (tr_audit_policy(dir, traffic, &ts, rows, emb, er, ed, o, &rep, &dec, e) || tr_mkdirs(tmp, e))
+	if (tr_audit_policy(dir, traffic, &ts, rows, emb, er, ed, o, &rep, &dec, e) || tr_dir_begin(outdir, tmp, e))
 		goto out;
 	/* chart: handled share per label, most handled first */
 	struct tr_buf tsv = {0};
@@ -77,30 +131,29 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	json_t *l;
 	json_array_foreach(json_object_get(rep, "per_label"), i, l)
 		tr_buf_printf(&tsv, "%zu\t%.6f\n", i + 1, json_real_value(json_object_get(l, "handled_share")));
-	int charts = 0;
-	if (tsv.data && put(tmp, "per_label.tsv", tsv.data, tsv.len, e) == 0) {
-		snprintf(chart, sizeof chart, "%s/per_label.png", tmp);
-		snprintf(script, sizeof script,
-			 "set terminal pngcairo size 1000,360 font ',9'\nset output '%s'\nset datafile separator '\\t'\n"
-			 "set xlabel 'teacher labels, most handled first (rank)'\nset ylabel 'handled share'\n"
-			 "set yrange [0:1.02]\nset style fill solid 0.8\nset boxwidth 0.8\nset key off\n"
-			 "plot '%s/per_label.tsv' using 1:2 with boxes lc rgb '#2ca02c'\n",
-			 chart, tmp);
-		charts = gnuplot(script) == 0;
-	}
+	snprintf(chart, sizeof chart, "%s/per_label.png", tmp);
+	int charts = put(tmp, "per_label.tsv", tsv.data ? tsv.data : "", tsv.len, e) == 0 &&
+		     draw("set terminal pngcairo size 1000,360 font ',9'\n"
+			  "set xlabel 'teacher labels, most handled first (rank)'\nset ylabel 'handled share'\n"
+			  "set yrange [0:1.02]\nset style fill solid 0.8\nset boxwidth 0.8\nset key off\n",
+			  "using 1:2 with boxes lc rgb '#2ca02c'", &tsv, chart) == 0;
 	tr_buf_free(&tsv);
 	const char *ch[1] = {chart}, *cap[1] = {"Handled share per teacher label on the audited traffic"};
 	if (tr_audit_markdown(rep, 0, o->top, &md) || tr_audit_markdown(rep, 1, o->top, &term) ||
 	    tr_audit_html(rep, ch, cap, charts, &html, e) || put(tmp, "report.md", md.data, md.len, e) ||
 	    put(tmp, "report.html", html.data, html.len, e) || put_json(tmp, "report.json", rep, e) ||
-	    put(tmp, "decisions.jsonl", dec.data ? dec.data : "", dec.len, e) || tr_dir_commit(tmp, outdir, e))
+	    put(tmp, "decisions.jsonl", dec.data ? dec.data : "", dec.len, e) ||
+	    finish(tmp, outdir, force,
+		   json_pack("{s:s, s:i, s:s, s:s, s:s}", "format", "tracer-audit", "version", 1, "tracer", TR_VERSION,
+			     "policy", dir, "traffic", traffic),
+		   e))
 		goto out;
 	fputs(term.data, stdout);
 	fprintf(stderr, "audit: %s/report.md, report.html, report.json, decisions.jsonl%s\n", outdir,
 		charts ? "" : " (gnuplot unavailable: no chart)");
 	rc = 0;
 out:
-	if (rc)
+	if (rc && tmp[0])
 		tr_remove_tree(tmp);
 	json_decref(rep);
 	tr_buf_free(&dec), tr_buf_free(&md), tr_buf_free(&term), tr_buf_free(&html);
@@ -110,41 +163,40 @@ out:
 }
 
 static int audit_plateaus(const char *results, const char *spec, const char *set, const char *rule, double target,
-			  const char *outdir, struct tr_err *e)
+			  const char *outdir, int force, struct tr_err *e)
 {
 	struct tr_spec s;
 	void *rep = NULL;
 	int rc = -1;
 	struct tr_buf md = {0}, html = {0}, tsv = {0};
-	char tmp[PATH_MAX], chart[PATH_MAX + 32], script[3 * PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", outdir, (long)getpid());
-	if (tr_spec_load(spec, &s, e))
+	char tmp[PATH_MAX], chart[PATH_MAX + 32];
+	tmp[0] = 0;
+	if (tr_cli_out_check(outdir, force, e) || tr_spec_load(spec, &s, e))
 		return -1;
-	if (tr_audit_plateaus(&s, results, set, rule, target, &rep, e) || tr_mkdirs(tmp, e))
+	if (tr_audit_plateaus(&s, results, set, rule, target, &rep, e) || tr_dir_begin(outdir, tmp, e))
 		goto out;
 	json_t *counts = json_object_get(rep, "trace_counts"), *cov = json_object_get(rep, "coverage");
 	for (size_t i = 0; i < json_array_size(counts); i++)
 		tr_buf_printf(&tsv, "%lld\t%.6f\n", (long long)json_integer_value(json_array_get(counts, i)),
 			      json_number_value(json_array_get(cov, i)));
-	int charts = 0;
-	if (tsv.data && put(tmp, "coverage.tsv", tsv.data, tsv.len, e) == 0) {
-		snprintf(chart, sizeof chart, "%s/coverage.png", tmp);
-		snprintf(script, sizeof script,
-			 "set terminal pngcairo size 800,400 font ',9'\nset output '%s'\nset datafile separator '\\t'\n"
-			 "set logscale x 2\nset xlabel 'traces used for fitting (count, log scale)'\n"
-			 "set ylabel 'coverage (share of test traffic handled)'\nset yrange [0:1.02]\nset key off\n"
-			 "plot '%s/coverage.tsv' using 1:2 with linespoints lw 2 pt 7\n",
-			 chart, tmp);
-		charts = gnuplot(script) == 0;
-	}
+	snprintf(chart, sizeof chart, "%s/coverage.png", tmp);
+	int charts = put(tmp, "coverage.tsv", tsv.data ? tsv.data : "", tsv.len, e) == 0 &&
+		     draw("set terminal pngcairo size 800,400 font ',9'\nset logscale x 2\n"
+			  "set xlabel 'traces used for fitting (count, log scale)'\n"
+			  "set ylabel 'coverage (share of test traffic handled)'\nset yrange [0:1.02]\nset key off\n",
+			  "using 1:2 with linespoints lw 2 pt 7", &tsv, chart) == 0;
 	if (tr_plateau_markdown(rep, &md) || tr_plateau_html(rep, charts ? chart : NULL, &html, e) ||
 	    put(tmp, "report.md", md.data, md.len, e) || put(tmp, "report.html", html.data, html.len, e) ||
-	    put_json(tmp, "report.json", rep, e) || tr_dir_commit(tmp, outdir, e))
+	    put_json(tmp, "report.json", rep, e) ||
+	    finish(tmp, outdir, force,
+		   json_pack("{s:s, s:i, s:s, s:s, s:s, s:s}", "format", "tracer-audit", "version", 1, "tracer",
+			     TR_VERSION, "results", results, "set", set, "spec", spec),
+		   e))
 		goto out;
 	fputs(md.data, stdout);
 	rc = 0;
 out:
-	if (rc)
+	if (rc && tmp[0])
 		tr_remove_tree(tmp);
 	json_decref(rep);
 	tr_buf_free(&md), tr_buf_free(&html), tr_buf_free(&tsv);
@@ -159,8 +211,13 @@ int cmd_audit(int argc, char **argv)
 	char specbuf[PATH_MAX], outbuf[PATH_MAX];
 	double target = 0.95;
 	struct tr_audit_opts o = {.queries = 10000, .cost = 0.002, .top = 15};
+	int force = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--force") == 0) {
+			force = 1;
+			continue;
+		}
 		if (a[0] != '-') {
 			if (!dir)
 				dir = a;
@@ -216,7 +273,7 @@ int cmd_audit(int argc, char **argv)
 			snprintf(outbuf, sizeof outbuf, "%s/audit-plateaus", results);
 			out = outbuf;
 		}
-		return audit_plateaus(results, spec, set, rule, target, out, &e) ? tr_cli_data_error(&e) : TR_EXIT_OK;
+		return audit_plateaus(results, spec, set, rule, target, out, force, &e) ? tr_cli_data_error(&e) : TR_EXIT_OK;
 	}
 	if (!dir || !traffic)
 		return tr_cli_usage_error("audit", "expected DIR and TRAFFIC (or --results)");
@@ -224,5 +281,5 @@ int cmd_audit(int argc, char **argv)
 		snprintf(outbuf, sizeof outbuf, "%s/audit", dir);
 		out = outbuf;
 	}
-	return audit_policy(dir, traffic, out, emb, &o, &e) ? tr_cli_data_error(&e) : TR_EXIT_OK;
+	return audit_policy(dir, traffic, out, force, emb, &o, &e) ? tr_cli_data_error(&e) : TR_EXIT_OK;
 }

@@ -2,6 +2,7 @@
  * cmd_fit.c - `tracer fit`: fit a parity-gated routing policy and write its directory.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,13 +12,15 @@
 const char cmd_fit_usage[] =
 	"usage: tracer fit TRACES|DATASET:TEACHER --out DIR [--backend liblinear|libsvm|knn] [--gate ltt|cp-holdout|point]\n"
 	"           [--target A] [--targets A1,A2,...] [--delta D] [--seed N] [--cap N] [--grid SPEC]\n"
-	"           [--embeddings X.npy] [--no-ood]\n"
+	"           [--embeddings X.npy] [--no-ood] [--force]\n"
 	"  Splits the traces (of a named set: its traces part) 60/20/20 into train / validation / calibration per\n"
 	"  teacher label, keeping group keys together; fits the surrogate, the acceptor and every family\n"
 	"  (global, l2d, rsb) at every target; deploys the best family at --target if it clears the gate, else\n"
 	"  refuses. Defaults: liblinear, ltt, target 0.95, targets 0.80,0.85,0.90,0.95,0.97,0.98,0.99,\n"
 	"  delta 0.10, seed 0, cap 8000 traces (0 = no cap), OOD guard on. DIR is written atomically:\n"
-	"  manifest.json, frontier.json, gate_audit.json, report.md and the models.\n";
+	"  manifest.json, frontier.json, gate_audit.json, report.md and the models. An existing DIR is replaced\n"
+	"  only when tracer wrote it (its manifest.json lists its files); --force moves any other DIR aside\n"
+	"  intact, to DIR.replaced.N.\n";
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -33,10 +36,15 @@ int cmd_fit(int argc, char **argv)
 	o.n_targets = (int)(sizeof defaults / sizeof *defaults);
 	memcpy(o.targets, defaults, sizeof defaults);
 	const char *set = NULL, *dir = NULL, *emb_path = NULL;
+	int force = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (strcmp(a, "--no-ood") == 0) {
 			o.ood = 0;
+			continue;
+		}
+		if (strcmp(a, "--force") == 0) {
+			force = 1;
 			continue;
 		}
 		if (a[0] != '-') {
@@ -103,6 +111,9 @@ int cmd_fit(int argc, char **argv)
 	struct tr_err e;
 	struct tr_traceset ts;
 	double *emb = NULL;
+	char aside[4096];
+	if (tr_cli_out_check(dir, force, &e))
+		return tr_cli_data_error(&e);
 	if (emb_path) {
 		if (tr_npy_read(emb_path, &emb, &o.emb_rows, &o.emb_dim, &e))
 			return tr_cli_data_error(&e);
@@ -116,7 +127,9 @@ int cmd_fit(int argc, char **argv)
 	struct tr_policy *p;
 	int rc = tr_policy_fit(&ts, set, &o, &p, &e);
 	if (!rc) {
-		rc = tr_policy_write(p, dir, &e);
+		rc = tr_policy_write(p, dir, force, aside, sizeof aside, &e);
+		if (!rc && aside[0])
+			fprintf(stderr, "fit: %s was not written by tracer: moved aside, intact, to %s\n", dir, aside);
 		if (!rc)
 			fputs(p->report, stdout);
 		tr_policy_free(p);

@@ -112,6 +112,18 @@ int tr_cli_output(const char *path, const char *buf, size_t len, struct tr_err *
 	return tr_write_atomic(path, buf, len, e);
 }
 
+int tr_cli_out_check(const char *dir, int force, struct tr_err *e)
+{
+	if (tr_dir_check(dir, force, e) == 0)
+		return 0;
+	if (strstr(e->msg, "tracer did not write") || strstr(e->msg, "not a tracer artifact") ||
+	    strstr(e->msg, "not a directory")) {
+		size_t n = strlen(e->msg);
+		snprintf(e->msg + n, sizeof e->msg - n, "; choose another --out, or add --force to move it aside intact");
+	}
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	setlocale(LC_ALL, "C");

@@ -135,6 +135,26 @@ int tr_buf_printf(struct tr_buf *b, const char *fmt, ...)
 	return 0;
 }
 
+int tr_buf_md_escape(struct tr_buf *b, const char *s)
+{
+	int rc = 0;
+	for (; *s && !rc; s++) {
+		if (strchr("\\`*[]#|", *s))
+			rc = tr_buf_add(b, "\\", 1) || tr_buf_add(b, s, 1);
+		else if (*s == '<')
+			rc = tr_buf_puts(b, "&lt;");
+		else if (*s == '>')
+			rc = tr_buf_puts(b, "&gt;");
+		else if (*s == '&')
+			rc = tr_buf_puts(b, "&amp;");
+		else if (*s == '\n' || *s == '\r' || *s == '\t')
+			rc = tr_buf_add(b, " ", 1);
+		else
+			rc = tr_buf_add(b, s, 1);
+	}
+	return rc ? -1 : 0;
+}
+
 void tr_buf_free(struct tr_buf *b)
 {
 	tr_free(b->data);
@@ -148,138 +168,6 @@ int tr_cursor_take(struct tr_cursor *c, void *dst, size_t n)
 		return -1;
 	memcpy(dst, c->p, n);
 	c->p += n;
-	return 0;
-}
-
-/* ---- files ---- */
-
-int tr_file_exists(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-int tr_read_file(const char *path, char **data, size_t *len, struct tr_err *e)
-{
-	*data = NULL;
-	*len = 0;
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return tr_fail(e, "%s: cannot open: %s", path, strerror(errno));
-	struct stat st;
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		fclose(f);
-		return tr_fail(e, "%s: not a regular file", path);
-	}
-	struct tr_buf b = {0};
-	char chunk[1 << 16];
-	size_t got;
-	while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-		if (tr_buf_add(&b, chunk, got)) {
-			fclose(f);
-			tr_buf_free(&b);
-			return tr_fail(e, "%s: out of memory", path);
-		}
-	}
-	int bad = ferror(f);
-	fclose(f);
-	if (bad) {
-		tr_buf_free(&b);
-		return tr_fail(e, "%s: read error", path);
-	}
-	if (!b.data && tr_buf_add(&b, "", 0))
-		return tr_fail(e, "%s: out of memory", path);
-	*data = b.data;
-	*len = b.len;
-	return 0;
-}
-
-int tr_write_atomic(const char *path, const void *data, size_t len, struct tr_err *e)
-{
-	char tmp[PATH_MAX];
-	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
-		return tr_fail(e, "%s: path too long", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return tr_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
-	const char *p = data;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			int err = errno;
-			close(fd);
-			unlink(tmp);
-			return tr_fail(e, "%s: write failed: %s", tmp, strerror(err));
-		}
-		p += w;
-		left -= (size_t)w;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		unlink(tmp);
-		return tr_fail(e, "%s: cannot flush: %s", tmp, strerror(errno));
-	}
-	if (rename(tmp, path) != 0) {
-		int err = errno;
-		unlink(tmp);
-		return tr_fail(e, "%s: cannot rename into place: %s", path, strerror(err));
-	}
-	return 0;
-}
-
-int tr_mkdirs(const char *path, struct tr_err *e)
-{
-	char buf[PATH_MAX];
-	if (strlen(path) >= sizeof buf)
-		return tr_fail(e, "%s: path too long", path);
-	strcpy(buf, path);
-	for (char *p = buf + 1;; p++) {
-		if (*p == '/' || *p == 0) {
-			char c = *p;
-			*p = 0;
-			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-				return tr_fail(e, "%s: cannot create directory: %s", buf, strerror(errno));
-			*p = c;
-			if (!c)
-				break;
-		}
-	}
-	return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st, (void)type, (void)ftw;
-	return remove(path);
-}
-
-int tr_remove_tree(const char *path)
-{
-	struct stat st;
-	if (lstat(path, &st) != 0)
-		return errno == ENOENT ? 0 : -1;
-	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-int tr_dir_commit(const char *tmp, const char *dir, struct tr_err *e)
-{
-	char old[PATH_MAX];
-	if ((size_t)snprintf(old, sizeof old, "%s.old.%ld", dir, (long)getpid()) >= sizeof old)
-		return tr_fail(e, "%s: path too long", dir);
-	struct stat st;
-	int had = stat(dir, &st) == 0;
-	if (had && (!S_ISDIR(st.st_mode) || rename(dir, old) != 0))
-		return tr_fail(e, "%s: exists and cannot be replaced", dir);
-	if (rename(tmp, dir) != 0) {
-		int err = errno;
-		if (had)
-			rename(old, dir);
-		return tr_fail(e, "%s: cannot rename into place: %s", dir, strerror(err));
-	}
-	if (had)
-		tr_remove_tree(old);
 	return 0;
 }
 

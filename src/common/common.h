@@ -60,21 +60,43 @@ struct tr_cursor {
 int tr_cursor_take(struct tr_cursor *c, void *dst, size_t n);
 
 /*
- * Files. tr_read_file reads a whole regular file into a NUL-terminated buffer owned by the caller.
- * tr_write_atomic writes data to PATH.tmp.PID and renames it over PATH, so a reader never sees half a
- * file. tr_mkdirs creates a directory and its parents.
+ * Files (files.c). tr_read_file reads a whole regular file into a NUL-terminated buffer owned by the
+ * caller. tr_write_atomic writes data to a private temporary beside PATH (mkstemp: `.NAME.tmp.XXXXXX`)
+ * and renames it over PATH, so a reader never sees half a file and a planted symlink is never followed;
+ * temporaries that a killed run left beside PATH are removed. tr_mkdirs creates a directory and its
+ * parents. Trailing slashes are ignored everywhere.
  */
 int tr_read_file(const char *path, char **data, size_t *len, struct tr_err *e);
 int tr_write_atomic(const char *path, const void *data, size_t len, struct tr_err *e);
 int tr_mkdirs(const char *path, struct tr_err *e);
-/* Removes a file or a directory tree (no error if it does not exist). */
-int tr_remove_tree(const char *path);
-/*
- * Puts the finished directory `tmp` in place of `dir`: an existing `dir` is moved aside, `tmp` renamed
- * to `dir`, the old one removed. A reader sees the old directory or the new one, never a mix.
- */
-int tr_dir_commit(const char *tmp, const char *dir, struct tr_err *e);
 int tr_file_exists(const char *path);
+/* Copies path without its trailing slashes into buf. */
+int tr_path_clean(const char *path, char *buf, size_t size, struct tr_err *e);
+/* Removes a file or a directory tree (no error if it does not exist). Only for what tracer made. */
+int tr_remove_tree(const char *path);
+
+/*
+ * Output directories ("artifacts"). An artifact holds a manifest.json whose "format" starts with
+ * "tracer-" and whose "files" object gives the SHA-256 of every other file in it; its subdirectories
+ * are artifacts too. Writing one: tr_dir_check (early, before the work: refuses a directory tracer did
+ * not write unless force), tr_dir_begin (a private temporary directory beside DIR, tmp gets its path),
+ * write the files, tr_dir_write_manifest (adds "files" to manifest and writes manifest.json last),
+ * tr_dir_commit (puts tmp in place of DIR).
+ *
+ * tr_dir_commit replaces an existing DIR only when it is an artifact: the two are swapped in one step
+ * and then only the files the old manifest lists are deleted. Any other DIR is refused; with force it
+ * is moved aside intact to DIR.replaced.N (its name in aside) and never deleted.
+ * tr_dir_verify checks every file the manifest lists against its SHA-256.
+ */
+struct json_t;
+int tr_dir_check(const char *dir, int force, struct tr_err *e);
+int tr_dir_begin(const char *dir, char *tmp /* PATH_MAX */, struct tr_err *e);
+int tr_dir_write_manifest(const char *tmp, struct json_t *manifest, struct tr_err *e);
+int tr_dir_commit(const char *tmp, const char *dir, int force, char *aside, size_t asize, struct tr_err *e);
+int tr_dir_verify(const char *dir, struct json_t *manifest, struct tr_err *e);
+
+/* Markdown: appends s with what Markdown would interpret (and HTML) escaped, line breaks as spaces. */
+int tr_buf_md_escape(struct tr_buf *b, const char *s);
 
 /* zstd: compress / decompress a whole buffer; the output is owned by the caller. */
 int tr_zstd_compress(const void *src, size_t n, char **out, size_t *outn, struct tr_err *e);

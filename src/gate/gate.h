@@ -116,7 +116,7 @@ void tr_ood_free(struct tr_ood *o);
 enum tr_pol_kind { TR_POL_REFUSED, TR_POL_GLOBAL, TR_POL_L2D, TR_POL_RSB };
 extern const char *const tr_pol_names[4];
 
-#define TR_POLICY_FORMAT 1
+#define TR_POLICY_FORMAT 2 /* 2: manifest.json lists every file with its SHA-256 */
 #define TR_MIN_COVERAGE 0.05 /* a family covering less does not deploy */
 #define TR_N_FAMILIES 3	     /* global, l2d, rsb compete: ltt tests each at δ/3 */
 
@@ -160,8 +160,13 @@ struct tr_policy {
 /* Fits a policy on the traces part of ts. */
 int tr_policy_fit(const struct tr_traceset *ts, const char *spec, const struct tr_fit_options *o,
 		  struct tr_policy **out, struct tr_err *e);
-/* Writes the policy directory atomically (a temporary directory renamed into place). */
-int tr_policy_write(const struct tr_policy *p, const char *dir, struct tr_err *e);
+/*
+ * Writes the policy directory atomically (a temporary directory renamed into place). An existing DIR is
+ * replaced only when tracer wrote it; with force any other is moved aside intact (its new name in
+ * aside). See tr_dir_commit.
+ */
+int tr_policy_write(const struct tr_policy *p, const char *dir, int force, char *aside, size_t asize,
+		    struct tr_err *e);
 int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e);
 void tr_policy_free(struct tr_policy *p);
 

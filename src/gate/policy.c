@@ -534,8 +534,9 @@ static char *report(const struct fit *f, const char *spec, const struct tr_polic
 {
 	struct tr_buf b = {0};
 	json_t *dep = json_object_get(p->manifest, "deployed");
-	tr_buf_printf(&b, "# Routing policy\n\n- traces: %s (%zu used: %zu train, %zu validation, %zu calibration)\n",
-		      spec, f->n, f->ntr, f->nva, f->nca);
+	tr_buf_puts(&b, "# Routing policy\n\n- traces: ");
+	tr_buf_md_escape(&b, spec); /* a user's path: nothing in it may become Markdown or HTML */
+	tr_buf_printf(&b, " (%zu used: %zu train, %zu validation, %zu calibration)\n", f->n, f->ntr, f->nva, f->nca);
 	tr_buf_printf(&b, "- surrogate: %s on %s features, chosen", f->fam->name, f->o->dense ? "npy" : "tfidf");
 	for (int k = 0; k < f->grid.n_hp; k++)
 		tr_buf_printf(&b, " %s=%g", f->fam->hparams[k].name, s1->hp[k]);

@@ -1,8 +1,9 @@
 /*
  * policy_io.c - a fitted policy on disk. The directory holds manifest.json, frontier.json,
  * gate_audit.json, report.md, featurizer.txt, stageN.model.zst and acceptorN.model.zst for each deployed
- * stage, and ood.bin.zst. It is written into DIR.tmp.PID and renamed into place, so a reader never sees
- * half a policy.
+ * stage, and ood.bin.zst. It is written into a private temporary directory beside DIR and renamed into
+ * place, so a reader never sees half a policy; manifest.json, written last, carries the SHA-256 of every
+ * other file, and loading checks them all before reading any.
  */
 #define _GNU_SOURCE
 #include "gate.h"
@@ -82,8 +83,8 @@ static int put_json(const char *dir, const char *name, void *j, struct tr_err *e
 
 static int write_files(const struct tr_policy *p, const char *tmp, struct tr_err *e)
 {
-	if (put_json(tmp, "manifest.json", p->manifest, e) || put_json(tmp, "frontier.json", p->frontier, e) ||
-	    put_json(tmp, "gate_audit.json", p->audit, e) || put(tmp, "report.md", p->report, strlen(p->report), 0, e))
+	if (put_json(tmp, "frontier.json", p->frontier, e) || put_json(tmp, "gate_audit.json", p->audit, e) ||
+	    put(tmp, "report.md", p->report, strlen(p->report), 0, e))
 		return -1;
 	struct tr_buf b = {0};
 	int rc = 0;
@@ -104,17 +105,24 @@ static int write_files(const struct tr_policy *p, const char *tmp, struct tr_err
 		rc = tr_ood_save(p->ood, &b) ? tr_fail(e, "out of memory") : put(tmp, "ood.bin.zst", b.data, b.len, 1, e);
 		tr_buf_free(&b);
 	}
+	if (rc)
+		return -1;
+	/* the manifest last, with every other file's SHA-256 (on a shallow copy: p stays as it was) */
+	json_t *m = json_copy(p->manifest);
+	if (!m)
+		return tr_fail(e, "out of memory");
+	rc = tr_dir_write_manifest(tmp, m, e);
+	json_decref(m);
 	return rc;
 }
 
-int tr_policy_write(const struct tr_policy *p, const char *dir, struct tr_err *e)
+int tr_policy_write(const struct tr_policy *p, const char *dir, int force, char *aside, size_t asize,
+		    struct tr_err *e)
 {
 	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
-	tr_remove_tree(tmp);
-	if (mkdir(tmp, 0755) != 0)
-		return tr_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
-	if (write_files(p, tmp, e) || tr_dir_commit(tmp, dir, e)) {
+	if (tr_dir_check(dir, force, e) || tr_dir_begin(dir, tmp, e))
+		return -1;
+	if (write_files(p, tmp, e) || tr_dir_commit(tmp, dir, force, aside, asize, e)) {
 		tr_remove_tree(tmp);
 		return -1;
 	}
@@ -123,10 +131,14 @@ int tr_policy_write(const struct tr_policy *p, const char *dir, struct tr_err *e
 
 /* ---- loading ---- */
 
-static int get(const char *dir, const char *name, int compressed, char **data, size_t *len, struct tr_err *e)
+/* Reads dir/name, which the manifest's checksums must cover (tr_dir_verify checked them). */
+static int get(const char *dir, json_t *m, const char *name, int compressed, char **data, size_t *len,
+	       struct tr_err *e)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
+	if (!json_object_get(json_object_get(m, "files"), name))
+		return tr_fail(e, "%s: not listed in manifest.json's \"files\" (no checksum)", path);
 	char *raw;
 	size_t n;
 	if (tr_read_file(path, &raw, &n, e))
@@ -179,6 +191,8 @@ int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e)
 			TR_POLICY_FORMAT);
 		goto fail;
 	}
+	if (tr_dir_verify(dir, m, e))
+		goto fail;
 	if (!json_is_array(labels) || !kind) {
 		tr_fail(e, "%s: missing labels or deployed family", path);
 		goto fail;
@@ -210,14 +224,14 @@ int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e)
 	}
 	p->n_stages = p->kind == TR_POL_RSB ? 2 : 1;
 	snprintf(path, sizeof path, "%s/featurizer.txt", dir);
-	if (get(dir, "featurizer.txt", 0, &data, &len, e) || tr_featurizer_load(path, data, &p->fz, e))
+	if (get(dir, m, "featurizer.txt", 0, &data, &len, e) || tr_featurizer_load(path, data, &p->fz, e))
 		goto fail;
 	tr_free(data), data = NULL;
 	for (int s = 0; s < p->n_stages; s++) {
 		char name[32];
 		snprintf(name, sizeof name, "stage%d.model.zst", s + 1);
 		snprintf(path, sizeof path, "%s/%s", dir, name);
-		if (get(dir, name, 1, &data, &len, e) || tr_surrogate_load(path, data, len, &p->st[s].s, e))
+		if (get(dir, m, name, 1, &data, &len, e) || tr_surrogate_load(path, data, len, &p->st[s].s, e))
 			goto fail;
 		tr_free(data), data = NULL;
 		if (p->st[s].s->K != p->labels.n) {
@@ -226,14 +240,14 @@ int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e)
 		}
 		snprintf(name, sizeof name, "acceptor%d.model.zst", s + 1);
 		snprintf(path, sizeof path, "%s/%s", dir, name);
-		if (get(dir, name, 1, &data, &len, e) || acceptor_load(path, data, len, &p->st[s].acc, e))
+		if (get(dir, m, name, 1, &data, &len, e) || acceptor_load(path, data, len, &p->st[s].acc, e))
 			goto fail;
 		tr_free(data), data = NULL;
 		p->st[s].threshold = jthreshold(json_object_get(dep, s == 0 ? "stage1_threshold" : "stage2_threshold"));
 	}
 	if (json_is_true(json_object_get(m, "ood"))) {
 		snprintf(path, sizeof path, "%s/ood.bin.zst", dir);
-		if (get(dir, "ood.bin.zst", 1, &data, &len, e) || tr_ood_load(path, data, len, &p->ood, e))
+		if (get(dir, m, "ood.bin.zst", 1, &data, &len, e) || tr_ood_load(path, data, len, &p->ood, e))
 			goto fail;
 		tr_free(data), data = NULL;
 	}

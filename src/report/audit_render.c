@@ -126,13 +126,14 @@ static int build(json_t *rep, struct section *S)
 	json_t *sum = json_object_get(rep, "traffic_summary");
 	s = &S[n++];
 	snprintf(s->title, sizeof s->title, "Traffic");
-	tr_buf_printf(&s->prose, "%s: %.0f rows, coverage %.4f, agreement with the teacher on handled %s, %.0f "
-				 "deferred by the OOD guard.\n", str(rep, "traffic"), num(sum, "n"), num(sum, "coverage"),
+	/* the traffic's name is user data: it appears in the header, escaped per format, never in prose */
+	tr_buf_printf(&s->prose, "The audited traffic: %.0f rows, coverage %.4f, agreement with the teacher on handled %s, "
+				 "%.0f deferred by the OOD guard.\n", num(sum, "n"), num(sum, "coverage"),
 		      isnan(num(sum, "agreement_handled")) ? "—" : "", num(sum, "ood_deferred"));
 	if (!isnan(num(sum, "agreement_handled"))) {
 		tr_buf_free(&s->prose);
-		tr_buf_printf(&s->prose, "%s: %.0f rows, coverage %.4f, agreement with the teacher on handled %.4f, %.0f "
-					 "deferred by the OOD guard.\n", str(rep, "traffic"), num(sum, "n"),
+		tr_buf_printf(&s->prose, "The audited traffic: %.0f rows, coverage %.4f, agreement with the teacher on "
+					 "handled %.4f, %.0f deferred by the OOD guard.\n", num(sum, "n"),
 			      num(sum, "coverage"), num(sum, "agreement_handled"), num(sum, "ood_deferred"));
 	}
 
@@ -246,7 +247,15 @@ int tr_audit_markdown(const void *report, int terminal, int top, struct tr_buf *
 	struct section S[12];
 	memset(S, 0, sizeof S);
 	int n = build((json_t *)report, S);
-	tr_buf_printf(out, "# Audit of %s\n\n", json_string_value(json_object_get((json_t *)report, "policy")));
+	const char *names[2] = {str((json_t *)report, "policy"), str((json_t *)report, "traffic")};
+	for (int k = 0; k < 2; k++) {
+		tr_buf_puts(out, k ? "Traffic: " : "# Audit of ");
+		if (terminal)
+			tr_buf_puts(out, names[k]);
+		else
+			tr_buf_md_escape(out, names[k]);
+		tr_buf_puts(out, "\n\n");
+	}
 	for (int i = 0; i < n; i++) {
 		const struct section *s = &S[i];
 		tr_buf_printf(out, "## %s\n\n", s->title);
@@ -361,7 +370,9 @@ int tr_audit_html(const void *report, const char *const *charts, const char *con
 			 "text-align:left;vertical-align:top}th{background:#f0f0f0}img{max-width:100%}</style>\n"
 			 "</head><body>\n<h1>Audit of ");
 	html_text(out, policy ? policy : "");
-	tr_buf_puts(out, "</h1>\n");
+	tr_buf_puts(out, "</h1>\n<p>Traffic: ");
+	html_text(out, str((json_t *)report, "traffic"));
+	tr_buf_puts(out, "</p>\n");
 	int rc = 0;
 	for (int i = 0; i < n; i++) {
 		const struct section *s = &S[i];
@@ -408,8 +419,9 @@ static int plateau_table(json_t *rep, struct tr_buf *md, struct tr_buf *html)
 	size_t nc = json_array_size(counts), i, k;
 	json_t *l, *c;
 	if (md) {
-		tr_buf_printf(md, "# Plateaus over trace count: %s (%s, target %.2f)\n\n", str(rep, "set"), str(rep, "rule"),
-			      num(rep, "target"));
+		tr_buf_puts(md, "# Plateaus over trace count: ");
+		tr_buf_md_escape(md, str(rep, "set"));
+		tr_buf_printf(md, " (%s, target %.2f)\n\n", str(rep, "rule"), num(rep, "target"));
 		tr_buf_puts(md, "Handled share of each teacher label on the same test traffic, as the policy is fitted on more "
 				"traces; a label has *stopped improving* when the last step gained under 1 pp while it is "
 				"still under 95% handled.\n\n| label |");

@@ -49,6 +49,9 @@ cat >crafted/gate_audit.json <<'JSON'
     {"threshold": 0.5, "n": 100, "k": 85, "stat": 0.85, "pass": false}]},
   {"family": "rsb", "status": "not tried", "reason": "z", "steps": []}]}
 JSON
+# the crafted file gets its checksum in the manifest (a policy's files are verified on loading)
+sum=$(sha256sum crafted/gate_audit.json | cut -c1-64)
+sed -i "s/\"gate_audit.json\": \"[0-9a-f]*\"/\"gate_audit.json\": \"$sum\"/" crafted/manifest.json
 ok "audit the crafted refusal" "$TRACER" audit crafted mnli:phi-3-small --out caud
 has '^Nearest miss: l2d at threshold 0.7000 accepted 20 calibration rows, 17 agreeing \(agreement 0.8500\); 1 more agreeing rows' \
 	"the nearest miss is l2d at 0.70, one row short"
@@ -61,5 +64,13 @@ has '^\| \*all labels \(coverage\)\* \|' "coverage row"
 has 'labels stopped improving\.$' "plateau summary"
 fails 1 'no finished cells with per-label results' "plateaus need per-label cells" \
 	"$TRACER" audit --results res --spec "$ROOT/experiments/quick.spec" --set banking77:gpt-4o --target 0.80 --out plat2
+# a results directory named like a gnuplot command runs nothing (the command would cd to $HOME first)
+r="r'; system 'cd ~;touch PWNED3'; print '"
+cp -r res "$r"
+export HOME="$SCRATCH"
+ok "plateaus from a results directory named like a gnuplot command" "$TRACER" audit --results "$r" \
+	--spec "$ROOT/experiments/quick.spec" --set banking77:gpt-4o --rule point --target 0.90
+check "its chart was drawn" [ -s "$r/audit-plateaus/coverage.png" ]
+check "no command ran" [ -z "$(find "$SCRATCH" -name 'PWNED*' -print -quit)" ]
 fails 2 'expected DIR and TRAFFIC' "usage" "$TRACER" audit pol
 finish

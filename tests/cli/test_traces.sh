@@ -45,7 +45,7 @@ fails 1 'nothere.jsonl: cannot open' "unreadable file" "$TRACER" traces export n
 mkdir adir
 fails 1 'adir: not a regular file' "a directory" "$TRACER" traces export adir
 fails 1 'unknown trace set "banking77:claude"' "unknown set" "$TRACER" traces export banking77:claude
-fails 1 'no/such/dir/x.jsonl.tmp.[0-9]+: cannot create' "unwritable output" \
+fails 1 'no/such/dir/x.jsonl: cannot create a temporary file in no/such/dir' "unwritable output" \
 	"$TRACER" traces export "$FIX/traces/aliases.jsonl" --out no/such/dir/x.jsonl
 check "nothing half-written" [ ! -e no/such/dir/x.jsonl ]
 
