@@ -81,6 +81,15 @@ int tr_sparse_index_packed(const struct tr_node *nodes, size_t n_nodes, size_t n
 			   struct tr_sparse_index **out);
 void tr_sparse_index_free(struct tr_sparse_index *ix);
 
+/*
+ * Nodes in model and index files, field by field: a 4-byte index then an 8-byte value, 12 bytes a node
+ * (a struct tr_node holds 4 bytes of padding that would carry whatever the heap held). tr_nodes_take
+ * fails, copying nothing, when fewer than n nodes are left.
+ */
+#define TR_NODE_BYTES 12
+int tr_nodes_put(struct tr_buf *out, const struct tr_node *nodes, size_t n);
+int tr_nodes_take(struct tr_cursor *in, struct tr_node *nodes, size_t n);
+
 /* Text serialisation ("tracer-featurizer 1" first line); load names `what` in its errors. */
 int tr_featurizer_save(const struct tr_featurizer *f, struct tr_buf *out);
 int tr_featurizer_load(const char *what, const char *text, struct tr_featurizer **out, struct tr_err *e);

@@ -115,3 +115,28 @@ int tr_sparse_index_packed(const struct tr_node *nodes, size_t n_nodes, size_t n
 	tr_free(rows);
 	return rc;
 }
+
+int tr_nodes_put(struct tr_buf *out, const struct tr_node *nodes, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int32_t index = nodes[i].index;
+		double value = nodes[i].value;
+		if (tr_buf_add(out, &index, sizeof index) || tr_buf_add(out, &value, sizeof value))
+			return -1;
+	}
+	return 0;
+}
+
+int tr_nodes_take(struct tr_cursor *in, struct tr_node *nodes, size_t n)
+{
+	if ((size_t)(in->end - in->p) / TR_NODE_BYTES < n)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		int32_t index;
+		double value;
+		tr_cursor_take(in, &index, sizeof index);
+		tr_cursor_take(in, &value, sizeof value);
+		nodes[i] = (struct tr_node){index, value};
+	}
+	return 0;
+}

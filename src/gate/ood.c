@@ -133,19 +133,19 @@ int tr_ood_save(const struct tr_ood *o, struct tr_buf *out)
 {
 	int32_t head[3] = {o->K, o->dim, o->dense};
 	uint64_t sizes[2] = {o->n, o->n_nodes};
-	return tr_buf_puts(out, "tracer-ood 1\n") || tr_buf_add(out, head, sizeof head) ||
+	return tr_buf_puts(out, "tracer-ood 2\n") || tr_buf_add(out, head, sizeof head) ||
 	       tr_buf_add(out, sizes, sizeof sizes) || tr_buf_add(out, &o->global, sizeof o->global) ||
 	       tr_buf_add(out, o->thr, (size_t)o->K * sizeof *o->thr) ||
 	       (o->dense ? tr_buf_add(out, o->x, o->n * (size_t)o->dim * sizeof *o->x)
-			 : tr_buf_add(out, o->nodes, o->n_nodes * sizeof *o->nodes));
+			 : tr_nodes_put(out, o->nodes, o->n_nodes));
 }
 
 int tr_ood_load(const char *what, const char *data, size_t len, struct tr_ood **out, struct tr_err *e)
 {
 	*out = NULL;
-	static const char magic[] = "tracer-ood 1\n";
+	static const char magic[] = "tracer-ood 2\n";
 	if (len < sizeof magic - 1 || memcmp(data, magic, sizeof magic - 1) != 0)
-		return tr_fail(e, "%s:1: not a tracer OOD reference (format 1)", what);
+		return tr_fail(e, "%s:1: not a tracer OOD reference (format 2)", what);
 	struct tr_cursor c = {data + sizeof magic - 1, data + len};
 	int32_t head[3];
 	uint64_t sizes[2];
@@ -156,7 +156,7 @@ int tr_ood_load(const char *what, const char *data, size_t len, struct tr_ood **
 		  head[1] < 0 || head[1] > TR_MAX_DIM || sizes[0] > (uint64_t)len || sizes[1] > (uint64_t)len;
 	if (!bad) { /* announced sizes must fit in the file before they size any allocation */
 		double need = sizeof(double) * (1.0 + head[0]) +
-			      (head[2] ? (double)sizes[0] * head[1] * sizeof(double) : (double)sizes[1] * sizeof(struct tr_node));
+			      (head[2] ? (double)sizes[0] * head[1] * sizeof(double) : (double)sizes[1] * TR_NODE_BYTES);
 		bad = need > (double)(c.end - c.p);
 	}
 	if (!bad) {
@@ -170,7 +170,7 @@ int tr_ood_load(const char *what, const char *data, size_t len, struct tr_ood **
 		bad = sz > len || !(o->x = tr_malloc(sz)) || tr_cursor_take(&c, o->x, sz);
 	} else if (!bad) {
 		bad = !(o->nodes = tr_malloc(o->n_nodes * sizeof *o->nodes)) ||
-		      tr_cursor_take(&c, o->nodes, o->n_nodes * sizeof *o->nodes) ||
+		      tr_nodes_take(&c, o->nodes, o->n_nodes) ||
 		      tr_sparse_index_packed(o->nodes, o->n_nodes, o->n, o->dim, &o->ix);
 	}
 	if (bad) {

@@ -140,7 +140,7 @@ static int knn_save(const void *model, struct tr_buf *out)
 	return tr_buf_add(out, head, sizeof head) || tr_buf_add(out, sizes, sizeof sizes) ||
 	       tr_buf_add(out, m->y, m->n * sizeof *m->y) ||
 	       (m->dense ? tr_buf_add(out, m->dense, m->n * (size_t)m->dim * sizeof *m->dense)
-			 : tr_buf_add(out, m->nodes, m->n_nodes * sizeof *m->nodes));
+			 : tr_nodes_put(out, m->nodes, m->n_nodes));
 }
 
 static int knn_load(const char *what, struct tr_cursor *in, int K, void **model, struct tr_err *e)
@@ -153,7 +153,7 @@ static int knn_load(const char *what, struct tr_cursor *in, int K, void **model,
 		return tr_fail(e, "%s: corrupt knn model header", what);
 	double left = (double)(in->end - in->p);
 	double need = (double)sizes[0] * sizeof(int) +
-		      (head[3] ? (double)sizes[0] * head[2] * sizeof(double) : (double)sizes[1] * sizeof(struct tr_node));
+		      (head[3] ? (double)sizes[0] * head[2] * sizeof(double) : (double)sizes[1] * TR_NODE_BYTES);
 	if (need > left)
 		return tr_fail(e, "%s: truncated knn model (%.0f bytes announced)", what, need);
 	struct knn *m = tr_calloc(1, sizeof *m);
@@ -168,7 +168,7 @@ static int knn_load(const char *what, struct tr_cursor *in, int K, void **model,
 		bad = !(m->dense = tr_malloc(sz)) || tr_cursor_take(in, m->dense, sz);
 	} else if (!bad) {
 		bad = !(m->nodes = tr_malloc(m->n_nodes * sizeof *m->nodes)) ||
-		      tr_cursor_take(in, m->nodes, m->n_nodes * sizeof *m->nodes) ||
+		      tr_nodes_take(in, m->nodes, m->n_nodes) ||
 		      tr_sparse_index_packed(m->nodes, m->n_nodes, m->n, m->dim, &m->ix);
 	}
 	for (size_t i = 0; !bad && i < m->n; i++) {

@@ -244,16 +244,16 @@ static int sv_save(const void *model, struct tr_buf *out)
 	if (pre) {
 		uint64_t nn = sm->n_sv_nodes;
 		return bad || tr_buf_add(out, &nn, sizeof nn) ||
-		       tr_buf_add(out, sm->sv_nodes, sm->n_sv_nodes * sizeof *sm->sv_nodes);
+		       tr_nodes_put(out, sm->sv_nodes, sm->n_sv_nodes);
 	}
 	for (int i = 0; i < m->l && !bad; i++) {
 		int32_t n = (int32_t)row_len(m->SV[i]);
-		bad = tr_buf_add(out, &n, sizeof n) || tr_buf_add(out, m->SV[i], ((size_t)n + 1) * sizeof *m->SV[i]);
+		bad = tr_buf_add(out, &n, sizeof n) || tr_nodes_put(out, (const struct tr_node *)m->SV[i], (size_t)n + 1);
 	}
 	return bad;
 }
 
-/* Reads m->l dense SV rows (each: int32 length, then length + 1 nodes) into one block. */
+/* Reads m->l dense SV rows (each: int32 length, then length + 1 nodes of TR_NODE_BYTES) into one block. */
 static int load_dense_svs(struct svm_model *m, struct tr_cursor *in)
 {
 	struct tr_cursor scan = *in;
@@ -261,9 +261,9 @@ static int load_dense_svs(struct svm_model *m, struct tr_cursor *in)
 	for (int i = 0; i < m->l; i++) {
 		int32_t n;
 		if (tr_cursor_take(&scan, &n, sizeof n) || n < 0 ||
-		    (size_t)(scan.end - scan.p) < ((size_t)n + 1) * sizeof(struct svm_node))
+		    (size_t)(scan.end - scan.p) / TR_NODE_BYTES < (size_t)n + 1)
 			return -1;
-		scan.p += ((size_t)n + 1) * sizeof(struct svm_node);
+		scan.p += ((size_t)n + 1) * TR_NODE_BYTES;
 		total += (size_t)n + 1;
 	}
 	struct svm_node *block = malloc(total * sizeof *block), *p = block;
@@ -272,7 +272,7 @@ static int load_dense_svs(struct svm_model *m, struct tr_cursor *in)
 	for (int i = 0; i < m->l; i++) {
 		int32_t n;
 		tr_cursor_take(in, &n, sizeof n);
-		tr_cursor_take(in, p, ((size_t)n + 1) * sizeof *p);
+		tr_nodes_take(in, (struct tr_node *)p, (size_t)n + 1);
 		m->SV[i] = p;
 		if (p[n].index != -1) {
 			m->free_sv = 1;
@@ -335,11 +335,11 @@ static int sv_load(const char *what, struct tr_cursor *in, int K, void **model, 
 	if (!bad && head[3] == PRECOMPUTED) {
 		uint64_t nn;
 		bad = tr_cursor_take(in, &nn, sizeof nn) || nn == 0 ||
-		      nn > (uint64_t)(in->end - in->p) / sizeof *sm->sv_nodes;
+		      nn > (uint64_t)(in->end - in->p) / TR_NODE_BYTES;
 		if (!bad) {
 			sm->n_sv_nodes = (size_t)nn;
 			bad = !(sm->sv_nodes = tr_malloc(sm->n_sv_nodes * sizeof *sm->sv_nodes)) ||
-			      tr_cursor_take(in, sm->sv_nodes, sm->n_sv_nodes * sizeof *sm->sv_nodes) ||
+			      tr_nodes_take(in, sm->sv_nodes, sm->n_sv_nodes) ||
 			      serial_svs(m) || tr_sparse_index_packed(sm->sv_nodes, sm->n_sv_nodes, (size_t)sm->m->l, sm->dim, &sm->ix);
 		}
 	} else if (!bad) {

@@ -318,7 +318,7 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 int tr_surrogate_save(const struct tr_surrogate *s, struct tr_buf *out, struct tr_err *e)
 {
 	int32_t head[2] = {s->K, s->const_label};
-	if (tr_buf_printf(out, "tracer-surrogate 1 %s\n", s->fam->name) || tr_buf_add(out, head, sizeof head) ||
+	if (tr_buf_printf(out, "tracer-surrogate 2 %s\n", s->fam->name) || tr_buf_add(out, head, sizeof head) ||
 	    tr_buf_add(out, s->hp, sizeof s->hp) || tr_buf_add(out, &s->val_f1, sizeof s->val_f1) ||
 	    (s->const_label < 0 && s->fam->save(s->model, out)))
 		return tr_fail(e, "%s: out of memory saving the model", s->fam->name);
@@ -331,8 +331,8 @@ int tr_surrogate_load(const char *what, const char *data, size_t len, struct tr_
 	*out = NULL;
 	const char *nl = memchr(data, '\n', len < 128 ? len : 128);
 	char name[64];
-	if (!nl || sscanf(data, "tracer-surrogate 1 %63s", name) != 1)
-		return tr_fail(e, "%s:1: not a tracer surrogate (format 1)", what);
+	if (!nl || sscanf(data, "tracer-surrogate 2 %63s", name) != 1)
+		return tr_fail(e, "%s:1: not a tracer surrogate (format 2)", what);
 	const struct tr_family *fam = tr_family_find(name);
 	if (!fam)
 		return tr_fail(e, "%s:1: unknown surrogate family \"%s\"", what, name);

@@ -80,7 +80,8 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 		     struct tr_surrogate **out, struct tr_buf *log, struct tr_err *e);
 int tr_surrogate_predict(const struct tr_surrogate *s, const struct tr_feats *X, double *proba,
 			 struct tr_err *e);
-/* Binary serialisation behind a text header line "tracer-surrogate 1 FAMILY". */
+/* Binary serialisation behind a text header line "tracer-surrogate 2 FAMILY" (format 2: sparse nodes
+ * field by field, TR_NODE_BYTES each). */
 int tr_surrogate_save(const struct tr_surrogate *s, struct tr_buf *out, struct tr_err *e);
 int tr_surrogate_load(const char *what, const char *data, size_t len, struct tr_surrogate **out,
 		      struct tr_err *e);

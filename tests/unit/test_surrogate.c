@@ -13,6 +13,8 @@
 
 #define DIM 40
 
+static int pad_byte; /* fills the row pool before the rows are written: struct padding holds it */
+
 /* n rows; label = y[i]. Separable: feature y+1 carries the label; noise elsewhere. */
 static void make(struct tr_feats *X, int *y, size_t n, int K, int dense, int random_labels, uint64_t seed)
 {
@@ -22,6 +24,7 @@ static void make(struct tr_feats *X, int *y, size_t n, int K, int dense, int ran
 	X->dim = DIM;
 	X->rows = malloc(n * sizeof *X->rows);
 	X->pool = malloc(n * (DIM + 1) * sizeof *X->pool);
+	memset(X->pool, pad_byte, n * (DIM + 1) * sizeof *X->pool);
 	if (dense)
 		X->dense = malloc(n * DIM * sizeof *X->dense);
 	for (size_t i = 0; i < n; i++) {
@@ -132,7 +135,21 @@ static void contract(const struct tr_family *fam, int dense)
 		CHECK(tr_surrogate_load("cut.bin", b1.data, cut, &l, &e) == -1, "%s: truncated at %zu accepted",
 		      fam->name, cut);
 	}
-	/* same seed -> same model */
+	/* a file of the format before field-by-field nodes is refused by name */
+	char *old = malloc(b1.len);
+	memcpy(old, b1.data, b1.len);
+	old[strlen("tracer-surrogate ")] = '1';
+	CHECK(tr_surrogate_load("old.bin", old, b1.len, &l, &e) == -1, "%s/%s: format 1 accepted", fam->name, kind);
+	CHECK_ERR(e, "old.bin:1: not a tracer surrogate (format 2)");
+	free(old);
+	/* same seed -> same model, with other bytes in the rows' struct padding (none reaches the file) */
+	free_feats(&X);
+	pad_byte = 0xa5;
+	make(&X, y, N, K, dense, 0, 1);
+	pad_byte = 0;
+	for (size_t i = 0; i < N; i++)
+		if (y[i] == 4)
+			y[i] = 3;
 	struct tr_surrogate *s2 = fit(fam, NULL, &X, y, &V, yv, K, 11);
 	if (s2) {
 		tr_surrogate_save(s2, &b2, &e);
