@@ -195,9 +195,32 @@ static void test_monotone(void)
 	CHECK(ok, "raising alpha never raises coverage (ltt, cp-holdout)");
 }
 
+/* OOD reference files: an old format is refused by name; save -> load -> save gives the same bytes. */
+static void test_ood_file(void)
+{
+	struct tr_node pool[6] = {{1, 0.6}, {2, 0.8}, {-1, 0}, {2, 1.0}, {-1, 0}, {-1, 0}};
+	struct tr_node *rows[3] = {pool, pool + 3, pool + 5};
+	struct tr_feats X = {.n = 3, .dim = 2, .rows = rows};
+	int y[3] = {0, 1, 1};
+	struct tr_ood *o = NULL, *l = NULL;
+	struct tr_err e;
+	struct tr_buf b = {0}, b2 = {0};
+	CHECK(tr_ood_fit(&X, y, 2, &o, &e) == 0 && tr_ood_save(o, &b) == 0, "ood fit/save: %s", e.msg);
+	CHECK(tr_ood_load("ood.bin", b.data, b.len, &l, &e) == 0 && tr_ood_save(l, &b2) == 0, "ood load: %s", e.msg);
+	CHECK(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0, "ood: save/load/save changed the bytes");
+	b.data[strlen("tracer-ood ")] = '1';
+	CHECK(tr_ood_load("ood.bin", b.data, b.len, &l, &e) == -1, "ood: format 1 accepted");
+	CHECK_ERR(e, "ood.bin:1: not a tracer OOD reference (format 2)");
+	for (size_t cut = 0; cut < b2.len; cut++)
+		CHECK(tr_ood_load("ood.bin", b2.data, cut, &l, &e) == -1, "ood: truncated at %zu accepted", cut);
+	tr_ood_free(o), tr_ood_free(l);
+	tr_buf_free(&b), tr_buf_free(&b2);
+}
+
 int main(void)
 {
 	tr_gsl_init();
+	test_ood_file();
 	test_bounds();
 	test_walks();
 	test_monotone();
