@@ -57,9 +57,15 @@ int cmd_help(int argc, char **argv)
 	return TR_EXIT_OK;
 }
 
+static const char *running = "tracer"; /* the verb being run, for messages */
+
 int tr_cli_data_error(const struct tr_err *e)
 {
-	fprintf(stderr, "tracer: %s\n", e->msg);
+	/* most allocation sites only say "out of memory": name the step the user asked for */
+	if (strstr(e->msg, "out of memory") && !strstr(e->msg, "out of memory while"))
+		fprintf(stderr, "tracer: %s while running tracer %s\n", e->msg, running);
+	else
+		fprintf(stderr, "tracer: %s\n", e->msg);
 	return TR_EXIT_DATA;
 }
 
@@ -124,8 +130,25 @@ int tr_cli_out_check(const char *dir, int force, struct tr_err *e)
 	return -1;
 }
 
+/*
+ * OpenBLAS starts its worker threads when the library loads, before main, unless OPENBLAS_NUM_THREADS
+ * is 1; each worker asks at once for a 128 MB buffer and, when the address space is short (ulimit -v),
+ * retries forever, and exit() then waits for it (a hang, issue 16). We make BLAS calls from one thread,
+ * so the process runs itself again once with the variable set to 1: the pool is then never created.
+ * (valgrind does not follow the exec unless told to: run it with OPENBLAS_NUM_THREADS=1.)
+ */
+static void blas_one_thread(char **argv)
+{
+	const char *v = getenv("OPENBLAS_NUM_THREADS");
+	if ((v && strcmp(v, "1") == 0) || setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0)
+		return;
+	execv("/proc/self/exe", argv);
+	/* no /proc: carry on with the pool, which tr_gsl_init keeps idle */
+}
+
 int main(int argc, char **argv)
 {
+	blas_one_thread(argv);
 	setlocale(LC_ALL, "C");
 	tr_gsl_init();
 	if (argc < 2) {
@@ -149,5 +172,6 @@ int main(int argc, char **argv)
 			fputs(v->usage, stdout);
 			return TR_EXIT_OK;
 		}
+	running = v->name;
 	return v->run(argc - 1, argv + 1);
 }

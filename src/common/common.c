@@ -11,6 +11,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <nettle/sha2.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,61 @@ void *tr_calloc(size_t n, size_t size)
 void *tr_realloc(void *p, size_t n)
 {
 	return alloc_should_fail() ? NULL : realloc(p, n ? n : 1);
+}
+
+static pthread_mutex_t reserve_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reserve_cv = PTHREAD_COND_INITIALIZER;
+static double reserved;		   /* by every thread */
+static _Thread_local double held; /* by this one */
+
+int tr_mem_reserve(double bytes)
+{
+	void *(*volatile trial)(size_t) = malloc; /* a malloc/free pair the compiler may not remove */
+	void *p = NULL;
+	pthread_mutex_lock(&reserve_mu);
+	if (!alloc_should_fail())
+		for (;;) {
+			double total = reserved + bytes;
+			p = total < (double)SIZE_MAX / 2 ? trial((size_t)total) : NULL;
+			free(p);
+			if (p || reserved - held <= 0)
+				break;
+			pthread_cond_wait(&reserve_cv, &reserve_mu); /* room may come back when others finish */
+		}
+	if (p)
+		reserved += bytes, held += bytes;
+	pthread_mutex_unlock(&reserve_mu);
+	return p ? 0 : -1;
+}
+
+void tr_mem_release(double bytes)
+{
+	pthread_mutex_lock(&reserve_mu);
+	reserved = reserved > bytes ? reserved - bytes : 0;
+	held = held > bytes ? held - bytes : 0;
+	pthread_cond_broadcast(&reserve_cv);
+	pthread_mutex_unlock(&reserve_mu);
+}
+
+static _Thread_local int blas_has_buffer, blas_reserved;
+
+int tr_blas_begin(void)
+{
+	if (blas_has_buffer || blas_reserved)
+		return 0;
+	if (tr_mem_reserve(TR_BLAS_BUFFER))
+		return -1;
+	blas_reserved = 1;
+	return 0;
+}
+
+void tr_blas_end(void)
+{
+	if (blas_reserved) { /* the buffer is OpenBLAS's now: it shows in the address space itself */
+		tr_mem_release(TR_BLAS_BUFFER);
+		blas_reserved = 0;
+		blas_has_buffer = 1;
+	}
 }
 
 char *tr_strndup(const char *s, size_t n)

@@ -36,6 +36,27 @@ void tr_free(void *p);
 void tr_alloc_fail_at(unsigned long n);
 unsigned long tr_alloc_count(void);
 
+/*
+ * Headroom for libraries that cannot report a failed allocation (liblinear and libsvm crash or abort
+ * when malloc returns NULL). tr_mem_reserve checks that `bytes` more can be allocated now, on top of
+ * what other threads reserved and have not released, by a trial allocation of the whole sum (its pages
+ * never touched, freed at once); on success it records the reservation and returns 0. While other
+ * threads hold reservations it waits for them to be released before giving up; with none held by
+ * others and no room it returns -1 (it counts as one allocation for tr_alloc_fail_at). tr_mem_release gives one back.
+ */
+int tr_mem_reserve(double bytes);
+void tr_mem_release(double bytes);
+
+/*
+ * Around BLAS level-2/3 calls (gsl_blas_dgemv, gsl_blas_dgemm): on a thread's first such call OpenBLAS
+ * takes a work buffer of TR_BLAS_BUFFER bytes and, when the address space has no room for it, retries
+ * forever. tr_blas_begin returns -1 when there is no room (then make no such call); otherwise call
+ * tr_blas_end after the calls. Later calls on the same thread reuse the buffer and need no room.
+ */
+#define TR_BLAS_BUFFER (132.0 * (1 << 20))
+int tr_blas_begin(void);
+void tr_blas_end(void);
+
 /* Grows *p (an array of *cap elements of size `size`) so that it holds at least `need`. */
 int tr_grow(void *pp, size_t *cap, size_t need, size_t size);
 

@@ -84,10 +84,17 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
 		   tr_sparse_index_packed(o->nodes, o->n_nodes, o->n, o->dim, &o->ix)) {
 		goto oom;
 	}
+	if (o->dense && tr_blas_begin()) {
+		tr_free(dist), tr_free(sim), tr_free(buf);
+		tr_ood_free(o);
+		return tr_fail(e, "out of memory while fitting the ood guard (BLAS needs %.0f MB)", TR_BLAS_BUFFER / 1e6);
+	}
 	for (size_t i = 0; i < X->n; i++) {
 		sims(o, X, i, sim);
 		dist[i] = mean_knn_distance(sim, X->n, i);
 	}
+	if (o->dense)
+		tr_blas_end();
 	memcpy(buf, dist, X->n * sizeof *buf);
 	gsl_sort(buf, 1, X->n);
 	o->global = X->n ? gsl_stats_quantile_from_sorted_data(buf, 1, X->n, TR_OOD_PCT) : INFINITY;
@@ -119,12 +126,19 @@ int tr_ood_flags(const struct tr_ood *o, const struct tr_feats *X, const int *pr
 	double *sim = tr_malloc((o->n ? o->n : 1) * sizeof *sim);
 	if (!sim)
 		return tr_fail(e, "ood: out of memory");
+	if (o->dense && tr_blas_begin()) {
+		tr_free(sim);
+		return tr_fail(e, "out of memory while checking inputs against the ood guard (BLAS needs %.0f MB)",
+			       TR_BLAS_BUFFER / 1e6);
+	}
 	for (size_t i = 0; i < X->n; i++) {
 		sims(o, X, i, sim);
 		double d = mean_knn_distance(sim, o->n, (size_t)-1);
 		double t = pred[i] >= 0 && pred[i] < o->K && !isnan(o->thr[pred[i]]) ? o->thr[pred[i]] : o->global;
 		flag[i] = d > t;
 	}
+	if (o->dense)
+		tr_blas_end();
 	tr_free(sim);
 	return 0;
 }

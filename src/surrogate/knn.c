@@ -109,9 +109,12 @@ static int knn_predict(const void *model, const struct tr_feats *X, double *prob
 	size_t block = m->dense ? TR_KNN_BLOCK : 1;
 	double *sim = tr_malloc(block * m->n * sizeof *sim);
 	int *top = tr_malloc(((size_t)m->k + 1) * sizeof *top);
-	if (!sim || !top) {
+	if (!sim || !top || (m->dense && tr_blas_begin())) {
 		tr_free(sim), tr_free(top);
-		return tr_fail(e, "knn: out of memory");
+		if (sim && top)
+			return tr_fail(e, "out of memory while computing knn similarities (BLAS needs %.0f MB)",
+				       TR_BLAS_BUFFER / 1e6);
+		return tr_fail(e, "out of memory while computing knn similarities of %zu rows", X->n);
 	}
 	for (size_t i0 = 0; i0 < X->n; i0 += block) {
 		size_t b = X->n - i0 < block ? X->n - i0 : block;
@@ -127,6 +130,8 @@ static int knn_predict(const void *model, const struct tr_feats *X, double *prob
 		for (size_t r = 0; r < b; r++)
 			vote(m, sim + r * m->n, top, proba + (i0 + r) * (size_t)m->K);
 	}
+	if (m->dense)
+		tr_blas_end();
 	tr_free(sim);
 	tr_free(top);
 	return 0;

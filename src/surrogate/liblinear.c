@@ -57,6 +57,20 @@ static struct feature_node **with_bias(const struct tr_feats *X, int bias_index,
 	return rows;
 }
 
+/*
+ * What liblinear 2.3's train() allocates for L2R_LR on n rows of w features (bias included) and k labels
+ * (from its source): per row, the class grouping and permutation, two row-pointer arrays, the ±1
+ * labels, and the solver's per-row C, z and D (80 bytes); the k × w weights (one column for k = 2)
+ * plus the column being solved and the trust-region solver's vectors of w (at most 12 more). It
+ * reports no failure (a NULL from malloc is dereferenced, a failed `new` aborts), so the caller checks
+ * first. A quarter more for the allocator's overhead and fragmentation, plus 4 MB.
+ */
+static double ll_need(size_t n, int w, int k)
+{
+	double cols = k == 2 ? 1 : k;
+	return 1.25 * (80.0 * (double)n + 8.0 * w * (cols + 12)) + 4e6;
+}
+
 static int ll_train(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
 		    void **model, struct tr_err *e)
 {
@@ -65,9 +79,13 @@ static int ll_train(const struct tr_feats *X, const int *y, int K, const double 
 	struct feature_node **rows = with_bias(X, X->dim + 1, &pool);
 	double *yd = tr_malloc(X->n * sizeof *yd);
 	struct ll_model *lm = tr_calloc(1, sizeof *lm);
-	if (!rows || !yd || !lm) {
+	double need = ll_need(X->n, X->dim + 1, K);
+	if (!rows || !yd || !lm || tr_mem_reserve(need)) {
 		tr_free(rows), tr_free(pool), tr_free(yd), tr_free(lm);
-		return tr_fail(e, "liblinear: out of memory for %zu rows", X->n);
+		if (rows && yd && lm)
+			return tr_fail(e, "out of memory while training liblinear on %zu rows of %d features, %d labels "
+				       "(about %.0f MB more needed)", X->n, X->dim, K, need / 1e6);
+		return tr_fail(e, "out of memory while copying %zu rows for liblinear", X->n);
 	}
 	for (size_t i = 0; i < X->n; i++)
 		yd[i] = y[i];
@@ -75,11 +93,13 @@ static int ll_train(const struct tr_feats *X, const int *y, int K, const double 
 	struct parameter param = {.solver_type = L2R_LR, .eps = 0.01, .C = hp[0]};
 	const char *msg = check_parameter(&prob, &param);
 	if (msg) {
+		tr_mem_release(need);
 		tr_free(rows), tr_free(pool), tr_free(yd), tr_free(lm);
 		return tr_fail(e, "liblinear: %s", msg);
 	}
 	srand((unsigned)seed); /* the primal solver draws nothing, but keep libc's state fixed anyway */
 	lm->m = train(&prob, &param);
+	tr_mem_release(need);
 	lm->K = K;
 	tr_free(rows), tr_free(pool), tr_free(yd);
 	if (!lm->m) {

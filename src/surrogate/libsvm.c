@@ -117,6 +117,34 @@ static struct svm_node **gram(const struct tr_feats *X, struct svm_node **pool)
 	return rows;
 }
 
+/*
+ * What libsvm 3.24's svm_train() allocates for C-SVC with probability estimates on n rows and K labels,
+ * beyond the rows it is given (from its source): for the largest one-vs-one subproblem of l rows, the
+ * kernel cache (a column of l floats per cached row, at most l² floats and at most cache_mb) with its
+ * 32-byte row heads, and the solver's per-row arrays (about 100 bytes a row); the decision functions
+ * and the model's coefficients (2 (K - 1) n doubles); row pointers, labels and flags (64 bytes a row).
+ * It reports no failure (a NULL from malloc is dereferenced), so the caller checks first. A quarter
+ * more for the allocator, plus 4 MB.
+ */
+static double sv_need(size_t n, const int *y, int K, double cache_mb)
+{
+	size_t top[2] = {0, 0};
+	size_t *count = tr_calloc((size_t)K, sizeof *count);
+	if (!count)
+		return (double)n * n; /* no room for K counts: the largest possible subproblem */
+	for (size_t i = 0; i < n; i++)
+		count[y[i]]++;
+	for (int c = 0; c < K; c++) {
+		if (count[c] > top[0])
+			top[1] = top[0], top[0] = count[c];
+		else if (count[c] > top[1])
+			top[1] = count[c];
+	}
+	tr_free(count);
+	double l = (double)(top[0] + top[1]), cache = 4 * l * l < cache_mb * 1.05e6 ? 4 * l * l : cache_mb * 1.05e6;
+	return 1.25 * (cache + 132 * l + 16.0 * (K - 1) * (double)n + 64.0 * (double)n) + 4e6;
+}
+
 static int sv_train(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
 		    void **model, struct tr_err *e)
 {
@@ -127,7 +155,8 @@ static int sv_train(const struct tr_feats *X, const int *y, int K, const double 
 	struct svm_node *pool = NULL, **rows = sparse ? gram(X, &pool) : (struct svm_node **)X->rows;
 	if (!yd || !sm || !rows) {
 		tr_free(yd), tr_free(sm);
-		return tr_fail(e, "libsvm: out of memory for %zu rows%s", X->n, sparse ? " (Gram matrix)" : "");
+		return tr_fail(e, "out of memory while preparing %zu rows for libsvm%s", X->n,
+			       sparse ? " (Gram matrix)" : "");
 	}
 	for (size_t i = 0; i < X->n; i++)
 		yd[i] = y[i];
@@ -146,8 +175,15 @@ static int sv_train(const struct tr_feats *X, const int *y, int K, const double 
 		rc = tr_fail(e, "libsvm: %s", msg);
 		goto out;
 	}
+	double need = sv_need(X->n, y, K, param.cache_size);
+	if (tr_mem_reserve(need)) {
+		rc = tr_fail(e, "out of memory while training libsvm on %zu rows, %d labels (about %.0f MB more needed)",
+			     X->n, K, need / 1e6);
+		goto out;
+	}
 	srand((unsigned)seed);
 	sm->m = svm_train(&prob, &param);
+	tr_mem_release(need);
 	sm->K = K;
 	sm->dim = X->dim;
 	if (!sm->m) {

@@ -321,7 +321,7 @@ int tr_surrogate_save(const struct tr_surrogate *s, struct tr_buf *out, struct t
 	if (tr_buf_printf(out, "tracer-surrogate 2 %s\n", s->fam->name) || tr_buf_add(out, head, sizeof head) ||
 	    tr_buf_add(out, s->hp, sizeof s->hp) || tr_buf_add(out, &s->val_f1, sizeof s->val_f1) ||
 	    (s->const_label < 0 && s->fam->save(s->model, out)))
-		return tr_fail(e, "%s: out of memory saving the model", s->fam->name);
+		return tr_fail(e, "out of memory while saving the %s model", s->fam->name);
 	return 0;
 }
 

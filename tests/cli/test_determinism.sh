@@ -28,6 +28,7 @@ done
 
 # valgrind: no write of uninitialised bytes (memcheck reports them as "uninitialised"). Sanitizer builds
 # (make asan / ubsan run this script too) cannot run under valgrind: that part is then not run.
+# OPENBLAS_NUM_THREADS=1: tracer would otherwise run itself again with it set, outside valgrind.
 if grep -q -a -E '__asan_init|__ubsan_handle' "$TRACER"; then
 	echo "valgrind part not run: $TRACER is a sanitizer build"
 elif ! command -v valgrind >/dev/null 2>&1; then
@@ -36,7 +37,7 @@ else
 	for b in liblinear libsvm knn; do
 		for kind in t e; do
 			if [ $kind = t ]; then set -- "$TF"; else set -- "$E/traces.jsonl" --embeddings "$E/emb.npy"; fi
-			valgrind -q --error-exitcode=99 --log-file="vg-$kind-$b.log" "$TRACER" fit "$@" --backend $b \
+			OPENBLAS_NUM_THREADS=1 valgrind -q --error-exitcode=99 --log-file="vg-$kind-$b.log" "$TRACER" fit "$@" --backend $b \
 				--seed 3 --target 0.8 --out "vg-$kind-$b" >out 2>err
 			rc=$?
 			check "valgrind $b $kind: exit $rc, expected 0" [ $rc -eq 0 ]

@@ -84,8 +84,25 @@ static void test_rng(void)
 	gsl_rng_free(r1), gsl_rng_free(r2), gsl_rng_free(r3);
 }
 
+/* Address-space reservations: room is checked against what others hold; fault injection fails them. */
+static void test_reserve(void)
+{
+	CHECK(tr_mem_reserve(1e6) == 0, "1 MB reservation refused");
+	CHECK(tr_mem_reserve(1e18) == -1, "an exabyte reserved");
+	tr_mem_release(1e6);
+	CHECK(tr_mem_reserve(1e18) == -1, "an exabyte reserved with nothing held");
+	tr_alloc_fail_at(1);
+	CHECK(tr_mem_reserve(1e6) == -1, "fault injection does not reach the reservation");
+	tr_alloc_fail_at(0);
+	CHECK(tr_blas_begin() == 0, "room for the BLAS buffer");
+	tr_blas_end();
+	CHECK(tr_blas_begin() == 0, "second BLAS call on the thread");
+	tr_blas_end();
+}
+
 int main(void)
 {
+	test_reserve();
 	test_sha256();
 	test_utf8();
 	test_files();
