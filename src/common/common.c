@@ -81,7 +81,7 @@ int tr_mem_reserve(double bytes)
 	if (!alloc_should_fail())
 		for (;;) {
 			double total = reserved + bytes;
-			p = total < (double)SIZE_MAX / 2 ? trial((size_t)total) : NULL;
+			p = total < 0x1p40 ? trial((size_t)total) : NULL; /* 1 TiB: beyond any machine we run on */
 			free(p);
 			if (p || reserved - held <= 0)
 				break;

@@ -208,6 +208,7 @@ static void test_ood_file(void)
 	CHECK(tr_ood_fit(&X, y, 2, &o, &e) == 0 && tr_ood_save(o, &b) == 0, "ood fit/save: %s", e.msg);
 	CHECK(tr_ood_load("ood.bin", b.data, b.len, &l, &e) == 0 && tr_ood_save(l, &b2) == 0, "ood load: %s", e.msg);
 	CHECK(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0, "ood: save/load/save changed the bytes");
+	tr_ood_free(l);
 	b.data[strlen("tracer-ood ")] = '1';
 	CHECK(tr_ood_load("ood.bin", b.data, b.len, &l, &e) == -1, "ood: format 1 accepted");
 	CHECK_ERR(e, "ood.bin:1: not a tracer OOD reference (format 2)");
