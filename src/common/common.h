@@ -42,7 +42,8 @@ unsigned long tr_alloc_count(void);
  * what other threads reserved and have not released, by a trial allocation of the whole sum (its pages
  * never touched, freed at once); on success it records the reservation and returns 0. While other
  * threads hold reservations it waits for them to be released before giving up; with none held by
- * others and no room it returns -1 (it counts as one allocation for tr_alloc_fail_at). tr_mem_release gives one back.
+ * others and no room it returns -1, as it does at once above 1 TiB (it counts as one allocation for
+ * tr_alloc_fail_at). tr_mem_release gives one back.
  */
 int tr_mem_reserve(double bytes);
 void tr_mem_release(double bytes);
