@@ -35,34 +35,33 @@ static void batch_clear(struct batch *b)
 {
 	for (size_t i = 0; i < b->n; i++) {
 		tr_free(b->rows[i].id), tr_free(b->rows[i].input), tr_free(b->rows[i].input_b);
+		tr_free(b->rows[i].group);
 		json_decref(b->fallback[i]);
 	}
 	memset(b->rows, 0, sizeof b->rows);
 	b->n = 0;
 }
 
-/* Parses one input line into the batch. */
-static int parse(const struct tr_policy *p, const char *field, size_t lineno, const char *s, size_t len,
-		 struct batch *b, struct tr_err *e)
+/*
+ * Reads one line of stdin into the batch through the trace reader every command uses (same BOM,
+ * duplicate-key and duplicate-id rules, errors naming stdin:LINE); then the route-only fields.
+ */
+static int parse(struct tr_trace_reader *rd, const struct tr_policy *p, const char *field, const char *s,
+		 size_t len, struct batch *b, struct tr_err *e)
 {
-	json_error_t jerr;
-	json_t *o = json_loadb(s, len, 0, &jerr);
-	if (!o || !json_is_object(o)) {
-		json_decref(o);
-		return tr_fail(e, "stdin:%zu: %s", lineno, o ? "expected a JSON object" : jerr.text);
-	}
-	json_t *in = NULL;
-	for (int k = 0; tr_input_keys[k] && !in; k++)
-		in = json_object_get(o, tr_input_keys[k]);
-	json_t *ib = json_object_get(o, "input_b"), *id = json_object_get(o, "id");
-	json_t *emb = json_object_get(o, "embedding");
-	int dense = p->fz && tr_featurizer_kind(p->fz) == TR_FEAT_NPY;
-	const char *bad = !in ? "missing input" : !json_is_string(in) ? "input is not a string"
-		       : ib && !json_is_null(ib) && !json_is_string(ib) ? "\"input_b\" is not a string"
-		       : dense && !json_is_array(emb)			 ? "missing \"embedding\" list"
-									 : NULL;
-	if (!bad && dense) {
-		if ((int)json_array_size(emb) != b->dim)
+	struct tr_trace_line l;
+	int got;
+	if (tr_trace_reader_line(rd, s, len, &l, &got, e))
+		return -1;
+	if (!got)
+		return 0;
+	json_t *o = l.json, *emb = json_object_get(o, "embedding");
+	size_t lineno = tr_trace_reader_lines(rd);
+	const char *bad = NULL;
+	if (p->fz && tr_featurizer_kind(p->fz) == TR_FEAT_NPY) {
+		if (!json_is_array(emb))
+			bad = "missing \"embedding\" list";
+		else if ((int)json_array_size(emb) != b->dim)
 			bad = "\"embedding\" has the wrong dimension";
 		for (size_t k = 0; !bad && k < json_array_size(emb); k++) {
 			json_t *v = json_array_get(emb, k);
@@ -73,26 +72,16 @@ static int parse(const struct tr_policy *p, const char *field, size_t lineno, co
 		}
 	}
 	if (bad) {
-		json_decref(o);
+		tr_trace_line_free(&l);
 		return tr_fail(e, "stdin:%zu: %s", lineno, bad);
 	}
-	struct tr_trace *t = &b->rows[b->n];
-	char idbuf[32];
-	snprintf(idbuf, sizeof idbuf, "line:%zu", lineno);
-	t->id = json_is_string(id) ? tr_strdup(json_string_value(id)) : NULL;
-	if (!t->id && json_is_integer(id))
-		snprintf(idbuf, sizeof idbuf, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
-	if (!t->id)
-		t->id = tr_strdup(idbuf);
-	t->input = tr_strdup(json_string_value(in));
-	if (json_is_string(ib))
-		t->input_b = tr_strdup(json_string_value(ib));
+	b->rows[b->n] = l.t;
 	b->fallback[b->n] = field ? json_incref(json_object_get(o, field)) : NULL;
 	b->idx[b->n] = b->n;
 	b->n++;
-	int oom = !t->id || !t->input || (json_is_string(ib) && !t->input_b);
-	json_decref(o);
-	return oom ? tr_fail(e, "out of memory") : 0;
+	memset(&l.t, 0, sizeof l.t);
+	tr_trace_line_free(&l);
+	return 0;
 }
 
 static int flush(const struct tr_policy *p, const char *field, struct batch *b, struct tr_err *e)
@@ -146,24 +135,20 @@ int cmd_route(int argc, char **argv)
 		b->dim = tr_featurizer_dim(p->fz);
 		b->emb = tr_malloc(ROUTE_BATCH * (size_t)b->dim * sizeof *b->emb);
 	}
-	int rc = !b || (dense && !b->emb) ? tr_fail(&e, "out of memory") : 0;
+	struct tr_trace_reader *rd = tr_trace_reader_new("stdin", TR_LINE_KEEP_JSON);
+	int rc = !b || (dense && !b->emb) || !rd ? tr_fail(&e, "out of memory") : 0;
 	char *line = NULL;
-	size_t cap = 0, lineno = 0;
+	size_t cap = 0;
 	ssize_t len;
 	while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
-		lineno++;
-		size_t n = (size_t)len;
-		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
-			n--;
-		if (n == 0)
-			continue;
-		rc = parse(p, field, lineno, line, n, b, &e);
+		rc = parse(rd, p, field, line, (size_t)len, b, &e);
 		if (!rc && b->n == ROUTE_BATCH)
 			rc = flush(p, field, b, &e);
 	}
 	if (!rc && b->n)
 		rc = flush(p, field, b, &e);
 	free(line);
+	tr_trace_reader_free(rd);
 	if (b) {
 		batch_clear(b);
 		tr_free(b->emb);

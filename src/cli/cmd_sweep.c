@@ -63,7 +63,7 @@ static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t 
 	for (size_t i = 0; i < n; i++) {
 		char path[4096];
 		tr_cell_path(results, s, &cells[i], path, sizeof path);
-		if (!tr_file_exists(path))
+		if (!tr_cell_finished(path, &cells[i]))
 			pending[todo++] = i;
 	}
 	fprintf(stderr, "sweep %s: %zu cells, %zu finished, %zu to compute with %d job%s\n", s->name, n, n - todo,
@@ -171,7 +171,7 @@ int cmd_sweep(int argc, char **argv)
 		for (size_t i = 0; i < n; i++) {
 			char path[4096];
 			tr_cell_path(results, &s, &cells[i], path, sizeof path);
-			if (!tr_file_exists(path)) {
+			if (!tr_cell_finished(path, &cells[i])) {
 				printf("%s%zu", first ? "" : ",", i);
 				first = 0;
 			}

@@ -150,6 +150,44 @@ int tr_traces_read_jsonl(const char *path, const char *text, size_t len, struct 
 int tr_traces_load_jsonl(const char *path, struct tr_traceset *ts, struct tr_err *e);
 /* The accepted keys of the input text and of the teacher label, in order of preference (NULL-ended). */
 extern const char *const tr_input_keys[], *const tr_label_keys[];
+
+/*
+ * One line of trace JSON, as every reader sees it (fit, eval, audit, traces, and route's stdin): a JSON
+ * object (duplicate keys refused) with the input under one of tr_input_keys, optional "input_b", "id"
+ * and "group" (string or integer); with TR_LINE_LABEL also the teacher label under one of tr_label_keys
+ * and an optional "ground_truth" (string or integer, not null or empty). Errors name PATH:LINENO.
+ */
+enum {
+	TR_LINE_LABEL = 1,     /* the teacher label is required (traces); without it labels are ignored */
+	TR_LINE_KEEP_JSON = 2, /* keep the parsed object in .json (route reads "embedding" and its fallback) */
+};
+struct tr_trace_line {
+	struct tr_trace t;	   /* id ("line:N" when absent), input, input_b, group (owned); labels -1 */
+	char *teacher, *gold;	   /* label text (decimal for integers), or NULL (owned) */
+	int teacher_int, gold_int; /* 1 when that label was a JSON integer */
+	void *json;		   /* the line's json_t object (one reference) with TR_LINE_KEEP_JSON */
+};
+/* Parses s[0..len) (one line without its newline) into out; on failure out holds nothing. */
+int tr_trace_parse_line(const char *path, size_t lineno, const char *s, size_t len, int flags,
+			struct tr_trace_line *out, struct tr_err *e);
+void tr_trace_line_free(struct tr_trace_line *l);
+
+/*
+ * A stream of trace lines (a file, or route's stdin read line by line) under the rules of one trace set:
+ * a UTF-8 byte order mark on line 1 and blanks around a line are ignored, blank lines skipped, an id may
+ * appear once ("PATH:N: duplicated id "a" (first on line M)"), and a label's text keeps one JSON type
+ * (1 and "1" are refused rather than merged: the label space is text, so they could not stay apart).
+ */
+struct tr_trace_reader;
+struct tr_trace_reader *tr_trace_reader_new(const char *path, int flags); /* NULL: out of memory */
+/*
+ * Feeds the next line s[0..n) (its newline may be included). *got is 1 when it held a trace (then out
+ * owns it: free with tr_trace_line_free), 0 for a blank line. Returns -1 with e naming PATH:LINE.
+ */
+int tr_trace_reader_line(struct tr_trace_reader *r, const char *s, size_t n, struct tr_trace_line *out, int *got,
+			 struct tr_err *e);
+size_t tr_trace_reader_lines(const struct tr_trace_reader *r); /* lines fed so far */
+void tr_trace_reader_free(struct tr_trace_reader *r);
 /* Appends one part as reference trace JSONL ({"id","input","teacher","ground_truth"}, input_b). */
 int tr_traces_write_jsonl(const struct tr_traceset *ts, int part, struct tr_buf *out, struct tr_err *e);
 

@@ -56,6 +56,11 @@ void tr_spec_free(struct tr_spec *s);
 int tr_spec_cells(const struct tr_spec *s, struct tr_cell **cells, size_t *n, struct tr_err *e);
 /* RESULTS/cells/SPEC/HASH.json */
 void tr_cell_path(const char *results, const struct tr_spec *s, const struct tr_cell *c, char *buf, size_t size);
+/*
+ * 1 when path holds cell c finished: JSON that parses, format "tracer-cell" of this TR_CELL_FORMAT,
+ * c's hash, and its results (a truncated or foreign file is not finished and gets recomputed).
+ */
+int tr_cell_finished(const char *path, const struct tr_cell *c);
 /* Computes one cell and writes its file (and HASH.time with the fit seconds); skips a finished one. */
 int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int *skipped,
 		struct tr_err *e);

@@ -50,12 +50,25 @@ out:
 	return rc;
 }
 
+int tr_cell_finished(const char *path, const struct tr_cell *c)
+{
+	json_t *cell = json_load_file(path, 0, NULL);
+	const char *fmt = json_string_value(json_object_get(cell, "format"));
+	const char *hash = json_string_value(json_object_get(json_object_get(cell, "params"), "hash"));
+	json_t *ver = json_object_get(cell, "version");
+	int done = fmt && strcmp(fmt, "tracer-cell") == 0 && json_is_integer(ver) &&
+		   json_integer_value(ver) == TR_CELL_FORMAT && hash && strcmp(hash, c->hash) == 0 &&
+		   json_is_array(json_object_get(cell, "results"));
+	json_decref(cell);
+	return done;
+}
+
 int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int *skipped,
 		struct tr_err *e)
 {
 	char path[PATH_MAX], dir[PATH_MAX];
 	tr_cell_path(results, s, c, path, sizeof path);
-	*skipped = tr_file_exists(path);
+	*skipped = tr_cell_finished(path, c);
 	if (*skipped)
 		return 0;
 	snprintf(dir, sizeof dir, "%s/cells/%s", results, s->name);

@@ -172,6 +172,27 @@ out:
 	return rc;
 }
 
+/*
+ * Checked before any training: the rows left after --cap and the split can calibrate something. The
+ * message says which step emptied them: the cap (each label's share of a small cap rounds to no
+ * group), or labels too small to reach calibration (one group each goes to training).
+ */
+static int check_split(const struct fit *f, const char *spec, struct tr_err *e)
+{
+	size_t N = f->ts->part[TR_PART_TRACES].n;
+	int capped = f->o->cap && N > f->o->cap;
+	if (capped && f->n == 0)
+		return tr_fail(e, "%s: --cap %zu keeps no traces (of %zu over %d labels, each label's share rounds to "
+			       "nothing): raise --cap, or --cap 0 for no cap", spec, f->o->cap, N, f->K);
+	if (f->nca > 0)
+		return 0;
+	if (capped)
+		return tr_fail(e, "%s: no calibration rows after --cap %zu (kept %zu of %zu traces, every kept label "
+			       "has fewer than 2): raise --cap, or --cap 0 for no cap", spec, f->o->cap, f->n, N);
+	return tr_fail(e, "%s: no calibration rows after the split (%zu traces, every label has fewer than 2)", spec,
+		       f->n);
+}
+
 static int featurize(struct fit *f, struct tr_err *e)
 {
 	const struct tr_rows *r = &f->ts->part[TR_PART_TRACES];
@@ -600,12 +621,8 @@ int tr_policy_fit(const struct tr_traceset *ts, const char *spec, const struct t
 			ti = i;
 	if (ti < 0)
 		return tr_fail(e, "target %.4g is not among --targets", o->target);
-	if (split_rows(&f, e))
+	if (split_rows(&f, e) || check_split(&f, spec, e))
 		goto out;
-	if (f.nca == 0) { /* checked before any training: every class too small to reach calibration */
-		tr_fail(e, "%s: no calibration rows after the split (%zu traces, every label has fewer than 2)", spec, f.n);
-		goto out;
-	}
 	if (featurize(&f, e) || stage1(&f, e))
 		goto out;
 	if (calib_build(&f, &c, e) ||
@@ -792,12 +809,8 @@ int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, con
 		tr_fail(e, "unknown backend \"%s\"", o->backend);
 		goto out;
 	}
-	if (tr_grid_parse(f.fam, o->grid, &f.grid, e) || split_rows(&f, e))
+	if (tr_grid_parse(f.fam, o->grid, &f.grid, e) || split_rows(&f, e) || check_split(&f, ts->name, e))
 		goto out;
-	if (f.nca == 0) {
-		tr_fail(e, "no calibration rows after the split (%zu traces)", f.n);
-		goto out;
-	}
 	if (featurize(&f, e) || stage1(&f, e))
 		goto out;
 	for (size_t i = 0; i < m; i++)

@@ -284,7 +284,8 @@ int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traces
 						      (json_int_t)cn, "handled_share", jreal(cn ? (double)ch / (double)cn : NAN),
 						      "agreement_handled", jreal(ch ? (double)ca / (double)ch : NAN)));
 	}
-	qsort(pairs, n_pairs, sizeof *pairs, cmp_pair);
+	if (n_pairs > 1) /* pairs is NULL when no deferred row was confused: qsort(NULL, 0) is undefined */
+		qsort(pairs, n_pairs, sizeof *pairs, cmp_pair);
 	json_t *conf = json_array();
 	for (size_t k = 0; k < n_pairs && k < (size_t)o->top; k++)
 		json_array_append_new(conf, json_pack("{s:s, s:s, s:I}", "teacher", ts->labels.names[pairs[k].teacher],

@@ -73,7 +73,7 @@ check "nothing written on failure" sh -c "[ ! -e x1 ] && [ ! -e x2 ] && [ ! -e x
 cp -r s1a newer && sed -i 's/"version": 2,/"version": 99,/' newer/manifest.json
 fails 1 'policy format version 99, this tracer reads version 2' "newer format" "$TRACER" eval newer mnli:phi-3-small
 printf '{"input":"fine"}\n{"input": 3}\nnot json\n' >bad.jsonl
-fails 1 'stdin:2: input is not a string' "malformed route input" sh -c "'$TRACER' route s1a <bad.jsonl"
+fails 1 'stdin:2: "input" is not a string' "malformed route input" sh -c "'$TRACER' route s1a <bad.jsonl"
 fails 1 'nope/manifest.json' "missing policy" "$TRACER" eval nope mnli:gold
 fails 2 '--gate must be' "bad gate" "$TRACER" fit mnli:gold --gate magic --out x4
 fails 2 '--target must be in' "bad target" "$TRACER" fit mnli:gold --target 1.5 --out x4
