@@ -55,28 +55,16 @@ static int parse(struct tr_trace_reader *rd, const struct tr_policy *p, const ch
 		return -1;
 	if (!got)
 		return 0;
-	json_t *o = l.json, *emb = json_object_get(o, "embedding");
 	size_t lineno = tr_trace_reader_lines(rd);
-	const char *bad = NULL;
-	if (p->fz && tr_featurizer_kind(p->fz) == TR_FEAT_NPY) {
-		if (!json_is_array(emb))
-			bad = "missing \"embedding\" list";
-		else if ((int)json_array_size(emb) != b->dim)
-			bad = "\"embedding\" has the wrong dimension";
-		for (size_t k = 0; !bad && k < json_array_size(emb); k++) {
-			json_t *v = json_array_get(emb, k);
-			if (!json_is_number(v) || !isfinite(json_number_value(v)))
-				bad = "\"embedding\" holds a value that is not a finite number";
-			else
-				b->emb[b->n * (size_t)b->dim + k] = json_number_value(v);
-		}
-	}
+	const char *bad = p->fz && tr_featurizer_kind(p->fz) == TR_FEAT_NPY
+				  ? tr_trace_line_embedding(&l, b->dim, b->emb + b->n * (size_t)b->dim)
+				  : NULL;
 	if (bad) {
 		tr_trace_line_free(&l);
 		return tr_fail(e, "stdin:%zu: %s", lineno, bad);
 	}
 	b->rows[b->n] = l.t;
-	b->fallback[b->n] = field ? json_incref(json_object_get(o, field)) : NULL;
+	b->fallback[b->n] = field ? json_incref(json_object_get(l.json, field)) : NULL;
 	b->idx[b->n] = b->n;
 	b->n++;
 	memset(&l.t, 0, sizeof l.t);

@@ -171,6 +171,11 @@ struct tr_trace_line {
 int tr_trace_parse_line(const char *path, size_t lineno, const char *s, size_t len, int flags,
 			struct tr_trace_line *out, struct tr_err *e);
 void tr_trace_line_free(struct tr_trace_line *l);
+/*
+ * Route's embedding: the "embedding" list of a line kept with TR_LINE_KEEP_JSON, dim finite numbers,
+ * into out[0..dim). Returns NULL, or why not (a message without the line, static).
+ */
+const char *tr_trace_line_embedding(const struct tr_trace_line *l, int dim, double *out);
 
 /*
  * A stream of trace lines (a file, or route's stdin read line by line) under the rules of one trace set:

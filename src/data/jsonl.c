@@ -1,13 +1,16 @@
 /*
- * jsonl.c - users' trace files: the reference tool's JSONL with its key aliases, and the export.
+ * jsonl.c - users' trace files: the reference tool's JSONL with its key aliases, and the export. One
+ * line parser and one stream reader serve every command: whole files here, `route`'s standard input
+ * line by line (src/cli/cmd_route.c).
  */
 #include "data.h"
 
 #include <jansson.h>
-#include <xxhash.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 const char *const tr_input_keys[] = {"input", "query", "text", "prompt", "question", NULL};
 const char *const tr_label_keys[] = {"teacher", "teacher_output", "label", "intent", "output", "answer", NULL};
@@ -190,6 +193,22 @@ void tr_trace_line_free(struct tr_trace_line *l)
 	json_decref(l->json);
 	memset(l, 0, sizeof *l);
 	l->t.teacher = l->t.gold = -1;
+}
+
+const char *tr_trace_line_embedding(const struct tr_trace_line *l, int dim, double *out)
+{
+	json_t *emb = json_object_get(l->json, "embedding");
+	if (!json_is_array(emb))
+		return "missing \"embedding\" list";
+	if (dim < 0 || json_array_size(emb) != (size_t)dim)
+		return "\"embedding\" has the wrong dimension";
+	for (size_t k = 0; k < json_array_size(emb); k++) {
+		json_t *v = json_array_get(emb, k);
+		if (!json_is_number(v) || !isfinite(json_number_value(v)))
+			return "\"embedding\" holds a value that is not a finite number";
+		out[k] = json_number_value(v);
+	}
+	return NULL;
 }
 
 /* ---- a stream of lines ---- */

@@ -180,8 +180,8 @@ out:
 static int check_split(const struct fit *f, const char *spec, struct tr_err *e)
 {
 	size_t N = f->ts->part[TR_PART_TRACES].n;
-	int capped = f->o->cap && N > f->o->cap;
-	if (capped && f->n == 0)
+	int capped = f->n < N; /* the cap dropped rows (with many tiny labels it may keep them all) */
+	if (f->n == 0)
 		return tr_fail(e, "%s: --cap %zu keeps no traces (of %zu over %d labels, each label's share rounds to "
 			       "nothing): raise --cap, or --cap 0 for no cap", spec, f->o->cap, N, f->K);
 	if (f->nca > 0)

@@ -62,6 +62,59 @@ static double num(json_t *o, const char *k)
 	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+int tr_table_add_cell(struct tr_table *t, const struct tr_spec *s, const struct tr_cell *c, const char *path,
+		      const char *time_path, struct tr_err *e)
+{
+	json_error_t jerr;
+	json_t *cell = json_load_file(path, 0, &jerr);
+	json_t *res = json_object_get(cell, "results");
+	if (!cell || !json_is_array(res)) {
+		tr_fail(e, "%s:%d: not a cell file: %s", path, jerr.line, cell ? "no results" : jerr.text);
+		json_decref(cell);
+		return -1;
+	}
+	double fit = NAN, used = num(json_object_get(cell, "splits"), "used");
+	FILE *tf = fopen(time_path, "r");
+	if (tf) {
+		if (fscanf(tf, "%lf", &fit) != 1)
+			fit = NAN;
+		fclose(tf);
+	}
+	int rc = 0;
+	size_t k;
+	json_t *r;
+	json_array_foreach(res, k, r)
+	{
+		const char *rule = json_string_value(json_object_get(r, "rule"));
+		const char *fam = json_string_value(json_object_get(r, "family"));
+		double target = num(r, "target");
+		struct tr_agg *a = rule && fam ? row_for(t, s->name, c, rule, target) : NULL;
+		if (!a) {
+			rc = tr_fail(e, "%s: bad result %zu", path, k);
+			break;
+		}
+		double cov = num(r, "test_coverage"), agr = num(r, "test_agreement"), gold = num(r, "gold_accuracy");
+		a->seeds++;
+		a->cov_sum += cov;
+		a->cov_min = fmin(a->cov_min, cov);
+		a->cov_max = fmax(a->cov_max, cov);
+		if (!isnan(agr))
+			a->agr_sum += agr, a->agr_n++;
+		a->violations += json_is_true(json_object_get(r, "violation"));
+		a->cal_cov_sum += num(r, "cal_coverage");
+		a->e2e_sum += num(r, "e2e_agreement");
+		if (!isnan(gold))
+			a->gold_sum += gold, a->gold_n++;
+		for (int f = 0; f < 4; f++)
+			a->fam[f] += strcmp(fam, tr_pol_names[f]) == 0;
+		if (!isnan(fit))
+			a->fit_sum += fit, a->fit_n++;
+		a->n_traces_sum += used;
+	}
+	json_decref(cell);
+	return rc;
+}
+
 int tr_table_add_spec(struct tr_table *t, const struct tr_spec *s, const char *results, FILE *missing_log,
 		      struct tr_err *e)
 {
@@ -71,7 +124,7 @@ int tr_table_add_spec(struct tr_table *t, const struct tr_spec *s, const char *r
 		return -1;
 	int rc = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
-		char path[PATH_MAX];
+		char path[PATH_MAX], tpath[PATH_MAX];
 		tr_cell_path(results, s, &cells[i], path, sizeof path);
 		t->cells++;
 		if (!tr_file_exists(path)) {
@@ -82,54 +135,8 @@ int tr_table_add_spec(struct tr_table *t, const struct tr_spec *s, const char *r
 					(unsigned long long)cells[i].seed);
 			continue;
 		}
-		json_error_t jerr;
-		json_t *cell = json_load_file(path, 0, &jerr);
-		json_t *res = json_object_get(cell, "results");
-		if (!cell || !json_is_array(res)) {
-			rc = tr_fail(e, "%s:%d: not a cell file: %s", path, jerr.line, cell ? "no results" : jerr.text);
-			json_decref(cell);
-			break;
-		}
-		double fit = NAN, used = num(json_object_get(cell, "splits"), "used");
-		char tpath[PATH_MAX];
 		snprintf(tpath, sizeof tpath, "%s/cells/%s/%s.time", results, s->name, cells[i].hash);
-		FILE *tf = fopen(tpath, "r");
-		if (tf) {
-			if (fscanf(tf, "%lf", &fit) != 1)
-				fit = NAN;
-			fclose(tf);
-		}
-		size_t k;
-		json_t *r;
-		json_array_foreach(res, k, r)
-		{
-			const char *rule = json_string_value(json_object_get(r, "rule"));
-			const char *fam = json_string_value(json_object_get(r, "family"));
-			double target = num(r, "target");
-			struct tr_agg *a = rule && fam ? row_for(t, s->name, &cells[i], rule, target) : NULL;
-			if (!a) {
-				rc = tr_fail(e, "%s: bad result %zu", path, k);
-				break;
-			}
-			double cov = num(r, "test_coverage"), agr = num(r, "test_agreement"), gold = num(r, "gold_accuracy");
-			a->seeds++;
-			a->cov_sum += cov;
-			a->cov_min = fmin(a->cov_min, cov);
-			a->cov_max = fmax(a->cov_max, cov);
-			if (!isnan(agr))
-				a->agr_sum += agr, a->agr_n++;
-			a->violations += json_is_true(json_object_get(r, "violation"));
-			a->cal_cov_sum += num(r, "cal_coverage");
-			a->e2e_sum += num(r, "e2e_agreement");
-			if (!isnan(gold))
-				a->gold_sum += gold, a->gold_n++;
-			for (int f = 0; f < 4; f++)
-				a->fam[f] += strcmp(fam, tr_pol_names[f]) == 0;
-			if (!isnan(fit))
-				a->fit_sum += fit, a->fit_n++;
-			a->n_traces_sum += used;
-		}
-		json_decref(cell);
+		rc = tr_table_add_cell(t, s, &cells[i], path, tpath, e);
 	}
 	tr_free(cells);
 	return rc;

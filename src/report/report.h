@@ -36,6 +36,9 @@ struct tr_table {
  */
 int tr_table_add_spec(struct tr_table *t, const struct tr_spec *s, const char *results, FILE *missing_log,
 		      struct tr_err *e);
+/* Adds one cell file (path) of spec s, with its fit seconds from time_path when that file exists. */
+int tr_table_add_cell(struct tr_table *t, const struct tr_spec *s, const struct tr_cell *c, const char *path,
+		      const char *time_path, struct tr_err *e);
 /* Writes the rows of spec `name` as TSV (header line first). */
 int tr_table_write_tsv(const struct tr_table *t, const char *name, struct tr_buf *out);
 /* The row for these keys, or NULL. spec may be NULL (any spec). */
