@@ -70,6 +70,14 @@ check "nothing written for a bad cap" sh -c "[ ! -e x2 ] && [ ! -e x3 ]"
 ok "--cap 40 fits" "$TRACER" fit easy.jsonl --cap 40 --target 0.9 --out x4
 has '40 used' "40 traces used"
 
+# audit of a policy that confused nothing (refused: every row deferred, no top-1): under `make ubsan`
+# this was qsort(NULL, 0, ...) in audit.c
+awk 'BEGIN { for (i = 0; i < 48; i++) printf "{\"input\":\"w%d v%d\",\"teacher\":\"l%d\"}\n", i % 3, i, i % 3 }' >tiny.jsonl
+ok "fit a refused policy" "$TRACER" fit tiny.jsonl --gate point --target 0.8 --out refused
+check "it is refused" grep -q '"family": "refused"' refused/manifest.json
+ok "audit it" "$TRACER" audit refused tiny.jsonl --out aud
+check "its report is written" [ -s aud/report.json ]
+
 # sweep: a truncated cell is not finished; the rerun computes it again, to the same bytes
 cat >tiny.spec <<'SPEC'
 name tiny

@@ -9,6 +9,7 @@
  * exit. tests/fuzz/policy-seed.sh makes a seed from a policy directory.
  */
 #include <sys/stat.h>
+#include <zstd.h>
 
 #include "../../src/gate/gate.h"
 #include "fuzz.h"
@@ -42,20 +43,22 @@ static void put(const char *name, const uint8_t *data, size_t size)
 	char path[128];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
 	char *z = NULL;
-	size_t zn;
-	struct tr_err e;
 	size_t l = strlen(name);
-	if (l > 4 && strcmp(name + l - 4, ".zst") == 0) {
-		if (tr_zstd_compress(data, size, &z, &zn, &e))
+	if (l > 4 && strcmp(name + l - 4, ".zst") == 0) { /* level 1: the fuzzer's time goes to the loaders */
+		size_t cap = ZSTD_compressBound(size);
+		if (!(z = malloc(cap)))
 			abort();
-		data = (const uint8_t *)z, size = zn;
+		size = ZSTD_compress(z, cap, data, size, 1);
+		if (ZSTD_isError(size))
+			abort();
+		data = (const uint8_t *)z;
 	}
 	FILE *f = fopen(path, "wb");
 	if (!f)
 		abort();
 	fwrite(data, 1, size, f);
 	fclose(f);
-	tr_free(z);
+	free(z);
 }
 
 static void route(const struct tr_policy *p)
