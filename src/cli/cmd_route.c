@@ -1,7 +1,7 @@
 /*
  * cmd_route.c - `tracer route DIR < inputs.jsonl > decisions.jsonl`: one decision per input line, on a
- * stream (inputs are read and answered in batches of ROUTE_BATCH lines, so memory does not grow with
- * the number of inputs).
+ * stream (inputs are read and answered in batches of ROUTE_BATCH lines; memory grows only with the ids
+ * seen, kept to refuse a duplicate as trace files do).
  */
 #include <jansson.h>
 #include <math.h>
@@ -20,7 +20,9 @@ const char cmd_route_usage[] =
 	"  \"input_b\" for pairs, an optional \"id\", and \"embedding\" (a list of numbers) for policies fitted on\n"
 	"  embeddings. Each output line: {\"id\", \"label\" (null when deferred), \"decision\": handled|deferred,\n"
 	"  \"score\", \"stage\", \"ood\"}. With --fallback-field NAME a deferred row takes its label from that input\n"
-	"  field (the teacher's answer, for offline replay) and \"source\" says which answered.\n";
+	"  field (the teacher's answer, for offline replay) and \"source\" says which answered. Lines follow the\n"
+	"  rules of trace files (a byte order mark, CRLF and blank lines are fine; a duplicated key or id is an\n"
+	"  error naming stdin:LINE).\n";
 
 struct batch {
 	struct tr_trace rows[ROUTE_BATCH];
