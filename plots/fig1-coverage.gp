@@ -2,6 +2,7 @@
 # the paper's claimed coverage marked: Banking77 83-100%, CLINC150 100%, NLI 0%.
 load "plots/common.gp"
 t = "coverage"
+allrules = rules(t)
 sets = values(t, 1, "$2 == \"official\" && $4 == \"all\"")
 n = words(sets)
 if (n == 0) { sets = values(t, 1, "1"); n = words(sets) }
@@ -21,7 +22,7 @@ do for [ext in "png svg"] {
 		set xrange [0.79:1.0]
 		set yrange [-0.02:1.05]
 		set object 1 rect from 0.79, claim_lo(s) to 1.0, claim_hi(s) fc rgb "#bbbbbb" fs transparent solid 0.35 noborder behind
-		plot for [r in "point cp-holdout ltt"] rows(t, "$1 == \"".s."\" && $2 == \"official\" && $4 == \"all\" && $5 == \"".r."\"") using 6:8 with linespoints ls ruleline(r) title r
+		plot for [r in allrules] rows(t, "$1 == \"".s."\" && $2 == \"official\" && $4 == \"all\" && $5 == \"".r."\"") using 6:8 with linespoints ls ruleline(r) title r
 		unset object 1
 	}
 	unset multiplot

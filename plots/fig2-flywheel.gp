@@ -3,6 +3,7 @@ load "plots/common.gp"
 t = "flywheel"
 sets = values(t, 1, "$2 == \"official\"")
 n = words(sets)
+ucol = col(t, "traces_used")
 set style line 11 lc rgb "#d62728" lw 2 pt 7 dt 2
 set style line 12 lc rgb "#d62728" lw 2 pt 7
 set style line 13 lc rgb "#2ca02c" lw 2 pt 9 dt 2
@@ -23,7 +24,7 @@ do for [ext in "png svg"] {
 		combos = "point:0.90 point:0.95 ltt:0.90 ltt:0.95"
 		plot for [c in combos] \
 			rows(t, "$1 == \"".s."\" && $2 == \"official\" && $5 == \"".c[1:strstrt(c, ":") - 1]."\" && $6 == \"".c[strstrt(c, ":") + 1:]."\"") \
-			using 22:8 with linespoints ls combostyle(c) \
+			using ucol:8 with linespoints ls combostyle(c) \
 			title c[1:strstrt(c, ":") - 1]." α=".c[strstrt(c, ":") + 1:]
 		unset logscale x
 	}

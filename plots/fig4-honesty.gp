@@ -1,6 +1,7 @@
 # Figure 4: violation rate vs α for each gate rule on exchangeable (pooled) traffic, with δ drawn.
 load "plots/common.gp"
 t = "honesty"
+allrules = rules(t)
 sets = values(t, 1, "$2 == \"pooled\"")
 n = words(sets)
 if (n == 0) { sets = values(t, 1, "1"); n = words(sets) }
@@ -15,7 +16,7 @@ do for [ext in "png svg"] {
 		set ylabel "violation rate (share of seeds)"
 		set xrange [0.79:1.0]
 		set yrange [-0.02:1.02]
-		plot for [r in "point cp-holdout ltt"] rows(t, "$1 == \"".s."\" && $5 == \"".r."\"") using 6:13 with linespoints ls ruleline(r) title r, \
+		plot for [r in allrules] rows(t, "$1 == \"".s."\" && $5 == \"".r."\"") using 6:13 with linespoints ls ruleline(r) title r, \
 		     0.10 with lines lc rgb "black" dt 2 title "δ = 0.10"
 	}
 	unset multiplot

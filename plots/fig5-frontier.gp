@@ -1,6 +1,7 @@
 # Figure 5: coverage vs agreement on handled on the test traffic: each point is one target α.
 load "plots/common.gp"
 t = "coverage"
+allrules = rules(t)
 sets = values(t, 1, "$2 == \"official\"")
 n = words(sets)
 cols = n > 3 ? 3 : n
@@ -16,7 +17,7 @@ do for [ext in "png svg"] {
 		set ylabel "agreement with the teacher on handled"
 		set xrange [-0.02:1.02]
 		set yrange [0.5:1.005]
-		plot for [r in "point cp-holdout ltt"] rows(t, "$1 == \"".s."\" && $2 == \"official\" && $4 == \"all\" && $5 == \"".r."\" && $8 > 0") using 8:11 with linespoints ls ruleline(r) title r
+		plot for [r in allrules] rows(t, "$1 == \"".s."\" && $2 == \"official\" && $4 == \"all\" && $5 == \"".r."\" && $8 > 0") using 8:11 with linespoints ls ruleline(r) title r
 	}
 	unset multiplot
 }

@@ -1,6 +1,7 @@
 # Figure 6: surrogate families compared: coverage at α = 0.90 and 0.95 (bars) and fit seconds (labels).
 load "plots/common.gp"
 t = "backends"
+fcol = col(t, "fit_seconds")
 sets = values(t, 1, "1")
 n = words(sets)
 set style data histograms
@@ -18,7 +19,7 @@ do for [ext in "png svg"] {
 		set yrange [0:1.15]
 		plot rows(t, "$1 == \"".s."\" && $5 == \"ltt\" && $6 == \"0.90\"") using 8:xtic(3) title "α = 0.90" lc rgb "#1f77b4", \
 		     rows(t, "$1 == \"".s."\" && $5 == \"ltt\" && $6 == \"0.95\"") using 8 title "α = 0.95" lc rgb "#2ca02c", \
-		     rows(t, "$1 == \"".s."\" && $5 == \"ltt\" && $6 == \"0.95\"") using ($0):($8 + 0.06):(sprintf("%.1f s", $23)) with labels notitle
+		     rows(t, "$1 == \"".s."\" && $5 == \"ltt\" && $6 == \"0.95\"") using ($0):($8 + 0.06):(sprintf("%.1f s", column(fcol))) with labels notitle
 	}
 	unset multiplot
 }

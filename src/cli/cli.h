@@ -44,6 +44,11 @@ int tr_cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((fo
 /* Parses a number strictly inside (lo, hi) / a non-negative whole number; 0 or -1. */
 int tr_cli_number(const char *s, double lo, double hi, double *out);
 int tr_cli_count(const char *s, unsigned long long *out);
+/*
+ * Prints a verb's usage text, where {backends}, {rules} and {families} stand for the names in the
+ * surrogate-family, gate-rule and policy-family tables.
+ */
+void tr_cli_print_usage(FILE *f, const char *usage);
 /* 1 when argv[i] is -h or --help. */
 int tr_cli_is_help(const char *arg);
 /* Writes buf to path atomically, or to stdout when path is NULL or "-". */

@@ -263,8 +263,8 @@ int cmd_audit(int argc, char **argv)
 	if (results) {
 		if (dir || !set)
 			return tr_cli_usage_error("audit", "--results takes --set SET and no policy directory");
-		if (tr_gate_rule_parse(rule) < 0)
-			return tr_cli_usage_error("audit", "--rule must be point, cp-holdout or ltt");
+		if (!tr_rule_find(rule))
+			return tr_cli_usage_error("audit", "--rule must be one of %s", tr_rule_list(", "));
 		if (!spec) {
 			tr_root_path("experiments/flywheel.spec", specbuf, sizeof specbuf);
 			spec = specbuf;

@@ -69,49 +69,35 @@ int cmd_eval(int argc, char **argv)
 		idx[i] = i;
 		/* map the test set's labels onto the policy's by name (-1: a label the policy never saw) */
 		teacher[i] = tr_labels_find(&p->labels, ts.labels.names[r->v[i].teacher]);
-		gold[i] = r->v[i].gold >= 0 ? tr_labels_find(&p->labels, ts.labels.names[r->v[i].gold]) : -2;
+		gold[i] = r->v[i].gold >= 0 ? tr_labels_find(&p->labels, ts.labels.names[r->v[i].gold]) : TR_NO_GOLD;
 	}
 	if (tr_policy_route(p, r->v, idx, n, emb, emb_rows, emb_dim, d, &e))
 		goto out;
-	size_t handled = 0, agree = 0, ood = 0, gold_n = 0, gold_ok = 0;
-	for (size_t i = 0; i < n; i++) {
-		ood += d[i].ood;
-		if (d[i].handled) {
-			handled++;
-			agree += d[i].label == teacher[i];
-		}
-		if (gold[i] != -2) {
-			gold_n++;
-			int answer = d[i].handled ? d[i].label : teacher[i];
-			gold_ok += answer >= 0 && answer == gold[i] && (d[i].handled || teacher[i] >= 0);
-		}
-	}
-	double cov = n ? (double)handled / (double)n : 0;
-	double agr = handled ? (double)agree / (double)handled : NAN;
-	double e2e = n ? (double)(agree + n - handled) / (double)n : NAN;
-	double gacc = gold_n ? (double)gold_ok / (double)gold_n : NAN;
-	int violation = handled > 0 && agr < p->target;
+	struct tr_metrics m;
+	tr_metrics_compute(d, teacher, gold, n, p->target, &m);
+	const char *family = tr_pol_family_name(p->family);
 	if (as_json) {
 		json_t *o = json_pack("{s:I, s:I, s:f, s:o, s:f, s:o, s:f, s:b, s:I, s:s}", "n", (json_int_t)n, "handled",
-				      (json_int_t)handled, "coverage", cov, "agreement_handled",
-				      handled ? json_real(agr) : json_null(), "e2e_agreement", n ? e2e : 0.0,
-				      "gold_accuracy", gold_n ? json_real(gacc) : json_null(), "target", p->target,
-				      "violation", violation, "ood", (json_int_t)ood, "family", tr_pol_names[p->kind]);
+				      (json_int_t)m.handled, "coverage", m.coverage, "agreement_handled",
+				      m.handled ? json_real(m.agreement) : json_null(), "e2e_agreement", m.e2e_agreement,
+				      "gold_accuracy", m.gold_n ? json_real(m.gold_accuracy) : json_null(), "target",
+				      p->target, "violation", m.violation, "ood", (json_int_t)m.ood, "family", family);
 		char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
 		puts(s);
 		free(s);
 		json_decref(o);
 	} else {
-		printf("policy %s (%s, target %.2f) on %s: %zu rows\n", dir, tr_pol_names[p->kind], p->target, test, n);
-		printf("coverage           %.4f (%zu/%zu handled, %zu deferred by the OOD guard)\n", cov, handled, n, ood);
-		if (handled)
-			printf("agreement handled  %.4f (%zu/%zu)\n", agr, agree, handled);
+		printf("policy %s (%s, target %.2f) on %s: %zu rows\n", dir, family, p->target, test, n);
+		printf("coverage           %.4f (%zu/%zu handled, %zu deferred by the OOD guard)\n", m.coverage, m.handled,
+		       n, m.ood);
+		if (m.handled)
+			printf("agreement handled  %.4f (%zu/%zu)\n", m.agreement, m.agree, m.handled);
 		else
 			printf("agreement handled  - (nothing handled)\n");
-		printf("e2e agreement      %.4f\n", e2e);
-		if (gold_n)
-			printf("e2e gold accuracy  %.4f (%zu/%zu)\n", gacc, gold_ok, gold_n);
-		printf("contract           %s\n", violation ? "VIOLATED: agreement on handled below the target" : "held");
+		printf("e2e agreement      %.4f\n", n ? m.e2e_agreement : NAN);
+		if (m.gold_n)
+			printf("e2e gold accuracy  %.4f (%zu/%zu)\n", m.gold_accuracy, m.gold_ok, m.gold_n);
+		printf("contract           %s\n", m.violation ? "VIOLATED: agreement on handled below the target" : "held");
 	}
 	rc = 0;
 out:

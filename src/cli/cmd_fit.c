@@ -10,12 +10,12 @@
 #include "cli.h"
 
 const char cmd_fit_usage[] =
-	"usage: tracer fit TRACES|DATASET:TEACHER --out DIR [--backend liblinear|libsvm|knn] [--gate ltt|cp-holdout|point]\n"
+	"usage: tracer fit TRACES|DATASET:TEACHER --out DIR [--backend {backends}] [--gate {rules}]\n"
 	"           [--target A] [--targets A1,A2,...] [--delta D] [--seed N] [--cap N] [--grid SPEC]\n"
 	"           [--embeddings X.npy] [--no-ood] [--force]\n"
 	"  Splits the traces (of a named set: its traces part) 60/20/20 into train / validation / calibration per\n"
 	"  teacher label, keeping group keys together; fits the surrogate, the acceptor and every family\n"
-	"  (global, l2d, rsb) at every target; deploys the best family at --target if it clears the gate, else\n"
+	"  ({families}) at every target; deploys the best family at --target if it clears the gate, else\n"
 	"  refuses. Defaults: liblinear, ltt, target 0.95, targets 0.80,0.85,0.90,0.95,0.97,0.98,0.99,\n"
 	"  delta 0.10, seed 0, cap 8000 traces (0 = no cap), OOD guard on. DIR is written atomically:\n"
 	"  manifest.json, frontier.json, gate_audit.json, report.md and the models. An existing DIR is replaced\n"
@@ -30,7 +30,7 @@ static int cmp_d(const void *a, const void *b)
 
 int cmd_fit(int argc, char **argv)
 {
-	struct tr_fit_options o = {.backend = "liblinear", .rule = TR_GATE_LTT, .target = 0.95, .delta = 0.10,
+	struct tr_fit_options o = {.backend = "liblinear", .rule = &tr_rule_ltt, .target = 0.95, .delta = 0.10,
 				   .cap = 8000, .ood = 1};
 	static const double defaults[] = TR_DEFAULT_TARGETS;
 	o.n_targets = (int)(sizeof defaults / sizeof *defaults);
@@ -66,10 +66,8 @@ int cmd_fit(int argc, char **argv)
 		else if (strcmp(a, "--embeddings") == 0)
 			emb_path = v;
 		else if (strcmp(a, "--gate") == 0) {
-			int r = tr_gate_rule_parse(v);
-			if (r < 0)
-				return tr_cli_usage_error("fit", "--gate must be ltt, cp-holdout or point");
-			o.rule = (enum tr_gate_rule)r;
+			if (!(o.rule = tr_rule_find(v)))
+				return tr_cli_usage_error("fit", "--gate must be one of %s", tr_rule_list(", "));
 		} else if (strcmp(a, "--target") == 0) {
 			if (tr_cli_number(v, 0, 1, &o.target))
 				return tr_cli_usage_error("fit", "--target must be in (0, 1), got \"%s\"", v);

@@ -12,7 +12,7 @@
 #include "cli.h"
 
 const char cmd_train_surrogate_usage[] =
-	"usage: tracer train-surrogate DATASET:TEACHER|traces.jsonl --backend liblinear|libsvm|knn\n"
+	"usage: tracer train-surrogate DATASET:TEACHER|traces.jsonl --backend {backends}\n"
 	"           [--features tfidf|npy] [--embeddings FILE.npy[.zst]] [--grid 'NAME=v1,v2;...'] [--seed N]\n"
 	"  Hyperparameters are chosen on a group-aware 20% validation slice of the traces (macro-F1 against\n"
 	"  the teacher); the chosen point is refitted on all traces and scored on the test part. A trace file\n"

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../gate/gate.h"
 #include "cli.h"
 
 const struct tr_verb tr_verbs[] = {
@@ -53,11 +54,32 @@ int cmd_help(int argc, char **argv)
 	const struct tr_verb *v = find_verb(argv[1]);
 	if (!v)
 		return tr_cli_usage_error("help", "unknown verb \"%s\"", argv[1]);
-	fputs(v->usage, stdout);
+	tr_cli_print_usage(stdout, v->usage);
 	return TR_EXIT_OK;
 }
 
 static const char *running = "tracer"; /* the verb being run, for messages */
+
+/* The names of the surrogate family table, joined by sep. */
+static void backend_list(FILE *f, const char *sep)
+{
+	for (int i = 0; tr_families[i]; i++)
+		fprintf(f, "%s%s", i ? sep : "", tr_families[i]->name);
+}
+
+void tr_cli_print_usage(FILE *f, const char *usage)
+{
+	for (const char *p = usage; *p; p++) {
+		if (strncmp(p, "{backends}", 10) == 0)
+			backend_list(f, "|"), p += 9;
+		else if (strncmp(p, "{rules}", 7) == 0)
+			fputs(tr_rule_list("|"), f), p += 6;
+		else if (strncmp(p, "{families}", 10) == 0)
+			fputs(tr_pol_family_list(", "), f), p += 9;
+		else
+			fputc(*p, f);
+	}
+}
 
 int tr_cli_data_error(const struct tr_err *e)
 {
@@ -79,7 +101,7 @@ int tr_cli_usage_error(const char *verb, const char *fmt, ...)
 	va_end(ap);
 	const struct tr_verb *v = find_verb(verb);
 	if (v)
-		fputs(v->usage, stderr);
+		tr_cli_print_usage(stderr, v->usage);
 	return TR_EXIT_USAGE;
 }
 
@@ -169,7 +191,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 2; i < argc; i++)
 		if (tr_cli_is_help(argv[i])) {
-			fputs(v->usage, stdout);
+			tr_cli_print_usage(stdout, v->usage);
 			return TR_EXIT_OK;
 		}
 	running = v->name;

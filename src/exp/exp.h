@@ -13,7 +13,8 @@
 #include "../gate/gate.h"
 
 #define TR_SPEC_MAX 16
-#define TR_CELL_FORMAT 2 /* 2: per-label handled counts at α = 0.90 and 0.95 */
+/* 2: per-label handled counts at α = 0.90 and 0.95; 3: results with the OOD guard, "without_ood" without */
+#define TR_CELL_FORMAT 3
 
 enum tr_protocol { TR_PROTO_OFFICIAL, TR_PROTO_POOLED };
 
@@ -26,9 +27,9 @@ struct tr_spec {
 	char *backends[4];
 	int n_backends;
 	char *grids[4]; /* per backend (same order), or NULL: the family's default grid */
-	enum tr_gate_rule gates[3];
+	const struct tr_rule *gates[TR_SPEC_MAX];
 	int n_gates;
-	double targets[16];
+	double targets[TR_MAX_TARGETS];
 	int n_targets;
 	long traces[TR_SPEC_MAX]; /* -1 = all */
 	int n_traces;
@@ -65,5 +66,16 @@ int tr_cell_finished(const char *path, const struct tr_cell *c);
 int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int *skipped,
 		struct tr_err *e);
 extern const char *const tr_protocol_names[2];
+
+/*
+ * One cell's evaluation (cell.c): fits on the traces part of ts (tf-idf features), then, for every rule ×
+ * target, routes the `test` rows through the family the gate deploys, with and without the OOD guard.
+ * Returns the cell's JSON object (owned by the caller) with the splits, the hyperparameters and one
+ * result per rule × target; *fit_seconds gets the time spent (kept out of the JSON, which must not
+ * depend on timing).
+ */
+int tr_cell_evaluate(const struct tr_traceset *ts, const struct tr_rows *test, const struct tr_fit_options *o,
+		     const struct tr_rule *const *rules, int n_rules, struct json_t **out, double *fit_seconds,
+		     struct tr_err *e);
 
 #endif

@@ -117,11 +117,9 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 				   .n_targets = s->n_targets};
 	memcpy(o.targets, s->targets, sizeof o.targets);
 	o.target = o.targets[0];
-	void *out = NULL;
 	double secs = 0;
-	if (tr_policy_cell(&view, &test, &o, s->gates, s->n_gates, &out, &secs, e))
+	if (tr_cell_evaluate(&view, &test, &o, s->gates, s->n_gates, &cell, &secs, e))
 		goto out;
-	cell = out;
 	json_t *params = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:s}", "spec", s->name, "set", c->set,
 				   "protocol", tr_protocol_names[c->protocol], "backend", c->backend, "grid",
 				   c->grid ? c->grid : "default", "traces",

@@ -131,18 +131,21 @@ int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct 
 				rc = tr_fail(e, "out of memory");
 		} else if (strcmp(key, "gates") == 0) {
 			for (int i = 1; i < n && !rc; i++) {
-				int r = tr_gate_rule_parse(w[i]);
-				if (r < 0 || s->n_gates == 3)
-					rc = tr_fail(e, "%s:%zu: unknown gate rule \"%s\"", path, lineno, w[i]);
+				const struct tr_rule *r = tr_rule_find(w[i]);
+				if (!r)
+					rc = tr_fail(e, "%s:%zu: unknown gate rule \"%s\" (%s)", path, lineno, w[i],
+						     tr_rule_list(", "));
+				else if (s->n_gates == TR_SPEC_MAX)
+					rc = tr_fail(e, "%s:%zu: more than %d gate rules", path, lineno, TR_SPEC_MAX);
 				else
-					s->gates[s->n_gates++] = (enum tr_gate_rule)r;
+					s->gates[s->n_gates++] = r;
 			}
 		} else if (strcmp(key, "targets") == 0 || strcmp(key, "delta") == 0) {
 			int is_delta = key[0] == 'd';
 			for (int i = 1; i < n && !rc; i++) {
 				char *end;
 				double v = strtod(w[i], &end);
-				if (*end || !(v > 0 && v < 1) || (is_delta && n != 2) || (!is_delta && s->n_targets == 16))
+				if (*end || !(v > 0 && v < 1) || (is_delta && n != 2) || (!is_delta && s->n_targets == TR_MAX_TARGETS))
 					rc = tr_fail(e, "%s:%zu: bad %s \"%s\"", path, lineno, key, w[i]);
 				else if (is_delta)
 					s->delta = v;
@@ -205,7 +208,7 @@ static void cell_key(const struct tr_spec *s, const struct tr_cell *c, struct tr
 		      tr_protocol_names[c->protocol], c->backend, c->grid ? c->grid : "default", c->traces,
 		      (unsigned long long)c->seed, s->delta);
 	for (int g = 0; g < s->n_gates; g++)
-		tr_buf_printf(b, " %s", tr_gate_rule_names[s->gates[g]]);
+		tr_buf_printf(b, " %s", s->gates[g]->name);
 	tr_buf_puts(b, "|targets");
 	for (int t = 0; t < s->n_targets; t++)
 		tr_buf_printf(b, " %.17g", s->targets[t]);

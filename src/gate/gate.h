@@ -10,11 +10,42 @@
 
 #include "../surrogate/surrogate.h"
 
-/* ---- threshold rules (rules.c) ---- */
+/* ---- threshold rules: the table (rules.c) and one file per rule (rule_*.c) ---- */
 
-enum tr_gate_rule { TR_GATE_POINT, TR_GATE_CP_HOLDOUT, TR_GATE_LTT };
-extern const char *const tr_gate_rule_names[3];
-int tr_gate_rule_parse(const char *name);
+struct tr_gate_input;
+struct tr_gate_result;
+
+/*
+ * A gate rule is a row of the rule table. Everything that lists rules (usage texts, spec and cell
+ * validation, PAPER.md tables, the audit, the plots' legends through the tables) reads the table, so a
+ * new rule is one file defining a `const struct tr_rule` plus one line in the table in rules.c (or a
+ * call to tr_rule_register).
+ */
+struct tr_rule {
+	const char *name;      /* as in --gate, specs, cells and tables */
+	const char *stat;      /* JSON key of the deciding statistic ("agreement", "lower_bound", "p_value") */
+	const char *guarantee; /* the proven statement with its assumption; NULL: only measured */
+	/* Picks a threshold (only accept-all with accept_all); fills out (reason, steps). */
+	int (*run)(const struct tr_gate_input *in, int accept_all, struct tr_gate_result *out, struct tr_err *e);
+	/* Whether one threshold accepting n calibration rows, k of them agreeing, passes at alpha (delta:
+	 * the family's level). The audit's nearest miss (tr_gate_shortfall) is derived from it. */
+	int (*passes)(size_t n, size_t k, double alpha, double delta);
+	/* Optional: one more number the audit records under `param` (NULL: none), and the audit's prose
+	 * about the rule (", one-sided Clopper-Pearson at 90% confidence"). */
+	const char *param;
+	double (*param_value)(size_t n_cal, double alpha, double delta);
+	void (*describe)(struct tr_buf *b, double delta, double delta_per_family, double param);
+};
+
+#define TR_REGISTRY_MAX 16 /* capacity of the rule and policy-family tables */
+extern const struct tr_rule tr_rule_point, tr_rule_cp_holdout, tr_rule_ltt;
+int tr_rule_count(void);
+const struct tr_rule *tr_rule_at(int i);
+const struct tr_rule *tr_rule_find(const char *name); /* NULL when unknown */
+/* Adds a rule to the table (tests, extensions); -1 when the name is taken or the table is full. */
+int tr_rule_register(const struct tr_rule *r);
+/* "point, cp-holdout, ltt": the table's names joined by sep (static storage, rebuilt per call). */
+const char *tr_rule_list(const char *sep);
 
 /* Calibration data for one family: a row is handled when score >= threshold. */
 struct tr_gate_input {
@@ -54,10 +85,10 @@ struct tr_gate_result {
 void tr_gate_result_free(struct tr_gate_result *r);
 
 /*
- * Picks a threshold by `rule`. With accept_all, only the accept-everything policy is tested (the
- * global family). The result owns its steps.
+ * Picks a threshold by `rule` after checking α (and δ) lie in (0, 1). With accept_all, only the
+ * accept-everything policy is tested (the global family). The result owns its steps.
  */
-int tr_gate_run(enum tr_gate_rule rule, const struct tr_gate_input *in, int accept_all,
+int tr_gate_run(const struct tr_rule *rule, const struct tr_gate_input *in, int accept_all,
 		struct tr_gate_result *out, struct tr_err *e);
 
 /* One-sided Clopper-Pearson lower bound at confidence conf (0 when k = 0). */
@@ -68,12 +99,28 @@ double tr_binom_tail(size_t k, size_t n, double p);
  * How many more of the n accepted rows would have to agree (beyond k) for this threshold to pass the
  * rule at α (δ for ltt); -1 when even n of n would not pass. The audit's "nearest miss".
  */
-long tr_gate_shortfall(enum tr_gate_rule rule, size_t n, size_t k, double alpha, double delta);
+long tr_gate_shortfall(const struct tr_rule *rule, size_t n, size_t k, double alpha, double delta);
 /* ltt's first candidate coverage level: smallest c in 1..99% with c * n_cal >= 2 ln δ / ln α. */
 double tr_ltt_start_level(size_t n_cal, double alpha, double delta);
 
 #define TR_CP_CONF 0.90	     /* cp-holdout's one-sided confidence */
 #define TR_GATE_MIN_ACCEPT 10 /* point and cp-holdout: thresholds accepting fewer rows are skipped */
+
+/* Building blocks for rule files (rules.c). */
+/* Accepted and agreeing counts at threshold t over rows idx[0..m) (rows 0..m-1 when idx is NULL). */
+void tr_gate_count(const struct tr_gate_input *in, const size_t *idx, size_t m, double t, size_t *n, size_t *k);
+/* Records the deployed threshold t with its statistic (counts over all calibration rows). */
+void tr_gate_deploy(struct tr_gate_result *r, const struct tr_gate_input *in, double t, double stat);
+int tr_gate_add_step(struct tr_gate_result *r, struct tr_gate_step s);
+/* Distinct finite scores of rows idx (all rows when NULL), descending, with -INFINITY appended. */
+double *tr_gate_thresholds(const struct tr_gate_input *in, const size_t *idx, size_t m, size_t *nt);
+/*
+ * Walks every distinct calibration score, strictest first (only accept-all with accept_all), recording
+ * each as a step, and deploys the loosest threshold that passes `rule` (rule->passes with in->delta).
+ * Returns 1 if one deployed, 0 if none, -1 on error.
+ */
+int tr_gate_loosest_passing(const struct tr_rule *rule, const struct tr_gate_input *in, int accept_all,
+			    double (*stat)(size_t k, size_t n), struct tr_gate_result *r, struct tr_err *e);
 
 /* ---- acceptor (acceptor.c) ---- */
 
@@ -105,20 +152,68 @@ struct tr_ood;
 #define TR_OOD_K 5
 #define TR_OOD_PCT 0.995
 int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **out, struct tr_err *e);
-/* flag[i] = 1 when row i is out of distribution for predicted label pred[i]. */
-int tr_ood_flags(const struct tr_ood *o, const struct tr_feats *X, const int *pred, int *flag, struct tr_err *e);
+/* dist[i]: row i's mean cosine distance to its k nearest training rows. */
+int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, double *dist, struct tr_err *e);
+/* Whether distance d is beyond the guard's limit for label `label` (-1: the global limit). */
+int tr_ood_far(const struct tr_ood *o, int label, double d);
 int tr_ood_save(const struct tr_ood *o, struct tr_buf *out);
 int tr_ood_load(const char *what, const char *data, size_t len, struct tr_ood **out, struct tr_err *e);
 void tr_ood_free(struct tr_ood *o);
 
-/* ---- policies (policy.c: fit; policy_io.c: files; route.c: routing) ---- */
-
-enum tr_pol_kind { TR_POL_REFUSED, TR_POL_GLOBAL, TR_POL_L2D, TR_POL_RSB };
-extern const char *const tr_pol_names[4];
+/* ---- policies: families (families.c, fam_*.c), fit (fit.c, policy.c), files (policy_io.c), routing (route.c) ---- */
 
 #define TR_POLICY_FORMAT 2 /* 2: manifest.json lists every file with its SHA-256 */
 #define TR_MIN_COVERAGE 0.05 /* a family covering less does not deploy */
-#define TR_N_FAMILIES 3	     /* global, l2d, rsb compete: ltt tests each at δ/3 */
+#define TR_MAX_STAGES 2	     /* surrogate + acceptor stages a deployed policy chains */
+#define TR_MAX_TARGETS 16
+
+struct json_t; /* jansson's (opaque here): the JSON files of a fitted policy */
+struct tr_fit; /* one fit in progress (fit.c; family files see its fields through fit.h) */
+
+/* Stage k of a family's policy at one target: borrowed from the fit that built it. */
+struct tr_stage_ref {
+	struct tr_surrogate **s; /* the slot owning the surrogate (a deployment takes it) */
+	struct tr_acceptor *acc;
+	double threshold; /* NAN: the gate's threshold (always so for the last stage) */
+};
+
+/* What a family puts before the gate at one target, or why it is not tried. */
+struct tr_family_view {
+	int tried;
+	char why[160];
+	const double *score, *val_score; /* per calibration / validation row (+INFINITY: an earlier stage handles it) */
+	const int *agree;		 /* per calibration row */
+	int n_stages;
+	struct tr_stage_ref stage[TR_MAX_STAGES];
+};
+
+/*
+ * A policy family is a row of the family table: how it builds the calibration view its gate sees at
+ * target index t (reading earlier families' results at that target when it builds on them, as rsb does
+ * on l2d's) and the stages it deploys. A new family is one file defining a `const struct
+ * tr_pol_family` plus one line in the table in families.c (or a call to tr_pol_family_register).
+ * Families compete: the deployable one with the highest calibration coverage (then agreement, then
+ * the earlier row) is deployed; ltt tests each at δ divided by the number of families.
+ */
+struct tr_pol_family {
+	const char *name;
+	const char *about;  /* one line for usage texts */
+	int accept_all;	    /* its gate tests only the accept-everything threshold */
+	int max_stages;	    /* stages its deployed policy has (files stage1..N) */
+	int (*prepare)(struct tr_fit *f, int t, struct tr_family_view *v, struct tr_err *e);
+	void (*state_free)(void *state); /* frees what prepare kept in tr_fit_state (NULL: nothing) */
+};
+
+extern const struct tr_pol_family tr_pol_global, tr_pol_l2d, tr_pol_rsb;
+int tr_pol_family_count(void);
+const struct tr_pol_family *tr_pol_family_at(int i);
+int tr_pol_family_index(const struct tr_pol_family *f); /* -1 when not in the table */
+const struct tr_pol_family *tr_pol_family_find(const char *name);
+int tr_pol_family_register(const struct tr_pol_family *f);
+/* "global, l2d, rsb" (static storage, rebuilt per call). */
+const char *tr_pol_family_list(const char *sep);
+/* The family's name, or "refused" for NULL. */
+const char *tr_pol_family_name(const struct tr_pol_family *f);
 
 struct tr_fit_options {
 	const char *backend, *grid;
@@ -126,9 +221,9 @@ struct tr_fit_options {
 	const double *emb;	/* embeddings, row i = trace i of the traces part */
 	size_t emb_rows;
 	int emb_dim;
-	enum tr_gate_rule rule;
+	const struct tr_rule *rule;
 	double target;
-	double targets[16];
+	double targets[TR_MAX_TARGETS];
 	int n_targets;
 	double delta;
 	uint64_t seed;
@@ -136,6 +231,43 @@ struct tr_fit_options {
 	int ood;	/* build the OOD guard */
 };
 #define TR_DEFAULT_TARGETS {0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99}
+
+/* ---- one fit, step by step (fit.c): what tr_policy_fit and the experiment cells share ---- */
+
+/* Splits the traces part of ts (train / validation / calibration), featurises, trains stage 1. */
+int tr_fit_new(const struct tr_traceset *ts, const char *spec, const struct tr_fit_options *o, struct tr_fit **out,
+	       struct tr_err *e);
+void tr_fit_free(struct tr_fit *f);
+/* Runs every family at every target under `rule` (replacing the results of an earlier rule). */
+int tr_fit_gate(struct tr_fit *f, const struct tr_rule *rule, struct tr_err *e);
+
+/* One family's outcome at one target under the last rule run. */
+struct tr_fam_result {
+	int tried, deployable;
+	struct tr_gate_result r;
+	char status[200];
+	struct tr_family_view v;
+};
+const struct tr_fam_result *tr_fit_result(const struct tr_fit *f, int t, int fam);
+/* The family deployed at target index t: best deployable, -1 when none. */
+int tr_fit_best(const struct tr_fit *f, int t);
+/* The stage thresholds of a family's result (the last from its gate). */
+double tr_fit_stage_threshold(const struct tr_fam_result *x, int k);
+/* Splits and stage 1's facts: counts, hyperparameters, validation macro-F1. */
+struct tr_fit_info {
+	size_t used, train, validation, calibration;
+	const struct tr_family *backend;
+	const double *hp;
+	double val_f1;
+	const struct tr_featurizer *fz;
+};
+void tr_fit_info(const struct tr_fit *f, struct tr_fit_info *out);
+/* Builds the OOD guard on the training rows (the guard `fit` deploys). */
+int tr_fit_ood(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e);
+/* Per-family state a family keeps between targets (rsb's second stages), freed by its state_free. */
+void **tr_fit_state(struct tr_fit *f, const struct tr_pol_family *fam);
+
+/* ---- fitted policies ---- */
 
 struct tr_stage {
 	struct tr_surrogate *s;
@@ -146,15 +278,15 @@ struct tr_stage {
 struct tr_policy {
 	struct tr_labels labels;
 	struct tr_featurizer *fz;
-	enum tr_pol_kind kind;
+	const struct tr_pol_family *family; /* NULL: refused */
 	double target;
 	int n_stages; /* stages whose models are present (0 when refused) */
-	struct tr_stage st[2];
+	struct tr_stage st[TR_MAX_STAGES];
 	struct tr_ood *ood; /* NULL: no guard */
 	int pairs;
-	/* the files of a fitted policy, as JSON (owned) */
-	void *manifest, *frontier, *audit; /* json_t * */
-	char *report;			   /* report.md */
+	/* the files of a fitted policy (owned) */
+	struct json_t *manifest, *frontier, *audit;
+	char *report; /* report.md */
 };
 
 /* Fits a policy on the traces part of ts. */
@@ -170,30 +302,60 @@ int tr_policy_write(const struct tr_policy *p, const char *dir, int force, char 
 int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e);
 void tr_policy_free(struct tr_policy *p);
 
-/*
- * One experiment cell: fits on the traces part of ts (tf-idf features), then, for every rule × target,
- * takes the gate's decision on the calibration rows and applies it to the `test` rows. Returns a JSON
- * object (json_t *, owned by the caller) with the splits, the hyperparameters and one result per
- * rule × target; *fit_seconds gets the time spent fitting (kept out of the JSON, which must not
- * depend on timing). The OOD guard is not used here: cells measure the gate alone.
- */
-int tr_policy_cell(const struct tr_traceset *ts, const struct tr_rows *test, const struct tr_fit_options *o,
-		   const enum tr_gate_rule *rules, int n_rules, void **out, double *fit_seconds, struct tr_err *e);
+/* ---- routing and its metrics (route.c): the one decision route, eval, audit and cells share ---- */
 
 /* What the policy does with one input. */
 struct tr_decision {
 	int label;   /* policy label index when handled, else -1 */
 	int handled;
 	double score; /* acceptor score of the deciding stage (NAN when refused) */
-	int stage;    /* 1 or 2 when handled, else 0 */
+	int stage;    /* 1..n_stages when handled, else 0 */
 	int ood;      /* 1 when the OOD guard deferred it */
 	int top1;     /* stage 1's most probable label, handled or not (-1 when refused) */
 };
+
+/* One stage's view of n inputs: acceptor score and most probable label per input, and its threshold. */
+struct tr_stage_scores {
+	const double *score;
+	const int *pred;
+	double threshold;
+};
+/* Scores and answers of one stage (surrogate + acceptor) on rows X; score and pred hold X->n entries. */
+int tr_stage_score(const struct tr_surrogate *s, const struct tr_acceptor *a, const struct tr_feats *X,
+		   double *score, int *pred, struct tr_err *e);
+
+/*
+ * THE routing decision. Stage 1 answers when its score clears its threshold; each later stage answers
+ * what the earlier ones left when its own score clears its threshold; then, when `ood` is given, the OOD
+ * guard defers every handled input whose distance (ood_dist[i], from tr_ood_distances) is beyond the
+ * guard's limit for the answered label. No stage (refused): everything is deferred.
+ */
+void tr_route_decide(const struct tr_stage_scores *st, int n_stages, const struct tr_ood *ood,
+		     const double *ood_dist, size_t n, struct tr_decision *out);
+
 /*
  * Routes rows idx[0..n) of `rows` (texts) or of the embedding matrix `emb` (emb_rows × emb_dim, for
- * policies fitted on embeddings; NULL otherwise). Labels are the policy's label indices.
+ * policies fitted on embeddings; NULL otherwise): featurises, scores every stage and decides with
+ * tr_route_decide. Labels are the policy's label indices.
  */
 int tr_policy_route(const struct tr_policy *p, const struct tr_trace *rows, const size_t *idx, size_t n,
 		    const double *emb, size_t emb_rows, int emb_dim, struct tr_decision *out, struct tr_err *e);
+
+#define TR_NO_GOLD (-2)
+/* Routing metrics against the teacher (and gold where known). */
+struct tr_metrics {
+	size_t n, handled, agree, ood, gold_n, gold_ok;
+	double coverage;      /* handled / n (0 when n = 0) */
+	double agreement;     /* agree / handled (NAN when nothing handled) */
+	double e2e_agreement; /* handled answers + the teacher elsewhere, vs the teacher (0 when n = 0) */
+	double gold_accuracy; /* the same answers vs gold (NAN without gold) */
+	int violation;	      /* something handled and agreement below the target */
+};
+/*
+ * THE metrics of routed decisions. teacher[i]: the teacher's label in the policy's label space (-1: a
+ * label the policy never saw); gold[i] likewise, or TR_NO_GOLD (gold may be NULL: none at all).
+ */
+void tr_metrics_compute(const struct tr_decision *d, const int *teacher, const int *gold, size_t n, double target,
+			struct tr_metrics *m);
 
 #endif

@@ -119,7 +119,13 @@ oom:
 	return tr_fail(e, "ood: out of memory for %zu rows", X->n);
 }
 
-int tr_ood_flags(const struct tr_ood *o, const struct tr_feats *X, const int *pred, int *flag, struct tr_err *e)
+int tr_ood_far(const struct tr_ood *o, int label, double d)
+{
+	double t = label >= 0 && label < o->K && !isnan(o->thr[label]) ? o->thr[label] : o->global;
+	return d > t;
+}
+
+int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, double *dist, struct tr_err *e)
 {
 	if (X->dim != o->dim || !!X->dense != o->dense)
 		return tr_fail(e, "ood: rows differ from the training rows in kind or dimension");
@@ -133,9 +139,7 @@ int tr_ood_flags(const struct tr_ood *o, const struct tr_feats *X, const int *pr
 	}
 	for (size_t i = 0; i < X->n; i++) {
 		sims(o, X, i, sim);
-		double d = mean_knn_distance(sim, o->n, (size_t)-1);
-		double t = pred[i] >= 0 && pred[i] < o->K && !isnan(o->thr[pred[i]]) ? o->thr[pred[i]] : o->global;
-		flag[i] = d > t;
+		dist[i] = mean_knn_distance(sim, o->n, (size_t)-1);
 	}
 	if (o->dense)
 		tr_blas_end();

@@ -61,7 +61,7 @@ static int put(const char *dir, const char *name, const char *data, size_t len, 
 	return rc;
 }
 
-static int put_json(const char *dir, const char *name, void *j, struct tr_err *e)
+static int put_json(const char *dir, const char *name, const json_t *j, struct tr_err *e)
 {
 	char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
 	if (!s)
@@ -212,17 +212,18 @@ int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e)
 		tr_fail(e, "%s: bad label list", path);
 		goto fail;
 	}
-	p->kind = TR_POL_REFUSED;
-	for (int k = 0; k < 4; k++)
-		if (strcmp(kind, tr_pol_names[k]) == 0)
-			p->kind = (enum tr_pol_kind)k;
+	p->family = tr_pol_family_find(kind);
+	if (!p->family && strcmp(kind, "refused") != 0) {
+		tr_fail(e, "%s: unknown policy family \"%s\" (%s)", path, kind, tr_pol_family_list(", "));
+		goto fail;
+	}
 	p->target = json_real_value(json_object_get(m, "target"));
 	p->pairs = json_is_true(json_object_get(m, "pairs"));
-	if (p->kind == TR_POL_REFUSED) {
+	if (!p->family) {
 		*out = p;
 		return 0;
 	}
-	p->n_stages = p->kind == TR_POL_RSB ? 2 : 1;
+	p->n_stages = p->family->max_stages;
 	snprintf(path, sizeof path, "%s/featurizer.txt", dir);
 	if (get(dir, m, "featurizer.txt", 0, &data, &len, e) || tr_featurizer_load(path, data, &p->fz, e))
 		goto fail;
@@ -243,7 +244,8 @@ int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e)
 		if (get(dir, m, name, 1, &data, &len, e) || acceptor_load(path, data, len, &p->st[s].acc, e))
 			goto fail;
 		tr_free(data), data = NULL;
-		p->st[s].threshold = jthreshold(json_object_get(dep, s == 0 ? "stage1_threshold" : "stage2_threshold"));
+		snprintf(name, sizeof name, "stage%d_threshold", s + 1);
+		p->st[s].threshold = jthreshold(json_object_get(dep, name));
 	}
 	if (json_is_true(json_object_get(m, "ood"))) {
 		snprintf(path, sizeof path, "%s/ood.bin.zst", dir);

@@ -1,20 +1,50 @@
 /*
- * route.c - what a policy does with inputs: stage 1 answers when its acceptor score clears the
- * threshold; for rsb, stage 2 answers what stage 1 rejects when its own score clears its threshold;
- * the OOD guard defers handled inputs far from every training trace; everything else is deferred.
+ * route.c - what a policy does with inputs, and how well it did: the one routing decision (stages in
+ * order, then the OOD guard) and the one set of metrics. `tracer route`, `eval`, `audit` and the
+ * experiment cells all call these, so a number in PAPER.md is what `tracer route` would have done.
  */
 #include "gate.h"
 
 #include <math.h>
 #include <string.h>
 
+int tr_stage_score(const struct tr_surrogate *s, const struct tr_acceptor *a, const struct tr_feats *X,
+		   double *score, int *pred, struct tr_err *e)
+{
+	int K = s->K;
+	double *p = tr_malloc((X->n ? X->n : 1) * (size_t)K * sizeof *p);
+	if (!p)
+		return tr_fail(e, "out of memory");
+	int rc = tr_surrogate_predict(s, X, p, e) || tr_acceptor_score(a, p, X->n, K, score, e) ? -1 : 0;
+	if (!rc)
+		tr_argmax_rows(p, X->n, K, pred);
+	tr_free(p);
+	return rc;
+}
+
+void tr_route_decide(const struct tr_stage_scores *st, int n_stages, const struct tr_ood *ood,
+		     const double *ood_dist, size_t n, struct tr_decision *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct tr_decision d = {.label = -1, .score = NAN, .top1 = n_stages ? st[0].pred[i] : -1};
+		for (int s = 0; s < n_stages && !d.handled; s++) {
+			d.score = st[s].score[i];
+			if (d.score >= st[s].threshold)
+				d.handled = 1, d.label = st[s].pred[i], d.stage = s + 1;
+		}
+		if (d.handled && ood && tr_ood_far(ood, d.label, ood_dist[i]))
+			d.ood = 1, d.handled = 0, d.label = -1, d.stage = 0;
+		out[i] = d;
+	}
+}
+
 int tr_policy_route(const struct tr_policy *p, const struct tr_trace *rows, const size_t *idx, size_t n,
 		    const double *emb, size_t emb_rows, int emb_dim, struct tr_decision *out, struct tr_err *e)
 {
-	for (size_t i = 0; i < n; i++)
-		out[i] = (struct tr_decision){.label = -1, .score = NAN, .top1 = -1};
-	if (p->kind == TR_POL_REFUSED || n == 0)
+	if (!p->family || n == 0) {
+		tr_route_decide(NULL, 0, NULL, NULL, n, out);
 		return 0;
+	}
 	struct tr_feats X;
 	int dense = tr_featurizer_kind(p->fz) == TR_FEAT_NPY;
 	if (dense && !emb)
@@ -22,53 +52,50 @@ int tr_policy_route(const struct tr_policy *p, const struct tr_trace *rows, cons
 	if (dense ? tr_feat_transform_dense(p->fz, emb, emb_rows, emb_dim, idx, n, &X, e)
 		  : tr_feat_transform_text(p->fz, rows, idx, n, &X, e))
 		return -1;
-	size_t K = (size_t)p->labels.n;
-	double *proba = tr_malloc(n * K * sizeof *proba), *score = tr_malloc(n * sizeof *score);
-	int *pred = tr_malloc(n * sizeof *pred), rc = -1;
-	if (!proba || !score || !pred) {
+	struct tr_stage_scores st[TR_MAX_STAGES];
+	double *score = tr_malloc((size_t)p->n_stages * n * sizeof *score);
+	double *dist = p->ood ? tr_malloc(n * sizeof *dist) : NULL;
+	int *pred = tr_malloc((size_t)p->n_stages * n * sizeof *pred), rc = -1;
+	if (!score || !pred || (p->ood && !dist)) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
 	for (int s = 0; s < p->n_stages; s++) {
-		const struct tr_stage *st = &p->st[s];
-		if (tr_surrogate_predict(st->s, &X, proba, e) || tr_acceptor_score(&st->acc, proba, n, (int)K, score, e))
+		st[s] = (struct tr_stage_scores){score + (size_t)s * n, pred + (size_t)s * n, p->st[s].threshold};
+		if (tr_stage_score(p->st[s].s, &p->st[s].acc, &X, score + (size_t)s * n, pred + (size_t)s * n, e))
 			goto out;
-		tr_argmax_rows(proba, n, (int)K, pred);
-		for (size_t i = 0; i < n; i++) {
-			if (s == 0)
-				out[i].top1 = pred[i];
-			if (out[i].handled)
-				continue;
-			out[i].score = score[i];
-			if (score[i] >= st->threshold) {
-				out[i].handled = 1;
-				out[i].label = pred[i];
-				out[i].stage = s + 1;
-			}
-		}
 	}
-	if (p->ood) {
-		int *flag = tr_malloc(n * sizeof *flag);
-		for (size_t i = 0; flag && i < n; i++)
-			pred[i] = out[i].label;
-		if (!flag || tr_ood_flags(p->ood, &X, pred, flag, e)) {
-			tr_free(flag);
-			if (!flag)
-				tr_fail(e, "out of memory");
-			goto out;
-		}
-		for (size_t i = 0; i < n; i++)
-			if (out[i].handled && flag[i]) {
-				out[i].ood = 1;
-				out[i].handled = 0;
-				out[i].label = -1;
-				out[i].stage = 0;
-			}
-		tr_free(flag);
-	}
+	if (p->ood && tr_ood_distances(p->ood, &X, dist, e))
+		goto out;
+	tr_route_decide(st, p->n_stages, p->ood, dist, n, out);
 	rc = 0;
 out:
-	tr_free(proba), tr_free(score), tr_free(pred);
+	tr_free(score), tr_free(pred), tr_free(dist);
 	tr_feats_free(&X);
 	return rc;
+}
+
+void tr_metrics_compute(const struct tr_decision *d, const int *teacher, const int *gold, size_t n, double target,
+			struct tr_metrics *m)
+{
+	memset(m, 0, sizeof *m);
+	m->n = n;
+	for (size_t i = 0; i < n; i++) {
+		m->ood += d[i].ood;
+		if (d[i].handled) {
+			m->handled++;
+			m->agree += d[i].label == teacher[i];
+		}
+		if (gold && gold[i] != TR_NO_GOLD) {
+			/* the answer given: the surrogate's when handled, else the teacher's (-1: unknown label) */
+			int answer = d[i].handled ? d[i].label : teacher[i];
+			m->gold_n++;
+			m->gold_ok += answer >= 0 && answer == gold[i];
+		}
+	}
+	m->coverage = n ? (double)m->handled / (double)n : 0;
+	m->agreement = m->handled ? (double)m->agree / (double)m->handled : NAN;
+	m->e2e_agreement = n ? (double)(m->agree + n - m->handled) / (double)n : 0;
+	m->gold_accuracy = m->gold_n ? (double)m->gold_ok / (double)m->gold_n : NAN;
+	m->violation = m->handled > 0 && m->agreement < target;
 }

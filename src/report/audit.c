@@ -26,7 +26,7 @@ static json_t *jreal(double v)
 /* ---- the gate decision ---- */
 
 /* The threshold (of any family's examined steps) that came closest to passing: fewest extra agreeing rows. */
-static json_t *nearest_miss(json_t *audit, enum tr_gate_rule rule, double alpha, double delta)
+static json_t *nearest_miss(json_t *audit, const struct tr_rule *rule, double alpha, double delta)
 {
 	json_t *best = NULL;
 	long best_need = LONG_MAX;
@@ -58,7 +58,7 @@ static json_t *nearest_miss(json_t *audit, enum tr_gate_rule rule, double alpha,
 
 static json_t *gate_section(json_t *m, json_t *audit)
 {
-	enum tr_gate_rule rule = (enum tr_gate_rule)tr_gate_rule_parse(json_string_value(json_object_get(audit, "rule")));
+	const struct tr_rule *rule = tr_rule_find(json_string_value(json_object_get(audit, "rule")));
 	double alpha = jnum(audit, "target"), dpf = jnum(audit, "delta_per_family");
 	json_t *fams = json_array();
 	size_t i;
@@ -73,14 +73,18 @@ static json_t *gate_section(json_t *m, json_t *audit)
 	json_t *dep = json_object_get(m, "deployed");
 	const char *family = json_string_value(json_object_get(dep, "family"));
 	json_t *g = json_pack("{s:f, s:s, s:O, s:O, s:O, s:o, s:O}", "target", alpha, "rule",
-			      tr_gate_rule_names[rule], "delta", json_object_get(audit, "delta"), "delta_per_family",
+			      rule ? rule->name : "?", "delta", json_object_get(audit, "delta"), "delta_per_family",
 			      json_object_get(audit, "delta_per_family"), "calibration_rows",
 			      json_object_get(audit, "calibration_rows"), "families", fams, "deployed", dep);
-	if (rule == TR_GATE_CP_HOLDOUT)
-		json_object_set_new(g, "confidence", json_real(TR_CP_CONF));
-	if (rule == TR_GATE_LTT)
-		json_object_set(g, "ltt_start_level", json_object_get(audit, "ltt_start_level"));
-	json_object_set_new(g, "nearest_miss", family && strcmp(family, "refused") == 0
+	if (rule && rule->param)
+		json_object_set(g, rule->param, json_object_get(audit, rule->param));
+	if (rule && rule->describe) { /* the rule's own words, for the rendered report */
+		struct tr_buf b = {0};
+		rule->describe(&b, jnum(audit, "delta"), dpf, jnum(audit, rule->param));
+		json_object_set_new(g, "rule_detail", json_string(b.data ? b.data : ""));
+		tr_buf_free(&b);
+	}
+	json_object_set_new(g, "nearest_miss", rule && family && strcmp(family, "refused") == 0
 						       ? nearest_miss(audit, rule, alpha, dpf)
 						       : json_null());
 	return g;
@@ -201,13 +205,13 @@ int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traces
 	if (tr_policy_route(p, rows->v, idx, n, emb, emb_rows, emb_dim, d, e))
 		goto out;
 	/* decisions file and per-label figures */
-	size_t handled = 0, agree = 0, ood = 0;
+	struct tr_metrics met;
+	tr_metrics_compute(d, pt, NULL, n, p->target, &met);
 	for (size_t i = 0; i < n; i++) {
 		const struct tr_trace *t = &rows->v[i];
 		struct label_stat *s = &st[t->teacher];
 		int ok = d[i].handled && d[i].label == pt[i];
 		s->n++;
-		handled += d[i].handled, agree += ok, ood += d[i].ood;
 		if (d[i].handled) {
 			s->handled++, s->agree += ok;
 			if (s->best_h == 0 || d[i].score < s->score_h)
@@ -245,9 +249,9 @@ int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traces
 			pairs[k].count++;
 		}
 	}
-	json_t *summary = json_pack("{s:I, s:I, s:f, s:o, s:I}", "n", (json_int_t)n, "handled", (json_int_t)handled,
-				    "coverage", n ? (double)handled / (double)n : 0.0, "agreement_handled",
-				    jreal(handled ? (double)agree / (double)handled : NAN), "ood_deferred", (json_int_t)ood);
+	json_t *summary = json_pack("{s:I, s:I, s:f, s:o, s:I}", "n", (json_int_t)n, "handled", (json_int_t)met.handled,
+				    "coverage", met.coverage, "agreement_handled", jreal(met.agreement), "ood_deferred",
+				    (json_int_t)met.ood);
 	for (size_t k = 0; k < K; k++)
 		order[k] = k;
 	sort_stats = st;
@@ -331,7 +335,7 @@ int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traces
 							      rep_idx[1] >= 0 ? json_string(rows->v[rep_idx[1]].input) : json_null()));
 		}
 	}
-	double cov = n ? (double)handled / (double)n : 0;
+	double cov = met.coverage;
 	json_t *cost = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:s}", "queries_per_day", o->queries, "cost_per_call",
 				 o->cost, "calls_without", o->queries, "calls_with", o->queries * (1 - cov), "cost_without",
 				 o->queries * o->cost, "cost_with", o->queries * (1 - cov) * o->cost, "from",

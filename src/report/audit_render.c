@@ -83,11 +83,8 @@ static int build(json_t *rep, struct section *S)
 	struct section *s = &S[n++];
 	snprintf(s->title, sizeof s->title, "Gate decision");
 	tr_buf_printf(&s->prose, "Target α = %.2f, rule `%s`", num(g, "target"), rule);
-	if (strcmp(rule, "ltt") == 0)
-		tr_buf_printf(&s->prose, ", δ = %.2f (%.4f per family; fixed sequence from coverage level %.2f)",
-			      num(g, "delta"), num(g, "delta_per_family"), num(g, "ltt_start_level"));
-	else if (strcmp(rule, "cp-holdout") == 0)
-		tr_buf_printf(&s->prose, ", one-sided Clopper–Pearson at %.0f%% confidence", 100 * num(g, "confidence"));
+	if (json_is_string(json_object_get(g, "rule_detail")))
+		tr_buf_puts(&s->prose, str(g, "rule_detail"));
 	tr_buf_printf(&s->prose, "; %.0f calibration rows.\n", num(g, "calibration_rows"));
 	if (strcmp(family, "refused") == 0) {
 		tr_buf_puts(&s->prose, "**Refused**: no family clears the gate; every input goes to the teacher.\n");

@@ -88,7 +88,10 @@ int tr_table_add_cell(struct tr_table *t, const struct tr_spec *s, const struct 
 		const char *rule = json_string_value(json_object_get(r, "rule"));
 		const char *fam = json_string_value(json_object_get(r, "family"));
 		double target = num(r, "target");
-		struct tr_agg *a = rule && fam ? row_for(t, s->name, c, rule, target) : NULL;
+		const struct tr_pol_family *pf = tr_pol_family_find(fam);
+		int fi = pf ? 1 + tr_pol_family_index(pf) : fam && strcmp(fam, "refused") == 0 ? 0 : -1;
+		json_t *wo = json_object_get(r, "without_ood");
+		struct tr_agg *a = rule && fi >= 0 && json_is_object(wo) ? row_for(t, s->name, c, rule, target) : NULL;
 		if (!a) {
 			rc = tr_fail(e, "%s: bad result %zu", path, k);
 			break;
@@ -105,8 +108,12 @@ int tr_table_add_cell(struct tr_table *t, const struct tr_spec *s, const struct 
 		a->e2e_sum += num(r, "e2e_agreement");
 		if (!isnan(gold))
 			a->gold_sum += gold, a->gold_n++;
-		for (int f = 0; f < 4; f++)
-			a->fam[f] += strcmp(fam, tr_pol_names[f]) == 0;
+		a->fam[fi]++;
+		double wagr = num(wo, "test_agreement");
+		a->cov_noood_sum += num(wo, "test_coverage");
+		if (!isnan(wagr))
+			a->agr_noood_sum += wagr, a->agr_noood_n++;
+		a->violations_noood += json_is_true(json_object_get(wo, "violation"));
 		if (!isnan(fit))
 			a->fit_sum += fit, a->fit_n++;
 		a->n_traces_sum += used;
@@ -142,14 +149,14 @@ int tr_table_add_spec(struct tr_table *t, const struct tr_spec *s, const char *r
 	return rc;
 }
 
-/* The family most seeds deployed (ties: the first in refused, global, l2d, rsb). */
+/* The family most seeds deployed (ties: refused, then the first in the family table). */
 static const char *modal_family(const struct tr_agg *a)
 {
 	int best = 0;
-	for (int f = 1; f < 4; f++)
+	for (int f = 1; f <= tr_pol_family_count(); f++)
 		if (a->fam[f] > a->fam[best])
 			best = f;
-	return tr_pol_names[best];
+	return tr_pol_family_name(tr_pol_family_at(best - 1));
 }
 
 static void put_num(struct tr_buf *b, double v, const char *fmt)
@@ -164,7 +171,10 @@ int tr_table_write_tsv(const struct tr_table *t, const char *name, struct tr_buf
 {
 	tr_buf_puts(out, "set\tprotocol\tbackend\ttraces\trule\ttarget\tseeds\tcoverage\tcoverage_min\tcoverage_max\t"
 			 "agreement\tviolations\tviolation_rate\tcal_coverage\te2e_agreement\tgold_accuracy\t"
-			 "refused\tglobal\tl2d\trsb\tfamily\ttraces_used\tfit_seconds\n");
+			 "family\ttraces_used\tfit_seconds\tcoverage_no_ood\tagreement_no_ood\tviolations_no_ood\trefused");
+	for (int f = 0; f < tr_pol_family_count(); f++) /* one count column per family, last: the table grows here */
+		tr_buf_printf(out, "\t%s", tr_pol_family_at(f)->name);
+	tr_buf_puts(out, "\n");
 	for (size_t i = 0; i < t->n; i++) {
 		const struct tr_agg *a = &t->v[i];
 		if (strcmp(a->spec, name) != 0)
@@ -184,9 +194,15 @@ int tr_table_write_tsv(const struct tr_table *t, const char *name, struct tr_buf
 		put_num(out, a->e2e_sum / a->seeds, "%.4f");
 		tr_buf_puts(out, "\t");
 		put_num(out, a->gold_n ? a->gold_sum / a->gold_n : NAN, "%.4f");
-		tr_buf_printf(out, "\t%d\t%d\t%d\t%d\t%s\t%.0f\t", a->fam[0], a->fam[1], a->fam[2], a->fam[3],
-			      modal_family(a), a->n_traces_sum / a->seeds);
+		tr_buf_printf(out, "\t%s\t%.0f\t", modal_family(a), a->n_traces_sum / a->seeds);
 		put_num(out, a->fit_n ? a->fit_sum / a->fit_n : NAN, "%.2f");
+		tr_buf_puts(out, "\t");
+		put_num(out, a->cov_noood_sum / a->seeds, "%.4f");
+		tr_buf_puts(out, "\t");
+		put_num(out, a->agr_noood_n ? a->agr_noood_sum / a->agr_noood_n : NAN, "%.4f");
+		tr_buf_printf(out, "\t%d", a->violations_noood);
+		for (int f = 0; f <= tr_pol_family_count(); f++)
+			tr_buf_printf(out, "\t%d", a->fam[f]);
 		tr_buf_puts(out, "\n");
 	}
 	return out->data ? 0 : -1;

@@ -13,7 +13,6 @@
 
 static const double alphas[] = {0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99};
 #define N_ALPHAS (int)(sizeof alphas / sizeof *alphas)
-static const char *const rules[] = {"point", "cp-holdout", "ltt"};
 
 static double mean_cov(const struct tr_agg *a)
 {
@@ -72,6 +71,12 @@ static void claim_c1(const struct tr_table *t, struct tr_buf *b)
 	tr_buf_printf(b, "%s |\n", v);
 }
 
+/* Seeds of row a that deployed the global family. */
+static int global_seeds(const struct tr_agg *a)
+{
+	return a->fam[1 + tr_pol_family_index(&tr_pol_global)];
+}
+
 static void claim_c2(const struct tr_table *t, struct tr_buf *b)
 {
 	const struct tr_agg *p = cov_row(t, "clinc150:gold", "point", 0.95), *l = cov_row(t, "clinc150:gold", "ltt", 0.95);
@@ -80,9 +85,9 @@ static void claim_c2(const struct tr_table *t, struct tr_buf *b)
 		tr_buf_puts(b, "— | — | not run |\n");
 		return;
 	}
-	pct(b, mean_cov(p)), tr_buf_printf(b, " (%s) | ", p->fam[1] == p->seeds ? "global" : "not global");
-	pct(b, mean_cov(l)), tr_buf_printf(b, " (%s) | ", l->fam[1] == l->seeds ? "global" : "not global");
-	const char *v = p->fam[1] == p->seeds ? "reproduced" : mean_cov(p) >= 0.90 ? "partly" : "not reproduced";
+	pct(b, mean_cov(p)), tr_buf_printf(b, " (%s) | ", global_seeds(p) == p->seeds ? "global" : "not global");
+	pct(b, mean_cov(l)), tr_buf_printf(b, " (%s) | ", global_seeds(l) == l->seeds ? "global" : "not global");
+	const char *v = global_seeds(p) == p->seeds ? "reproduced" : mean_cov(p) >= 0.90 ? "partly" : "not reproduced";
 	tr_buf_printf(b, "%s |\n", v);
 }
 
@@ -191,16 +196,16 @@ static void sec_coverage(const struct tr_table *t, struct tr_buf *b, const char 
 	tr_buf_puts(b, "\n");
 	int rows = 0;
 	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
-		for (int r = 0; r < 3; r++) {
+		for (int r = 0; r < tr_rule_count(); r++) {
 			int any = 0;
 			for (int i = 0; i < N_ALPHAS; i++)
-				any |= tr_table_find(t, spec, sets[s], protocol, "liblinear", -1, rules[r], alphas[i]) != NULL;
+				any |= tr_table_find(t, spec, sets[s], protocol, "liblinear", -1, tr_rule_at(r)->name, alphas[i]) != NULL;
 			if (!any)
 				continue;
 			rows++;
-			tr_buf_printf(b, "| %s | %s |", sets[s], rules[r]);
+			tr_buf_printf(b, "| %s | %s |", sets[s], tr_rule_at(r)->name);
 			for (int i = 0; i < N_ALPHAS; i++) {
-				const struct tr_agg *a = tr_table_find(t, spec, sets[s], protocol, "liblinear", -1, rules[r], alphas[i]);
+				const struct tr_agg *a = tr_table_find(t, spec, sets[s], protocol, "liblinear", -1, tr_rule_at(r)->name, alphas[i]);
 				tr_buf_puts(b, " ");
 				if (!a) {
 					tr_buf_puts(b, "— |");
@@ -232,14 +237,15 @@ static void sec_flywheel(const struct tr_table *t, struct tr_buf *b)
 		counts[i] < 0 ? tr_buf_puts(b, " all |") : tr_buf_printf(b, " %ld |", counts[i]);
 	tr_buf_puts(b, "\n|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
-		for (int r = 0; r < 3; r += 2)
+		for (int r = 0; r < 2; r++)
 			for (double a = 0.90; a < 0.96; a += 0.05) {
-				if (!tr_table_find(t, "flywheel", sets[s], "official", "liblinear", -1, rules[r], a))
+				static const char *const shown[] = {"point", "ltt"}; /* the paper's rule and ours */
+				if (!tr_table_find(t, "flywheel", sets[s], "official", "liblinear", -1, shown[r], a))
 					continue;
-				tr_buf_printf(b, "| %s | %s | %.2f |", sets[s], rules[r], a);
+				tr_buf_printf(b, "| %s | %s | %.2f |", sets[s], shown[r], a);
 				for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
 					const struct tr_agg *x = tr_table_find(t, "flywheel", sets[s], "official", "liblinear",
-									       counts[i], rules[r], a);
+									       counts[i], shown[r], a);
 					tr_buf_puts(b, " ");
 					pct(b, mean_cov(x));
 					tr_buf_puts(b, " |");
@@ -256,16 +262,16 @@ static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
 		tr_buf_printf(b, " α=%.2f |", alphas[i]);
 	tr_buf_puts(b, "\n|---|---|---|---|---|---|---|---|---|\n");
 	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
-		for (int r = 0; r < 3; r++) {
+		for (int r = 0; r < tr_rule_count(); r++) {
 			const struct tr_agg *x0 = NULL;
 			for (int i = 0; i < N_ALPHAS && !x0; i++)
-				x0 = tr_table_find(t, "honesty", sets[s], "pooled", "liblinear", 2000, rules[r], alphas[i]);
+				x0 = tr_table_find(t, "honesty", sets[s], "pooled", "liblinear", 2000, tr_rule_at(r)->name, alphas[i]);
 			if (!x0)
 				continue;
-			tr_buf_printf(b, "| %s | %s |", sets[s], rules[r]);
+			tr_buf_printf(b, "| %s | %s |", sets[s], tr_rule_at(r)->name);
 			for (int i = 0; i < N_ALPHAS; i++) {
 				const struct tr_agg *x = tr_table_find(t, "honesty", sets[s], "pooled", "liblinear", 2000,
-								       rules[r], alphas[i]);
+								       tr_rule_at(r)->name, alphas[i]);
 				if (x)
 					tr_buf_printf(b, " %d/%d (cov %.0f%%) |", x->violations, x->seeds, 100 * mean_cov(x));
 				else
@@ -278,16 +284,16 @@ static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
 static void sec_backends(const struct tr_table *t, struct tr_buf *b)
 {
 	static const char *const sets[] = {"banking77:gold", "clinc150:gold"};
-	static const char *const fams[] = {"liblinear", "libsvm", "knn"};
 	tr_buf_puts(b, "| set | backend | coverage α=0.90 | agreement | coverage α=0.95 | agreement | fit seconds |\n"
 		       "|---|---|---|---|---|---|---|\n");
 	for (int s = 0; s < 2; s++)
-		for (int f = 0; f < 3; f++) {
-			const struct tr_agg *a = tr_table_find(t, "backends", sets[s], "official", fams[f], -1, "ltt", 0.90);
-			const struct tr_agg *c = tr_table_find(t, "backends", sets[s], "official", fams[f], -1, "ltt", 0.95);
+		for (int f = 0; tr_families[f]; f++) {
+			const char *fam = tr_families[f]->name;
+			const struct tr_agg *a = tr_table_find(t, "backends", sets[s], "official", fam, -1, "ltt", 0.90);
+			const struct tr_agg *c = tr_table_find(t, "backends", sets[s], "official", fam, -1, "ltt", 0.95);
 			if (!a || !c)
 				continue;
-			tr_buf_printf(b, "| %s | %s | ", sets[s], fams[f]);
+			tr_buf_printf(b, "| %s | %s | ", sets[s], fam);
 			pct(b, mean_cov(a)), tr_buf_puts(b, " | "), pct(b, mean_agr(a)), tr_buf_puts(b, " | ");
 			pct(b, mean_cov(c)), tr_buf_puts(b, " | "), pct(b, mean_agr(c));
 			tr_buf_printf(b, " | %.1f |\n", a->fit_n ? a->fit_sum / a->fit_n : NAN);
@@ -316,13 +322,13 @@ static void sec_shift(const struct tr_table *t, struct tr_buf *b)
 	tr_buf_puts(b, "| set | rule | α | official: coverage, agreement on handled, violations | pooled: coverage, agreement, "
 		       "violations |\n|---|---|---|---|---|\n");
 	for (int s = 0; s < 2; s++)
-		for (int r = 0; r < 3; r++)
+		for (int r = 0; r < tr_rule_count(); r++)
 			for (int i = 2; i < N_ALPHAS; i++) {
-				const struct tr_agg *o = cov_row(t, sets[s], rules[r], alphas[i]);
-				const struct tr_agg *p = tr_table_find(t, "pooled", sets[s], "pooled", "liblinear", -1, rules[r], alphas[i]);
+				const struct tr_agg *o = cov_row(t, sets[s], tr_rule_at(r)->name, alphas[i]);
+				const struct tr_agg *p = tr_table_find(t, "pooled", sets[s], "pooled", "liblinear", -1, tr_rule_at(r)->name, alphas[i]);
 				if (!o || !p)
 					continue;
-				tr_buf_printf(b, "| %s | %s | %.2f | ", sets[s], rules[r], alphas[i]);
+				tr_buf_printf(b, "| %s | %s | %.2f | ", sets[s], tr_rule_at(r)->name, alphas[i]);
 				const struct tr_agg *x[2] = {o, p};
 				for (int k = 0; k < 2; k++) {
 					pct(b, mean_cov(x[k]));

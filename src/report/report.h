@@ -18,7 +18,9 @@ struct tr_agg {
 	int violations;
 	double cal_cov_sum, e2e_sum, gold_sum;
 	int gold_n;
-	int fam[4]; /* refused, global, l2d, rsb */
+	int fam[TR_REGISTRY_MAX + 1]; /* seeds that deployed: [0] refused, [1 + i] family i of the table */
+	double cov_noood_sum, agr_noood_sum; /* the same routing without the OOD guard */
+	int agr_noood_n, violations_noood;
 	double fit_sum;
 	int fit_n;
 	double n_traces_sum; /* traces actually used */

@@ -22,11 +22,11 @@ static void test_bounds(void)
 	      tr_ltt_start_level(1000, 0.95, 0.1 / 3));
 	CHECK(tr_ltt_start_level(10, 0.99, 0.1) == 1.0, "too few rows: only accept-all is left");
 	/* the audit's nearest miss: extra agreeing rows needed */
-	CHECK(tr_gate_shortfall(TR_GATE_POINT, 20, 17, 0.9, 0.1) == 1, "point: 18 of 20 needed");
-	CHECK(tr_gate_shortfall(TR_GATE_POINT, 5, 5, 0.9, 0.1) == -1, "point: under 10 accepted never passes");
-	CHECK(tr_gate_shortfall(TR_GATE_CP_HOLDOUT, 22, 21, 0.9, 0.1) == 1, "cp: 22/22 reaches 0.9006");
-	CHECK(tr_gate_shortfall(TR_GATE_LTT, 22, 20, 0.9, 0.1) == 2, "ltt: 22/22 gives p = 0.098");
-	CHECK(tr_gate_shortfall(TR_GATE_LTT, 21, 21, 0.9, 0.1) == -1, "ltt: 21/21 gives p = 0.109 > 0.1");
+	CHECK(tr_gate_shortfall(&tr_rule_point, 20, 17, 0.9, 0.1) == 1, "point: 18 of 20 needed");
+	CHECK(tr_gate_shortfall(&tr_rule_point, 5, 5, 0.9, 0.1) == -1, "point: under 10 accepted never passes");
+	CHECK(tr_gate_shortfall(&tr_rule_cp_holdout, 22, 21, 0.9, 0.1) == 1, "cp: 22/22 reaches 0.9006");
+	CHECK(tr_gate_shortfall(&tr_rule_ltt, 22, 20, 0.9, 0.1) == 2, "ltt: 22/22 gives p = 0.098");
+	CHECK(tr_gate_shortfall(&tr_rule_ltt, 21, 21, 0.9, 0.1) == -1, "ltt: 21/21 gives p = 0.109 > 0.1");
 }
 
 /* n rows with scores n..1 (as i/n); the `good` highest-scoring rows agree. */
@@ -54,7 +54,7 @@ static void test_walks(void)
 	ramp(20, 15, score, agree, strat, group, keys);
 	struct tr_gate_input in = {.n = 20, .score = score, .agree = agree, .strat = strat, .group = group,
 				   .n_val = 20, .val_score = score, .alpha = 0.8, .delta = 0.1, .seed = 1};
-	CHECK(tr_gate_run(TR_GATE_POINT, &in, 0, &r, &e) == 0 && r.deployed && r.n == 18 && r.k == 15,
+	CHECK(tr_gate_run(&tr_rule_point, &in, 0, &r, &e) == 0 && r.deployed && r.n == 18 && r.k == 15,
 	      "point: n=%zu k=%zu", r.n, r.k);
 	CHECK(r.n_steps == 21, "point examines every distinct score and accept-all: %zu", r.n_steps);
 	tr_gate_result_free(&r);
@@ -64,14 +64,14 @@ static void test_walks(void)
 	for (size_t n = 10; n <= 20; n++)
 		if (tr_cp_lower(n < 15 ? n : 15, n, 0.9) >= 0.7)
 			want = n;
-	CHECK(tr_gate_run(TR_GATE_CP_HOLDOUT, &in, 0, &r, &e) == 0 && r.deployed && r.n == want,
+	CHECK(tr_gate_run(&tr_rule_cp_holdout, &in, 0, &r, &e) == 0 && r.deployed && r.n == want,
 	      "cp single: n=%zu, want %zu", r.n, want);
 	tr_gate_result_free(&r);
 	/* ltt: 200 rows, top 150 agree, α = 0.9, δ = 0.1 */
 	ramp(N, 150, score, agree, strat, group, keys);
 	in = (struct tr_gate_input){.n = N, .score = score, .agree = agree, .strat = strat, .group = group,
 				    .n_val = N, .val_score = score, .alpha = 0.9, .delta = 0.1, .seed = 1};
-	CHECK(tr_gate_run(TR_GATE_LTT, &in, 0, &r, &e) == 0 && r.deployed, "ltt deploys");
+	CHECK(tr_gate_run(&tr_rule_ltt, &in, 0, &r, &e) == 0 && r.deployed, "ltt deploys");
 	CHECK(fabs(r.steps[0].level - tr_ltt_start_level(N, 0.9, 0.1)) < 1e-12, "ltt starts at %.2f",
 	      r.steps[0].level);
 	int ordered = 1, passes = 1;
@@ -87,24 +87,24 @@ static void test_walks(void)
 	/* global under each rule: all 200 rows, 150 agree = 0.75 */
 	for (int rule = 0; rule < 3; rule++) {
 		in.alpha = 0.7;
-		CHECK(tr_gate_run(rule, &in, 1, &r, &e) == 0 && r.deployed && r.n == N && isinf(r.threshold),
-		      "%s: global deploys at 0.7", tr_gate_rule_names[rule]);
+		CHECK(tr_gate_run(tr_rule_at(rule), &in, 1, &r, &e) == 0 && r.deployed && r.n == N && isinf(r.threshold),
+		      "%s: global deploys at 0.7", tr_rule_at(rule)->name);
 		tr_gate_result_free(&r);
 		in.alpha = 0.8;
-		CHECK(tr_gate_run(rule, &in, 1, &r, &e) == 0 && !r.deployed, "%s: global refused at 0.8",
-		      tr_gate_rule_names[rule]);
+		CHECK(tr_gate_run(tr_rule_at(rule), &in, 1, &r, &e) == 0 && !r.deployed, "%s: global refused at 0.8",
+		      tr_rule_at(rule)->name);
 		tr_gate_result_free(&r);
 	}
 	/* refusal when nothing clears */
 	ramp(N, 0, score, agree, strat, group, keys);
 	in.alpha = 0.5;
 	for (int rule = 0; rule < 3; rule++) {
-		CHECK(tr_gate_run(rule, &in, 0, &r, &e) == 0 && !r.deployed && r.reason[0], "%s refuses",
-		      tr_gate_rule_names[rule]);
+		CHECK(tr_gate_run(tr_rule_at(rule), &in, 0, &r, &e) == 0 && !r.deployed && r.reason[0], "%s refuses",
+		      tr_rule_at(rule)->name);
 		tr_gate_result_free(&r);
 	}
 	in.alpha = 1.0;
-	CHECK(tr_gate_run(TR_GATE_LTT, &in, 0, &r, &e) == -1, "target 1 rejected");
+	CHECK(tr_gate_run(&tr_rule_ltt, &in, 0, &r, &e) == -1, "target 1 rejected");
 }
 
 /* Synthetic calibration: scores uniform, agreement probability 0.75 + 0.25 s. */
@@ -146,7 +146,7 @@ static void test_promise(void)
 					   .val_score = v, .alpha = alpha, .delta = delta, .seed = (uint64_t)seed};
 		for (int rule = 0; rule < 3; rule++) {
 			struct tr_gate_result r;
-			if (tr_gate_run(rule, &in, 0, &r, &e) == 0 && r.deployed) {
+			if (tr_gate_run(tr_rule_at(rule), &in, 0, &r, &e) == 0 && r.deployed) {
 				dep[rule]++;
 				viol[rule] += true_agreement(r.threshold) < alpha;
 			}
@@ -159,10 +159,10 @@ static void test_promise(void)
 	printf("promise at alpha %.2f over %d seeds: violation rate point %.3f, cp-holdout %.3f, ltt %.3f "
 	       "(deployed %d, %d, %d)\n", alpha, SEEDS, rate[0], rate[1], rate[2], dep[0], dep[1], dep[2]);
 	double noise = 3 * sqrt(delta * (1 - delta) / SEEDS);
-	CHECK(rate[TR_GATE_LTT] <= delta + noise, "ltt violates %.3f > delta %.2f + noise", rate[TR_GATE_LTT], delta);
-	CHECK(dep[TR_GATE_LTT] > SEEDS / 2, "ltt deploys in most runs (%d)", dep[TR_GATE_LTT]);
-	CHECK(rate[TR_GATE_POINT] > 0.25 && rate[TR_GATE_POINT] > rate[TR_GATE_LTT] + 0.15,
-	      "point violates far more often (%.3f)", rate[TR_GATE_POINT]);
+	CHECK(rate[2] <= delta + noise, "ltt violates %.3f > delta %.2f + noise", rate[2], delta);
+	CHECK(dep[2] > SEEDS / 2, "ltt deploys in most runs (%d)", dep[2]);
+	CHECK(rate[0] > 0.25 && rate[0] > rate[2] + 0.15,
+	      "point violates far more often (%.3f)", rate[0]);
 }
 
 static void test_monotone(void)
@@ -178,13 +178,13 @@ static void test_monotone(void)
 		gsl_rng *g = tr_rng_new((uint64_t)seed);
 		synth(g, N, s, a, v, strat, grp, keys);
 		gsl_rng_free(g);
-		for (int rule = TR_GATE_CP_HOLDOUT; rule <= TR_GATE_LTT; rule++) {
+		for (int rule = 1; rule <= 2; rule++) /* cp-holdout, ltt */ {
 			double prev = 2;
 			for (double alpha = 0.80; alpha < 0.995; alpha += 0.01) {
 				struct tr_gate_input in = {.n = N, .score = s, .agree = a, .strat = strat, .group = grp,
 							   .n_val = N, .val_score = v, .alpha = alpha, .delta = 0.1, .seed = 3};
 				struct tr_gate_result r;
-				tr_gate_run(rule, &in, 0, &r, &e);
+				tr_gate_run(tr_rule_at(rule), &in, 0, &r, &e);
 				double cov = r.deployed ? r.coverage : 0;
 				ok &= cov <= prev + 1e-12;
 				prev = cov;
