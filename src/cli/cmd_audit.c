@@ -114,7 +114,7 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	double *emb = NULL;
 	size_t er = 0;
 	int ed = 0, rc = -1;
-	void *rep = NULL;
+	json_t *rep = NULL;
 	struct tr_buf dec = {0}, md = {0}, term = {0}, html = {0};
 	char tmp[PATH_MAX], chart[PATH_MAX + 32];
 	tmp[0] = 0;
@@ -166,7 +166,7 @@ static int audit_plateaus(const char *results, const char *spec, const char *set
 			  const char *outdir, int force, struct tr_err *e)
 {
 	struct tr_spec s;
-	void *rep = NULL;
+	json_t *rep = NULL;
 	int rc = -1;
 	struct tr_buf md = {0}, html = {0}, tsv = {0};
 	char tmp[PATH_MAX], chart[PATH_MAX + 32];

@@ -8,7 +8,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "../surrogate/surrogate.h"
+#include "../gate/gate.h"
 #include "cli.h"
 
 const char cmd_train_surrogate_usage[] =
@@ -31,19 +31,14 @@ static double peak_rss_mb(void)
 static int split_two(const struct tr_trace *rows, const size_t *idx, size_t n, double first, uint64_t seed,
 		     size_t *a, size_t *na, size_t *b, size_t *nb, struct tr_err *e)
 {
-	int *strat = tr_malloc(n * sizeof *strat), *part = tr_malloc(n * sizeof *part);
-	const char **grp = tr_malloc(n * sizeof *grp);
+	int *part = tr_malloc((n ? n : 1) * sizeof *part);
 	int rc = -1;
-	if (!strat || !part || !grp) {
+	double frac[2] = {first, 1 - first};
+	if (!part) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		strat[i] = rows[idx[i]].teacher;
-		grp[i] = tr_trace_group(&rows[idx[i]]);
-	}
-	double frac[2] = {first, 1 - first};
-	if (tr_split_grouped(n, strat, grp, frac, 2, seed, 0, part, e))
+	if (tr_split_traces(rows, idx, n, frac, 2, seed, 0, part, e))
 		goto out;
 	*na = *nb = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -54,7 +49,7 @@ static int split_two(const struct tr_trace *rows, const size_t *idx, size_t n, d
 	}
 	rc = 0;
 out:
-	tr_free(strat), tr_free(part), tr_free(grp);
+	tr_free(part);
 	return rc;
 }
 
@@ -78,6 +73,8 @@ static int run(const struct job *j, struct tr_err *e)
 	int *ytrain = tr_malloc(n * sizeof *ytrain), *yfit = tr_malloc(n * sizeof *yfit),
 	    *yval = tr_malloc(n * sizeof *yval), *pred = tr_malloc(n * sizeof *pred);
 	double *emb = NULL, *proba = NULL;
+	int *gold = NULL;
+	struct tr_decision *d = NULL;
 	struct tr_featurizer *fz = NULL;
 	struct tr_feats F = {0}, Xtr = {0}, Xfit = {0}, Xval = {0}, Xte = {0};
 	struct tr_surrogate *sel = NULL, *s = NULL;
@@ -158,15 +155,20 @@ static int run(const struct job *j, struct tr_err *e)
 		goto out;
 	double t_pred = tr_now() - t0;
 	tr_argmax_rows(proba, ntest, K, pred);
-	size_t agree = 0, gold_n = 0, gold_ok = 0;
+	/* the surrogate alone answers every test row: the routing metrics of a policy that handles all */
+	if (!(d = tr_malloc((ntest ? ntest : 1) * sizeof *d)) || !(gold = tr_malloc((ntest ? ntest : 1) * sizeof *gold))) {
+		tr_fail(e, "out of memory");
+		goto out;
+	}
 	int *yte = yfit; /* reuse: teacher labels of the test rows */
 	for (size_t i = 0; i < ntest; i++) {
 		const struct tr_trace *t = &rows[test[i]];
 		yte[i] = t->teacher;
-		agree += pred[i] == t->teacher;
-		if (t->gold >= 0)
-			gold_n++, gold_ok += pred[i] == t->gold;
+		gold[i] = t->gold >= 0 ? t->gold : TR_NO_GOLD;
+		d[i] = (struct tr_decision){.label = pred[i], .handled = 1, .stage = 1, .top1 = pred[i]};
 	}
+	struct tr_metrics m;
+	tr_metrics_compute(d, yte, gold, ntest, 0, &m);
 	printf("set %s  backend %s  features %s (%d dims)  seed %llu\n", j->set, fam->name, j->features,
 	       tr_featurizer_dim(fz), (unsigned long long)j->seed);
 	printf("traces %zu (selection: fit %zu, validation %zu)  test %zu  labels %d\n", ntrain, nfit, nval, ntest,
@@ -175,10 +177,10 @@ static int run(const struct job *j, struct tr_err *e)
 	printf("chosen:");
 	for (int k = 0; k < grid.n_hp; k++)
 		printf(" %s=%g", fam->hparams[k].name, sel->hp[k]);
-	printf("\ntest agreement with teacher %.4f (%zu/%zu)  macro-F1 %.4f", (double)agree / (double)ntest, agree,
-	       ntest, tr_macro_f1(yte, pred, ntest, K));
-	if (gold_n)
-		printf("  gold accuracy %.4f (%zu/%zu)", (double)gold_ok / (double)gold_n, gold_ok, gold_n);
+	printf("\ntest agreement with teacher %.4f (%zu/%zu)  macro-F1 %.4f", m.agreement, m.agree, ntest,
+	       tr_macro_f1(yte, pred, ntest, K));
+	if (m.gold_n)
+		printf("  gold accuracy %.4f (%zu/%zu)", m.gold_accuracy, m.gold_ok, m.gold_n);
 	printf("\nseconds: features %.2f  selection %.2f  fit %.2f  predict %.3f  peak RSS %.0f MB\n", t_feat,
 	       t_select, t_fit, t_pred, peak_rss_mb());
 	rc = 0;
@@ -191,7 +193,7 @@ out:
 	tr_featurizer_free(fz);
 	tr_free(emb), tr_free(proba), tr_free(rows);
 	tr_free(train), tr_free(test), tr_free(fit), tr_free(val), tr_free(all);
-	tr_free(ytrain), tr_free(yfit), tr_free(yval), tr_free(pred);
+	tr_free(ytrain), tr_free(yfit), tr_free(yval), tr_free(pred), tr_free(gold), tr_free(d);
 	tr_traceset_free(&ts);
 	return rc;
 }

@@ -220,5 +220,11 @@ void tr_csv_free(struct tr_csv *c);
  */
 int tr_split_grouped(size_t n, const int *strat, const char *const *group, const double *frac,
 		     int nparts, uint64_t seed, int tiny, int *part, struct tr_err *e);
+/*
+ * The split of traces every caller uses: tr_split_grouped over rows[idx[i]] (rows[i] when idx is NULL),
+ * i < n, stratified by teacher label and grouped by tr_trace_group. part[i] is the part of position i.
+ */
+int tr_split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
+		    uint64_t seed, int tiny, int *part, struct tr_err *e);
 
 #endif

@@ -124,20 +124,15 @@ void tr_set_note_source(struct tr_traceset *ts, const char *file, size_t rows, s
 int tr_set_split_traffic(struct tr_traceset *ts, struct tr_rows *all, struct tr_err *e)
 {
 	size_t n = all->n;
-	int *strat = tr_malloc(n * sizeof *strat), *part = tr_malloc(n * sizeof *part);
-	const char **group = tr_malloc(n * sizeof *group);
+	int *part = tr_malloc((n ? n : 1) * sizeof *part);
 	int rc = -1;
 	ts->split_seed = TR_SET_SPLIT_SEED;
-	if (!strat || !part || !group) {
+	static const double frac[2] = {0.7, 0.3};
+	if (!part) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		strat[i] = all->v[i].teacher;
-		group[i] = tr_trace_group(&all->v[i]);
-	}
-	static const double frac[2] = {0.7, 0.3};
-	if (tr_split_grouped(n, strat, group, frac, 2, TR_SET_SPLIT_SEED, 0, part, e))
+	if (tr_split_traces(all->v, NULL, n, frac, 2, TR_SET_SPLIT_SEED, 0, part, e))
 		goto out;
 	rc = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -149,9 +144,7 @@ int tr_set_split_traffic(struct tr_traceset *ts, struct tr_rows *all, struct tr_
 			tr_free(t.id), tr_free(t.input), tr_free(t.input_b), tr_free(t.group);
 	}
 out:
-	tr_free(strat);
 	tr_free(part);
-	tr_free(group);
 	tr_rows_free(all);
 	return rc;
 }

@@ -113,3 +113,24 @@ out:
 		gsl_rng_free(rng);
 	return rc;
 }
+
+int tr_split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
+		    uint64_t seed, int tiny, int *part, struct tr_err *e)
+{
+	int *strat = tr_malloc((n ? n : 1) * sizeof *strat);
+	const char **group = tr_malloc((n ? n : 1) * sizeof *group);
+	int rc = -1;
+	if (!strat || !group) {
+		tr_fail(e, "out of memory");
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			const struct tr_trace *t = &rows[idx ? idx[i] : i];
+			strat[i] = t->teacher;
+			group[i] = tr_trace_group(t);
+		}
+		rc = tr_split_grouped(n, strat, group, frac, nparts, seed, tiny, part, e);
+	}
+	tr_free(strat);
+	tr_free(group);
+	return rc;
+}

@@ -18,8 +18,7 @@
 static int split(const struct tr_trace *rows, size_t n, double first, uint64_t seed, struct tr_rows *a,
 		 struct tr_rows *b, struct tr_err *e)
 {
-	int *strat = tr_malloc((n ? n : 1) * sizeof *strat), *part = tr_malloc((n ? n : 1) * sizeof *part);
-	const char **grp = tr_malloc((n ? n : 1) * sizeof *grp);
+	int *part = tr_malloc((n ? n : 1) * sizeof *part);
 	int rc = -1;
 	a->v = tr_malloc((n ? n : 1) * sizeof *a->v);
 	a->n = 0;
@@ -27,16 +26,12 @@ static int split(const struct tr_trace *rows, size_t n, double first, uint64_t s
 		b->v = tr_malloc((n ? n : 1) * sizeof *b->v);
 		b->n = 0;
 	}
-	if (!strat || !part || !grp || !a->v || (b && !b->v)) {
+	if (!part || !a->v || (b && !b->v)) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		strat[i] = rows[i].teacher;
-		grp[i] = tr_trace_group(&rows[i]);
-	}
 	double frac[2] = {first, 1 - first};
-	if (tr_split_grouped(n, strat, grp, frac, 2, seed, 0, part, e))
+	if (tr_split_traces(rows, NULL, n, frac, 2, seed, 0, part, e))
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		if (part[i] == 0)
@@ -46,7 +41,7 @@ static int split(const struct tr_trace *rows, size_t n, double first, uint64_t s
 	}
 	rc = 0;
 out:
-	tr_free(strat), tr_free(part), tr_free(grp);
+	tr_free(part);
 	return rc;
 }
 

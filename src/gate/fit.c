@@ -74,22 +74,16 @@ static int split_rows(struct tr_fit *f, struct tr_err *e)
 {
 	const struct tr_rows *r = &f->ts->part[TR_PART_TRACES];
 	size_t N = r->n;
-	int *strat = tr_malloc(N * sizeof *strat), *part = tr_malloc(N * sizeof *part);
-	const char **grp = tr_malloc(N * sizeof *grp);
-	int rc = -1;
+	int *part = tr_malloc(N * sizeof *part), rc = -1;
 	f->use = tr_malloc(N * sizeof *f->use);
-	if (!strat || !part || !grp || !f->use) {
+	if (!part || !f->use) {
 		tr_fail(e, "out of memory");
 		goto out;
-	}
-	for (size_t i = 0; i < N; i++) {
-		strat[i] = r->v[i].teacher;
-		grp[i] = tr_trace_group(&r->v[i]);
 	}
 	f->n = 0;
 	if (f->o->cap && N > f->o->cap) {
 		double frac[2] = {(double)f->o->cap / (double)N, 1 - (double)f->o->cap / (double)N};
-		if (tr_split_grouped(N, strat, grp, frac, 2, f->o->seed ^ 0x9e3779b97f4a7c15ull, 0, part, e))
+		if (tr_split_traces(r->v, NULL, N, frac, 2, f->o->seed ^ 0x9e3779b97f4a7c15ull, 0, part, e))
 			goto out;
 		for (size_t i = 0; i < N; i++)
 			if (part[i] == 0)
@@ -98,12 +92,8 @@ static int split_rows(struct tr_fit *f, struct tr_err *e)
 		for (size_t i = 0; i < N; i++)
 			f->use[f->n++] = i;
 	}
-	for (size_t j = 0; j < f->n; j++) {
-		strat[j] = r->v[f->use[j]].teacher;
-		grp[j] = tr_trace_group(&r->v[f->use[j]]);
-	}
 	static const double frac3[3] = {0.6, 0.2, 0.2};
-	if (tr_split_grouped(f->n, strat, grp, frac3, 3, f->o->seed, 1, part, e))
+	if (tr_split_traces(r->v, f->use, f->n, frac3, 3, f->o->seed, 1, part, e))
 		goto out;
 	f->tr = tr_malloc(f->n * sizeof *f->tr);
 	f->va = tr_malloc(f->n * sizeof *f->va);
@@ -114,7 +104,7 @@ static int split_rows(struct tr_fit *f, struct tr_err *e)
 		goto out;
 	}
 	for (size_t j = 0; j < f->n; j++) {
-		f->y[j] = strat[j];
+		f->y[j] = r->v[f->use[j]].teacher;
 		if (part[j] == 0)
 			f->tr[f->ntr++] = j;
 		else if (part[j] == 1)
@@ -124,7 +114,7 @@ static int split_rows(struct tr_fit *f, struct tr_err *e)
 	}
 	rc = 0;
 out:
-	tr_free(strat), tr_free(part), tr_free(grp);
+	tr_free(part);
 	return rc;
 }
 

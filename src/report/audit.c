@@ -167,7 +167,7 @@ static long nearest_centroid(const struct tr_feats *X, const int *pick, size_t n
 }
 
 int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traceset *ts, const struct tr_rows *rows,
-		    const double *emb, size_t emb_rows, int emb_dim, const struct tr_audit_opts *o, void **out,
+		    const double *emb, size_t emb_rows, int emb_dim, const struct tr_audit_opts *o, struct json_t **out,
 		    struct tr_buf *decisions, struct tr_err *e)
 {
 	*out = NULL;
@@ -366,7 +366,7 @@ out:
 /* ---- plateaus over trace count ---- */
 
 int tr_audit_plateaus(const struct tr_spec *s, const char *results, const char *set, const char *rule,
-		      double target, void **out, struct tr_err *e)
+		      double target, struct json_t **out, struct tr_err *e)
 {
 	*out = NULL;
 	struct tr_cell *cells;

@@ -239,7 +239,7 @@ static void md_cell(struct tr_buf *b, const char *s, int terminal)
 	}
 }
 
-int tr_audit_markdown(const void *report, int terminal, int top, struct tr_buf *out)
+int tr_audit_markdown(const struct json_t *report, int terminal, int top, struct tr_buf *out)
 {
 	struct section S[12];
 	memset(S, 0, sizeof S);
@@ -353,7 +353,7 @@ static int embed_png(struct tr_buf *out, const char *path, const char *caption, 
 	return 0;
 }
 
-int tr_audit_html(const void *report, const char *const *charts, const char *const *captions, int n_charts,
+int tr_audit_html(const struct json_t *report, const char *const *charts, const char *const *captions, int n_charts,
 		  struct tr_buf *out, struct tr_err *e)
 {
 	struct section S[12];
@@ -467,7 +467,7 @@ static int plateau_table(json_t *rep, struct tr_buf *md, struct tr_buf *html)
 	return 0;
 }
 
-int tr_plateau_markdown(const void *report, struct tr_buf *out)
+int tr_plateau_markdown(const struct json_t *report, struct tr_buf *out)
 {
 	json_t *rep = (json_t *)report;
 	plateau_table(rep, out, NULL);
@@ -475,7 +475,7 @@ int tr_plateau_markdown(const void *report, struct tr_buf *out)
 	return out->data ? 0 : -1;
 }
 
-int tr_plateau_html(const void *report, const char *chart, struct tr_buf *out, struct tr_err *e)
+int tr_plateau_html(const struct json_t *report, const char *chart, struct tr_buf *out, struct tr_err *e)
 {
 	json_t *rep = (json_t *)report;
 	tr_buf_puts(out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Plateaus</title>\n"

@@ -62,11 +62,11 @@ struct tr_audit_opts {
 /*
  * Audits a fitted policy on traffic `rows` (labels named by ts): the gate decision re-derived from
  * gate_audit.json (with the nearest miss of a refusal), where the surrogate handles and defers, and the
- * cost projection. Returns the report as JSON (json_t *, owned by the caller); `decisions` receives the
+ * cost projection. Returns the report as JSON (owned by the caller); `decisions` receives the
  * routed decisions as JSONL ({"id","teacher","label","decision","score","top1","chars"}).
  */
 int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traceset *ts, const struct tr_rows *rows,
-		    const double *emb, size_t emb_rows, int emb_dim, const struct tr_audit_opts *o, void **out,
+		    const double *emb, size_t emb_rows, int emb_dim, const struct tr_audit_opts *o, struct json_t **out,
 		    struct tr_buf *decisions, struct tr_err *e);
 /*
  * Plateaus over trace count from a sweep's cells: per label, the handled share at each trace count for
@@ -74,15 +74,15 @@ int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traces
  * stopped improving. JSON out.
  */
 int tr_audit_plateaus(const struct tr_spec *s, const char *results, const char *set, const char *rule,
-		      double target, void **out, struct tr_err *e);
+		      double target, struct json_t **out, struct tr_err *e);
 /* Markdown of an audit report (terminal: only the top and bottom `top` labels). */
-int tr_audit_markdown(const void *report, int terminal, int top, struct tr_buf *out);
+int tr_audit_markdown(const struct json_t *report, int terminal, int top, struct tr_buf *out);
 /* A self-contained HTML page (all text escaped); charts are PNG files embedded as data URIs. */
-int tr_audit_html(const void *report, const char *const *charts, const char *const *captions, int n_charts,
+int tr_audit_html(const struct json_t *report, const char *const *charts, const char *const *captions, int n_charts,
 		  struct tr_buf *out, struct tr_err *e);
 
 /* The plateau report as Markdown / HTML (escaped, self-contained; charts embedded like the audit's). */
-int tr_plateau_markdown(const void *report, struct tr_buf *out);
-int tr_plateau_html(const void *report, const char *chart, struct tr_buf *out, struct tr_err *e);
+int tr_plateau_markdown(const struct json_t *report, struct tr_buf *out);
+int tr_plateau_html(const struct json_t *report, const char *chart, struct tr_buf *out, struct tr_err *e);
 
 #endif
