@@ -40,7 +40,7 @@ for spec in $SPECS; do
 	fi
 	count=$(echo "$missing" | tr ',' '\n' | wc -l)
 	job=$(SPEC=$spec sbatch --parsable --array="$missing%$MAXRUN" --cpus-per-task="$CPUS" --mem="$MEM" \
-		--time="$TIME" --output="$RESULTS/slurm/$name-%a.log" --export=ALL,SPEC="$spec",TRACER_THREADS="$CPUS" \
+		--time="$TIME" --output="$RESULTS/slurm/$name-%a.log" --export=ALL,SPEC="$spec",CELL_THREADS="$CPUS" \
 		"$ROOT/experiments/slurm/cell.sbatch")
 	echo "slurm-submit: $name: job $job, $count cells ($missing)"
 	deps="$deps:$job"

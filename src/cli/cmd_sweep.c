@@ -18,6 +18,7 @@ const char cmd_sweep_usage[] =
 	"       tracer sweep SPEC --list                       the cells, one per line: index, hash, what\n"
 	"       tracer sweep SPEC --missing [--results DIR]    indices of the unfinished cells, comma-separated\n"
 	"       tracer sweep SPEC --cell INDEX|HASH [--results DIR]   compute exactly one cell\n"
+	"  --threads N: grid points of a cell trained at once (default: the online cores; 1 with --jobs > 1).\n"
 	"  Cells are written to DIR/cells/NAME/HASH.json (DIR defaults to results/ in the project root);\n"
 	"  finished cells are skipped, so an interrupted sweep resumes. With --jobs N, N cells run at once\n"
 	"  (each single-threaded); the results do not depend on N or on the order.\n";
@@ -43,18 +44,19 @@ static void progress(size_t done, size_t total, double t0, const char *what)
 		fprintf(stderr, "sweep: [%zu/%zu] %s (%.0fs elapsed, ETA %.0fs)\n", done, total, what, el, eta);
 }
 
-static int run_one(const struct tr_spec *s, const struct tr_cell *c, const char *results)
+static int run_one(const struct tr_spec *s, const struct tr_cell *c, const char *results, int threads)
 {
 	struct tr_err e;
 	int skipped;
-	if (tr_cell_run(s, c, results, &skipped, &e)) {
+	if (tr_cell_run(s, c, results, threads, &skipped, &e)) {
 		fprintf(stderr, "tracer: cell %s: %s\n", c->hash, e.msg);
 		return TR_EXIT_DATA;
 	}
 	return TR_EXIT_OK;
 }
 
-static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t n, const char *results, int jobs)
+static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t n, const char *results, int jobs,
+		   int threads)
 {
 	size_t todo = 0, done = 0, failed = 0;
 	size_t *pending = tr_malloc((n ? n : 1) * sizeof *pending);
@@ -68,8 +70,8 @@ static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t 
 	}
 	fprintf(stderr, "sweep %s: %zu cells, %zu finished, %zu to compute with %d job%s\n", s->name, n, n - todo,
 		todo, jobs, jobs > 1 ? "s" : "");
-	if (jobs > 1)
-		setenv("TRACER_THREADS", "1", 1); /* parallel cells, not parallel grid points */
+	if (jobs > 1 && threads == 0)
+		threads = 1; /* parallel cells, not parallel grid points */
 	double t0 = tr_now();
 	size_t next = 0, running = 0;
 	pid_t pids[64] = {0};
@@ -83,7 +85,7 @@ static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t 
 				break;
 			}
 			if (pid == 0)
-				_exit(run_one(s, &cells[pending[next]], results));
+				_exit(run_one(s, &cells[pending[next]], results, threads));
 			for (int k = 0; k < 64; k++)
 				if (!pids[k]) {
 					pids[k] = pid, which[k] = pending[next];
@@ -129,7 +131,7 @@ int cmd_sweep(int argc, char **argv)
 	char results[4096];
 	tr_root_path("results", results, sizeof results);
 	int list = 0, missing = 0;
-	unsigned long long jobs = 1;
+	unsigned long long jobs = 1, threads = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--list") == 0)
 			list = 1;
@@ -142,6 +144,9 @@ int cmd_sweep(int argc, char **argv)
 		else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) {
 			if (tr_cli_count(argv[++i], &jobs) || jobs < 1 || jobs > 64)
 				return tr_cli_usage_error("sweep", "--jobs must be 1..64");
+		} else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+			if (tr_cli_count(argv[++i], &threads) || threads < 1 || threads > 64)
+				return tr_cli_usage_error("sweep", "--threads must be 1..64");
 		} else if (argv[i][0] != '-' && !spec)
 			spec = argv[i];
 		else
@@ -188,9 +193,9 @@ int cmd_sweep(int argc, char **argv)
 		if (found == n)
 			rc = tr_cli_usage_error("sweep", "no cell \"%s\" (0..%zu or a hash from --list)", cell, n ? n - 1 : 0);
 		else
-			rc = run_one(&s, &cells[found], results);
+			rc = run_one(&s, &cells[found], results, (int)threads);
 	} else {
-		rc = run_all(&s, cells, n, results, (int)jobs);
+		rc = run_all(&s, cells, n, results, (int)jobs, (int)threads);
 	}
 	tr_free(cells);
 	tr_spec_free(&s);

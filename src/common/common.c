@@ -13,6 +13,7 @@
 #include <nettle/sha2.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,23 +35,25 @@ int tr_fail(struct tr_err *e, const char *fmt, ...)
 
 /* ---- allocation ---- */
 
-static unsigned long alloc_count, alloc_fail_at;
+/* Atomic: grid points allocate from several threads at once (relaxed order is enough for a count). */
+static atomic_ulong alloc_count, alloc_fail_at;
 
 static int alloc_should_fail(void)
 {
-	alloc_count++;
-	return alloc_fail_at && alloc_count == alloc_fail_at;
+	unsigned long n = atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed) + 1;
+	unsigned long at = atomic_load_explicit(&alloc_fail_at, memory_order_relaxed);
+	return at && n == at;
 }
 
 void tr_alloc_fail_at(unsigned long n)
 {
-	alloc_count = 0;
-	alloc_fail_at = n;
+	atomic_store(&alloc_count, 0);
+	atomic_store(&alloc_fail_at, n);
 }
 
 unsigned long tr_alloc_count(void)
 {
-	return alloc_count;
+	return atomic_load(&alloc_count);
 }
 
 void *tr_malloc(size_t n)

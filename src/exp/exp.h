@@ -62,8 +62,11 @@ void tr_cell_path(const char *results, const struct tr_spec *s, const struct tr_
  * c's hash, and its results (a truncated or foreign file is not finished and gets recomputed).
  */
 int tr_cell_finished(const char *path, const struct tr_cell *c);
-/* Computes one cell and writes its file (and HASH.time with the fit seconds); skips a finished one. */
-int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int *skipped,
+/*
+ * Computes one cell and writes its file (and HASH.time with the fit seconds); skips a finished one.
+ * threads: grid points trained at once (0: the online cores); the cell does not depend on it.
+ */
+int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int threads, int *skipped,
 		struct tr_err *e);
 extern const char *const tr_protocol_names[2];
 

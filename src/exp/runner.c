@@ -58,7 +58,7 @@ int tr_cell_finished(const char *path, const struct tr_cell *c)
 	return done;
 }
 
-int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int *skipped,
+int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int threads, int *skipped,
 		struct tr_err *e)
 {
 	char path[PATH_MAX], dir[PATH_MAX];
@@ -109,7 +109,7 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 	memset(view.part, 0, sizeof view.part);
 	view.part[TR_PART_TRACES] = *fitrows;
 	struct tr_fit_options o = {.backend = c->backend, .grid = c->grid, .delta = s->delta, .seed = c->seed,
-				   .n_targets = s->n_targets};
+				   .n_targets = s->n_targets, .threads = threads};
 	memcpy(o.targets, s->targets, sizeof o.targets);
 	o.target = o.targets[0];
 	double secs = 0;

@@ -229,6 +229,7 @@ struct tr_fit_options {
 	uint64_t seed;
 	size_t cap;	/* at most this many traces are used (0: all) */
 	int ood;	/* build the OOD guard */
+	int threads;	/* grid points trained at once (0: the online cores) */
 };
 #define TR_DEFAULT_TARGETS {0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99}
 

@@ -3,6 +3,7 @@
  * deterministic), one-vs-rest for more than two labels, with a bias term. The only file that includes
  * liblinear's header (it exports bare names such as `train` and `struct model`).
  */
+#include <pthread.h>
 #include <linear.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,10 +72,17 @@ static double ll_need(size_t n, int w, int k)
 	return 1.25 * (80.0 * (double)n + 8.0 * w * (cols + 12)) + 4e6;
 }
 
+/* liblinear's print function is one global: set it once, not from every training thread. */
+static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+static void make_quiet(void)
+{
+	set_print_string_function(quiet);
+}
+
 static int ll_train(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
 		    void **model, struct tr_err *e)
 {
-	set_print_string_function(quiet);
+	pthread_once(&quiet_once, make_quiet);
 	struct feature_node *pool;
 	struct feature_node **rows = with_bias(X, X->dim + 1, &pool);
 	double *yd = tr_malloc(X->n * sizeof *yd);

@@ -10,6 +10,7 @@
  *
  * libsvm's probability fit shuffles with libc's rand(): srand(seed) runs right before training.
  */
+#include <pthread.h>
 #include <libsvm/svm.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,10 +146,16 @@ static double sv_need(size_t n, const int *y, int K, double cache_mb)
 	return 1.25 * (cache + 132 * l + 16.0 * (K - 1) * (double)n + 64.0 * (double)n) + 4e6;
 }
 
+static void make_quiet(void)
+{
+	svm_set_print_string_function(quiet);
+}
+
 static int sv_train(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
 		    void **model, struct tr_err *e)
 {
-	svm_set_print_string_function(quiet);
+	static pthread_once_t once = PTHREAD_ONCE_INIT; /* libsvm's print function is one global */
+	pthread_once(&once, make_quiet);
 	int sparse = X->dense == NULL;
 	double *yd = tr_malloc(X->n * sizeof *yd);
 	struct sv_model *sm = tr_calloc(1, sizeof *sm);

@@ -209,19 +209,18 @@ static void *worker(void *arg)
 	}
 }
 
-static int n_threads(const struct tr_family *fam, size_t points)
+static int n_threads(const struct tr_family *fam, size_t points, int threads)
 {
 	if (!fam->thread_safe || points < 2)
 		return 1;
-	const char *env = getenv("TRACER_THREADS");
-	long n = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+	long n = threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
 		n = 1;
 	return (int)((size_t)n < points ? (size_t)n : points);
 }
 
 int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, const struct tr_feats *X,
-		     const int *y, const struct tr_feats *Xv, const int *yv, int K, uint64_t seed,
+		     const int *y, const struct tr_feats *Xv, const int *yv, int K, uint64_t seed, int threads,
 		     struct tr_surrogate **out, struct tr_buf *log, struct tr_err *e)
 {
 	*out = NULL;
@@ -266,7 +265,7 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 		grid_point(grid, idx, s->hp);
 		pts[np++] = (struct point){fam, X, Xv, y, yv, K, seed, s, 0, {{0}}};
 	}
-	int nt = rc ? 1 : n_threads(fam, np);
+	int nt = rc ? 1 : n_threads(fam, np, threads);
 	if (!rc && nt > 1) {
 		struct pool pl = {.pts = pts, .n = np};
 		pthread_t th[64];

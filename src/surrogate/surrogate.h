@@ -72,11 +72,11 @@ struct tr_surrogate {
 /*
  * Trains every grid point on (X, y), picks by validation macro-F1 on (Xv, yv) when Xv has rows, and
  * returns the chosen model. `log` (may be NULL) receives one line per grid point. Grid points train in
- * parallel threads for thread-safe families (TRACER_THREADS, default: the online cores); the result
- * does not depend on the number of threads.
+ * up to `threads` parallel threads for thread-safe families (0: the online cores); the result does
+ * not depend on the number of threads.
  */
 int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, const struct tr_feats *X,
-		     const int *y, const struct tr_feats *Xv, const int *yv, int K, uint64_t seed,
+		     const int *y, const struct tr_feats *Xv, const int *yv, int K, uint64_t seed, int threads,
 		     struct tr_surrogate **out, struct tr_buf *log, struct tr_err *e);
 int tr_surrogate_predict(const struct tr_surrogate *s, const struct tr_feats *X, double *proba,
 			 struct tr_err *e);

@@ -15,7 +15,7 @@ static int run(const char *path, struct tr_decision *d, struct tr_err *e)
 	struct tr_traceset ts;
 	if (tr_traces_load_jsonl(path, &ts, e))
 		return -1;
-	struct tr_fit_options o = {.backend = "liblinear", .grid = "C=1", .rule = &tr_rule_ltt, .target = 0.8,
+	struct tr_fit_options o = {.backend = "liblinear", .grid = "C=1", .rule = &tr_rule_ltt, .threads = 1, .target = 0.8,
 				   .targets = {0.8, 0.9}, .n_targets = 2, .delta = 0.1, .seed = 1, .ood = 1};
 	struct tr_policy *p;
 	int rc = tr_policy_fit(&ts, path, &o, &p, e);
@@ -30,7 +30,6 @@ static int run(const char *path, struct tr_decision *d, struct tr_err *e)
 
 int main(void)
 {
-	setenv("TRACER_THREADS", "1", 1);
 	tr_gsl_init();
 	char path[4096];
 	snprintf(path, sizeof path, "%s/tests/fixtures/emb/traces.jsonl", tr_root_dir());

@@ -91,7 +91,7 @@ static struct tr_surrogate *fit(const struct tr_family *fam, const char *grid, c
 	struct tr_grid g;
 	struct tr_err e;
 	struct tr_surrogate *s = NULL;
-	if (tr_grid_parse(fam, grid, &g, &e) || tr_surrogate_fit(fam, &g, X, y, V, yv, K, seed, &s, NULL, &e))
+	if (tr_grid_parse(fam, grid, &g, &e) || tr_surrogate_fit(fam, &g, X, y, V, yv, K, seed, 0, &s, NULL, &e))
 		CHECK(0, "%s: %s", fam->name, e.msg);
 	return s;
 }
