@@ -19,7 +19,7 @@ REPLAY_BIN = $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/fuzz/replay_%)
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test test-cluster asan ubsan check fuzz unit-tests bench reproduce reproduce-quick plots clean
+.PHONY: all deps test test-cluster asan ubsan tsan coverage check fuzz unit-tests bench reproduce reproduce-quick plots clean
 
 all: $(BIN)
 
@@ -91,6 +91,22 @@ asan:
 	@$(MAKE) --no-print-directory test BUILD=build/asan BIN=build/asan/tracer CFLAGS="$(SAN) -fsanitize=address"
 ubsan:
 	@$(MAKE) --no-print-directory test BUILD=build/ubsan BIN=build/ubsan/tracer CFLAGS="$(SAN) -fsanitize=undefined"
+
+# ThreadSanitizer over the tests whose grid points train in parallel threads (built apart in build/tsan):
+# a data race makes the binary exit 66 and the test fail.
+TSAN_UNIT = test_surrogate test_faults
+TSAN_CLI  = test_threads.sh
+tsan:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory BUILD=build/tsan BIN=build/tsan/tracer CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=thread" \
+		build/tsan/tracer $(TSAN_UNIT:%=build/tsan/tests/%)
+	@export TSAN_OPTIONS="halt_on_error=1 exitcode=66" TRACER_ROOT=$(CURDIR); \
+	for t in $(TSAN_UNIT); do build/tsan/tests/$$t >build/tsan/$$t.log 2>&1; rc=$$?; \
+		printf '%-28s %s\n' $$t "$$(tail -n 1 build/tsan/$$t.log)"; \
+		[ $$rc = 0 ] || { cat build/tsan/$$t.log; exit 1; }; done; \
+	for t in $(TSAN_CLI); do TRACER_BIN=$(CURDIR)/build/tsan/tracer sh tests/cli/$$t >build/tsan/$$t.log 2>&1; rc=$$?; \
+		printf '%-28s %s\n' $$t "$$(tail -n 1 build/tsan/$$t.log)"; \
+		[ $$rc = 0 ] || { grep -A30 'ThreadSanitizer' build/tsan/$$t.log | head -60; exit 1; }; done
 
 SPECS   = experiments/coverage.spec experiments/pooled.spec experiments/flywheel.spec \
 	  experiments/honesty.spec experiments/backends.spec

@@ -1,0 +1,282 @@
+/*
+ * Unit tests of src/report: PAPER.md's generated sections rewritten between their markers (prose kept,
+ * a missing marker refused with the file untouched), and the verdict rules of the claims (C1-C5) on
+ * crafted tables at and around each rule's boundary; the TSV table's columns.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "../../src/report/report.h"
+#include "unit.h"
+
+static const char *const sections[] = {"claims", "coverage", "ood", "shift", "flywheel", "honesty", "backends", "cost"};
+#define N_SECTIONS (sizeof sections / sizeof *sections)
+
+static char dir[] = "/tmp/tracer-report-XXXXXX";
+static char paper[64];
+
+/* A PAPER.md with prose around every section's markers. */
+static void write_paper(const char *skip)
+{
+	struct tr_buf b = {0};
+	tr_buf_puts(&b, "# Title\n\nhand-written prose\n\n");
+	for (size_t i = 0; i < N_SECTIONS; i++) {
+		if (skip && strcmp(skip, sections[i]) == 0)
+			continue;
+		tr_buf_printf(&b, "## %s\n\n<!-- BEGIN %s -->\nold %s body\n<!-- END %s -->\n\nprose after %s\n\n",
+			      sections[i], sections[i], sections[i], sections[i], sections[i]);
+	}
+	struct tr_err e;
+	CHECK(tr_write_atomic(paper, b.data, b.len, &e) == 0, "write %s", paper);
+	tr_buf_free(&b);
+}
+
+static char *read_paper(void)
+{
+	char *text = NULL;
+	size_t len;
+	struct tr_err e;
+	if (tr_read_file(paper, &text, &len, &e))
+		return NULL;
+	return text;
+}
+
+/* One table row with `seeds` seeds of equal coverage and agreement; family counts as given. */
+static struct tr_agg *add(struct tr_table *t, const char *spec, const char *set, long traces, const char *rule,
+			  double target, double cov, double agr, int seeds, int refused, int global)
+{
+	tr_grow(&t->v, &t->cap, t->n + 1, sizeof *t->v);
+	struct tr_agg *a = &t->v[t->n++];
+	memset(a, 0, sizeof *a);
+	snprintf(a->spec, sizeof a->spec, "%s", spec);
+	snprintf(a->set, sizeof a->set, "%s", set);
+	snprintf(a->protocol, sizeof a->protocol, "official");
+	snprintf(a->backend, sizeof a->backend, "liblinear");
+	snprintf(a->rule, sizeof a->rule, "%s", rule);
+	a->traces = traces, a->target = target, a->seeds = seeds;
+	a->cov_sum = cov * seeds, a->cov_min = a->cov_max = cov, a->cov_noood_sum = cov * seeds;
+	a->agr_sum = agr * seeds, a->agr_n = seeds;
+	a->agr_noood_sum = agr * seeds, a->agr_noood_n = seeds;
+	a->fam[0] = refused;
+	a->fam[1 + tr_pol_family_index(&tr_pol_global)] = global;
+	return a;
+}
+
+/* The verdict (last cell) of claim `id` in the rewritten PAPER.md. */
+static int verdict(const struct tr_table *t, const char *id, char *out, size_t size)
+{
+	struct tr_err e;
+	write_paper(NULL);
+	out[0] = 0;
+	if (tr_paper_update(t, paper, &e))
+		return -1;
+	char *text = read_paper(), key[16];
+	snprintf(key, sizeof key, "| %s |", id);
+	char *line = text ? strstr(text, key) : NULL;
+	if (line) {
+		char *end = strchr(line, '\n');
+		*end = 0;
+		end[-2] = 0; /* drop the closing " |" */
+		char *last = strrchr(line, '|');
+		snprintf(out, size, "%s", last + 2);
+	}
+	free(text);
+	return line ? 0 : -1;
+}
+
+#define VERDICT(t, id, want, ...)                                                                          \
+	do {                                                                                               \
+		char got[64];                                                                              \
+		verdict(t, id, got, sizeof got);                                                          \
+		CHECK(strcmp(got, want) == 0, "%s: \"%s\", want \"%s\" (%s)", id, got, want, __VA_ARGS__);  \
+	} while (0)
+
+static const double alphas[] = {0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99};
+
+/* C1: point coverage spans >= 78%..95% over α: reproduced; reaches 83%: partly. */
+static void test_c1(void)
+{
+	struct tr_table t = {0};
+	VERDICT(&t, "C1", "not run", "empty table");
+	struct tr_agg *lo = NULL, *hi = NULL;
+	for (int i = 0; i < 7; i++) {
+		struct tr_agg *a = add(&t, "coverage", "banking77:gold", -1, "point", alphas[i], 0.90, 0.95, 1, 0, 0);
+		add(&t, "coverage", "banking77:gold", -1, "ltt", alphas[i], 0.85, 0.95, 1, 0, 0);
+		if (i == 0)
+			hi = a;
+		if (i == 6)
+			lo = a;
+	}
+	/* tr_grow may move rows: find them again by target */
+	hi = (struct tr_agg *)tr_table_find(&t, "coverage", "banking77:gold", "official", "liblinear", -1, "point", 0.80);
+	lo = (struct tr_agg *)tr_table_find(&t, "coverage", "banking77:gold", "official", "liblinear", -1, "point", 0.99);
+	hi->cov_sum = 0.95, lo->cov_sum = 0.78;
+	VERDICT(&t, "C1", "reproduced", "78%%..95%%: at both boundaries");
+	lo->cov_sum = 0.7799;
+	VERDICT(&t, "C1", "partly", "low end just below 78%%");
+	lo->cov_sum = 0.78, hi->cov_sum = 0.9499;
+	VERDICT(&t, "C1", "partly", "high end just below 95%%");
+	hi->cov_sum = 0.83, lo->cov_sum = 0.50;
+	for (size_t i = 0; i < t.n; i++)
+		if (strcmp(t.v[i].rule, "point") == 0 && &t.v[i] != hi && &t.v[i] != lo)
+			t.v[i].cov_sum = 0.6;
+	VERDICT(&t, "C1", "partly", "reaches 83%% exactly");
+	hi->cov_sum = 0.8299;
+	VERDICT(&t, "C1", "not reproduced", "just below 83%%");
+	tr_table_free(&t);
+}
+
+/* C2: point deploys global in every seed at 0.95: reproduced; else coverage >= 90%: partly. */
+static void test_c2(void)
+{
+	struct tr_table t = {0};
+	add(&t, "coverage", "clinc150:gold", -1, "ltt", 0.95, 0.9, 0.95, 3, 0, 3);
+	struct tr_agg *p = add(&t, "coverage", "clinc150:gold", -1, "point", 0.95, 1.0, 0.93, 3, 0, 3);
+	VERDICT(&t, "C2", "reproduced", "global in 3/3 seeds");
+	p->fam[1 + tr_pol_family_index(&tr_pol_global)] = 2;
+	p->cov_sum = 0.90 * 3;
+	VERDICT(&t, "C2", "partly", "global in 2/3, coverage 90%%");
+	p->cov_sum = 0.8999 * 3;
+	VERDICT(&t, "C2", "not reproduced", "coverage just below 90%%");
+	tr_table_free(&t);
+}
+
+/* C3: point refuses both MNLI sets at every α >= 0.85: reproduced; ltt refuses mnli:gold: partly. */
+static void test_c3(void)
+{
+	struct tr_table t = {0};
+	const char *sets[2] = {"mnli:gold", "mnli:phi-3-small"};
+	for (int s = 0; s < 2; s++)
+		for (int i = 0; i < 7; i++)
+			for (int r = 0; r < 2; r++)
+				add(&t, "coverage", sets[s], -1, r ? "ltt" : "point", alphas[i], 0, NAN, 3, 3, 0);
+	VERDICT(&t, "C3", "reproduced", "refused everywhere");
+	/* a deployment at α = 0.80 does not count */
+	((struct tr_agg *)tr_table_find(&t, NULL, "mnli:gold", "official", "liblinear", -1, "point", 0.80))->fam[0] = 2;
+	VERDICT(&t, "C3", "reproduced", "α = 0.80 is outside the claim");
+	struct tr_agg *p = (struct tr_agg *)tr_table_find(&t, NULL, "mnli:phi-3-small", "official", "liblinear", -1,
+							  "point", 0.85);
+	p->fam[0] = 2;
+	VERDICT(&t, "C3", "partly", "point deployed once at 0.85 on phi-3, ltt refused");
+	((struct tr_agg *)tr_table_find(&t, NULL, "mnli:gold", "official", "liblinear", -1, "ltt", 0.99))->fam[0] = 2;
+	VERDICT(&t, "C3", "not reproduced", "ltt deployed once too");
+	tr_table_free(&t);
+}
+
+/* C4: cp-holdout within 3 pp of 92.2% coverage and 2 pp of 96.1% agreement: reproduced; 10 pp: partly. */
+static void test_c4(void)
+{
+	struct tr_table t = {0};
+	add(&t, "coverage", "banking77:gold", -1, "ltt", 0.95, 0.85, 0.96, 1, 0, 0);
+	struct tr_agg *c = add(&t, "coverage", "banking77:gold", -1, "cp-holdout", 0.95, 0.922 - 0.0299, 0.961 + 0.0199,
+			       1, 0, 0);
+	VERDICT(&t, "C4", "reproduced", "inside both margins");
+	c->agr_sum = 0.961 + 0.0201;
+	VERDICT(&t, "C4", "partly", "agreement 2.01 pp off");
+	c->agr_sum = 0.961, c->cov_sum = 0.922 + 0.0301;
+	VERDICT(&t, "C4", "partly", "coverage 3.01 pp off");
+	c->cov_sum = 0.922 - 0.0999;
+	VERDICT(&t, "C4", "partly", "coverage 9.99 pp off");
+	c->cov_sum = 0.922 - 0.1001;
+	VERDICT(&t, "C4", "not reproduced", "coverage 10.01 pp off");
+	tr_table_free(&t);
+}
+
+/* C5: point coverage at 2k, 6k, all within 5 pp of 84/90/92% and growing: reproduced; growing: partly. */
+static void test_c5(void)
+{
+	struct tr_table t = {0};
+	static const long n[3] = {2000, 6000, -1};
+	static const double paper_cov[3] = {0.84, 0.90, 0.92};
+	for (int i = 0; i < 3; i++) {
+		add(&t, "flywheel", "banking77:gold", n[i], "point", 0.95, paper_cov[i], 0.95, 1, 0, 0);
+		add(&t, "flywheel", "banking77:gold", n[i], "ltt", 0.95, paper_cov[i] - 0.05, 0.96, 1, 0, 0);
+	}
+	struct tr_agg *p[3];
+	for (int i = 0; i < 3; i++)
+		p[i] = (struct tr_agg *)tr_table_find(&t, "flywheel", "banking77:gold", "official", "liblinear", n[i], "point",
+						      0.95);
+	VERDICT(&t, "C5", "reproduced", "the paper's figures");
+	p[0]->cov_sum = 0.84 + 0.0499, p[1]->cov_sum = 0.90 + 0.0499, p[2]->cov_sum = 0.92 + 0.0499;
+	VERDICT(&t, "C5", "reproduced", "just inside 5 pp, still growing");
+	p[0]->cov_sum = 0.84 - 0.0501, p[1]->cov_sum = 0.90, p[2]->cov_sum = 0.92;
+	VERDICT(&t, "C5", "partly", "2k 5.01 pp off, growing");
+	p[0]->cov_sum = 0.84, p[1]->cov_sum = 0.8399, p[2]->cov_sum = 0.92;
+	VERDICT(&t, "C5", "not reproduced", "6k below 2k: not growing");
+	p[1]->cov_sum = 0.84;
+	VERDICT(&t, "C5", "partly", "flat counts as growing, 6k 6 pp off");
+	tr_table_free(&t);
+}
+
+static void test_splice(void)
+{
+	struct tr_table t = {0};
+	add(&t, "coverage", "banking77:gold", -1, "ltt", 0.90, 0.5, 0.95, 2, 0, 0);
+	struct tr_err e;
+	write_paper(NULL);
+	CHECK(tr_paper_update(&t, paper, &e) == 0, "update: %s", e.msg);
+	char *text = read_paper();
+	CHECK(text && strstr(text, "hand-written prose\n") && strstr(text, "prose after cost\n"), "prose kept");
+	int old = 0;
+	for (size_t i = 0; text && i < N_SECTIONS; i++) {
+		char body[64];
+		snprintf(body, sizeof body, "old %s body", sections[i]);
+		old += strstr(text, body) != NULL;
+	}
+	CHECK(old == 0, "every generated section replaced (%d left)", old);
+	CHECK(text && strstr(text, "| banking77:gold | ltt | — | — | 50.0% (0.950) |"), "coverage row");
+	CHECK(text && strstr(text, "<!-- END ood -->") && strstr(text, "| banking77:gold | ltt | 0.90 | 50.0% / 50.0% |"),
+	      "ood row with and without the guard");
+	/* a second update gives the same bytes */
+	CHECK(tr_paper_update(&t, paper, &e) == 0, "second update");
+	char *again = read_paper();
+	CHECK(text && again && strcmp(text, again) == 0, "rewriting is idempotent");
+	free(text), free(again);
+	/* a missing marker: an error naming the section, the file untouched */
+	write_paper("honesty");
+	char *before = read_paper();
+	CHECK(tr_paper_update(&t, paper, &e) == -1, "missing markers refused");
+	CHECK_ERR(e, "\"honesty\"");
+	char *after = read_paper();
+	CHECK(before && after && strcmp(before, after) == 0, "file untouched");
+	free(before), free(after);
+	tr_table_free(&t);
+}
+
+static void test_tsv(void)
+{
+	struct tr_table t = {0};
+	struct tr_agg *a = add(&t, "coverage", "banking77:gold", -1, "ltt", 0.90, 0.5, 0.95, 2, 1, 1);
+	a->violations = 1, a->cal_cov_sum = 1.0, a->e2e_sum = 1.8, a->n_traces_sum = 200;
+	a->cov_noood_sum = 1.2, a->violations_noood = 2;
+	add(&t, "other", "banking77:gold", -1, "ltt", 0.90, 0.5, 0.95, 2, 1, 1);
+	struct tr_buf b = {0};
+	CHECK(tr_table_write_tsv(&t, "coverage", &b) == 0, "tsv");
+	char *nl = b.data ? strchr(b.data, '\n') : NULL;
+	CHECK(nl && strncmp(b.data, "set\tprotocol\tbackend\ttraces\trule\ttarget\t", 40) == 0, "header");
+	CHECK(nl && strstr(nl + 1, "banking77:gold\tofficial\tliblinear\tall\tltt\t0.90\t2\t0.5000\t") == nl + 1,
+	      "row: %s", nl ? nl + 1 : "");
+	CHECK(nl && strstr(nl + 1, "\t0.6000\t0.9500\t2\t1\t1\t0\t0\n"), "without-guard and family columns: %s", nl + 1);
+	CHECK(nl && !strchr(strchr(nl + 1, '\n') + 1, '\n'), "only the rows of the named spec");
+	tr_buf_free(&b);
+	tr_table_free(&t);
+}
+
+int main(void)
+{
+	tr_gsl_init();
+	if (!mkdtemp(dir)) {
+		CHECK(0, "mkdtemp");
+		return unit_done();
+	}
+	snprintf(paper, sizeof paper, "%s/PAPER.md", dir);
+	test_c1();
+	test_c2();
+	test_c3();
+	test_c4();
+	test_c5();
+	test_splice();
+	test_tsv();
+	tr_remove_tree(dir);
+	return unit_done();
+}
