@@ -108,6 +108,13 @@ tsan:
 		printf '%-28s %s\n' $$t "$$(tail -n 1 build/tsan/$$t.log)"; \
 		[ $$rc = 0 ] || { grep -A30 'ThreadSanitizer' build/tsan/$$t.log | head -60; exit 1; }; done
 
+# Line coverage of `make test` (gcov) in src/gate and src/report, built apart in build/coverage.
+COVERAGE_DIRS = src/gate src/report
+coverage:
+	@rm -f $$(find build/coverage -name '*.gcda' 2>/dev/null)
+	@$(MAKE) --no-print-directory test BUILD=build/coverage BIN=build/coverage/tracer CFLAGS="-O0 -g --coverage"
+	@BUILD=build/coverage scripts/coverage.sh $(COVERAGE_DIRS)
+
 SPECS   = experiments/coverage.spec experiments/pooled.spec experiments/flywheel.spec \
 	  experiments/honesty.spec experiments/backends.spec
 JOBS    ?= $(shell nproc)
