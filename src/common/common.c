@@ -33,6 +33,55 @@ int tr_fail(struct tr_err *e, const char *fmt, ...)
 	return -1;
 }
 
+/* ---- tables of named rows ---- */
+
+static const char *row_name(const void *row)
+{
+	return *(const char *const *)row;
+}
+
+int tr_registry_count(const struct tr_registry *r)
+{
+	int n = 0;
+	while (n < TR_REGISTRY_MAX && r->v[n])
+		n++;
+	return n;
+}
+
+int tr_registry_index(const struct tr_registry *r, const void *row)
+{
+	for (int i = 0; row && i < tr_registry_count(r); i++)
+		if (r->v[i] == row)
+			return i;
+	return -1;
+}
+
+const void *tr_registry_find(const struct tr_registry *r, const char *name)
+{
+	for (int i = 0; name && i < tr_registry_count(r); i++)
+		if (strcmp(row_name(r->v[i]), name) == 0)
+			return r->v[i];
+	return NULL;
+}
+
+int tr_registry_add(struct tr_registry *r, const void *row)
+{
+	int n = tr_registry_count(r);
+	if (n == TR_REGISTRY_MAX || tr_registry_find(r, row_name(row)))
+		return -1;
+	r->v[n] = row;
+	return 0;
+}
+
+const char *tr_registry_list(const struct tr_registry *r, const char *sep, char *buf, size_t size)
+{
+	size_t len = 0;
+	buf[0] = 0;
+	for (int i = 0; i < tr_registry_count(r) && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? sep : "", row_name(r->v[i]));
+	return buf;
+}
+
 /* ---- allocation ---- */
 
 /* Atomic: grid points allocate from several threads at once (relaxed order is enough for a count). */

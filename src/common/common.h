@@ -61,6 +61,22 @@ void tr_blas_end(void);
 /* Grows *p (an array of *cap elements of size `size`) so that it holds at least `need`. */
 int tr_grow(void *pp, size_t *cap, size_t need, size_t size);
 
+/*
+ * A table of named rows (gate rules, policy families): rows are pointers to structs whose first member is
+ * their name (`const char *name`); the table ends at the first NULL. Rows are never removed.
+ */
+#define TR_REGISTRY_MAX 16
+struct tr_registry {
+	const void *v[TR_REGISTRY_MAX];
+};
+int tr_registry_count(const struct tr_registry *r);
+int tr_registry_index(const struct tr_registry *r, const void *row); /* -1 when absent */
+const void *tr_registry_find(const struct tr_registry *r, const char *name); /* NULL when absent */
+/* Appends a row; -1 when its name is taken or the table is full. */
+int tr_registry_add(struct tr_registry *r, const void *row);
+/* The names joined by sep into buf (truncated to size); returns buf. */
+const char *tr_registry_list(const struct tr_registry *r, const char *sep, char *buf, size_t size);
+
 /* A growable byte buffer; always NUL-terminated when len > 0 or after tr_buf_add*. */
 struct tr_buf {
 	char *data;

@@ -37,7 +37,6 @@ struct tr_rule {
 	void (*describe)(struct tr_buf *b, double delta, double delta_per_family, double param);
 };
 
-#define TR_REGISTRY_MAX 16 /* capacity of the rule and policy-family tables */
 extern const struct tr_rule tr_rule_point, tr_rule_cp_holdout, tr_rule_ltt;
 int tr_rule_count(void);
 const struct tr_rule *tr_rule_at(int i);

@@ -13,49 +13,36 @@
 #include <string.h>
 
 /* The rule table: one line per rule, in the order lists and tables show them. */
-static const struct tr_rule *rules[TR_REGISTRY_MAX] = {
+static struct tr_registry rules = {{
 	&tr_rule_point,
 	&tr_rule_cp_holdout,
 	&tr_rule_ltt,
-};
+}};
 
 int tr_rule_count(void)
 {
-	int n = 0;
-	while (n < TR_REGISTRY_MAX && rules[n])
-		n++;
-	return n;
+	return tr_registry_count(&rules);
 }
 
 const struct tr_rule *tr_rule_at(int i)
 {
-	return i >= 0 && i < tr_rule_count() ? rules[i] : NULL;
+	return i >= 0 && i < tr_rule_count() ? rules.v[i] : NULL;
 }
 
 const struct tr_rule *tr_rule_find(const char *name)
 {
-	for (int i = 0; name && i < tr_rule_count(); i++)
-		if (strcmp(rules[i]->name, name) == 0)
-			return rules[i];
-	return NULL;
+	return tr_registry_find(&rules, name);
 }
 
 int tr_rule_register(const struct tr_rule *r)
 {
-	int n = tr_rule_count();
-	if (n == TR_REGISTRY_MAX || tr_rule_find(r->name))
-		return -1;
-	rules[n] = r;
-	return 0;
+	return tr_registry_add(&rules, r);
 }
 
 const char *tr_rule_list(const char *sep)
 {
 	static _Thread_local char buf[512];
-	buf[0] = 0;
-	for (int i = 0; i < tr_rule_count(); i++)
-		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? sep : "", rules[i]->name);
-	return buf;
+	return tr_registry_list(&rules, sep, buf, sizeof buf);
 }
 
 double tr_cp_lower(size_t k, size_t n, double conf)
