@@ -24,9 +24,9 @@ struct tr_spec {
 	int n_sets;
 	int protocols[2];
 	int n_protocols;
-	char *backends[4];
+	char *backends[TR_SPEC_MAX];
 	int n_backends;
-	char *grids[4]; /* per backend (same order), or NULL: the family's default grid */
+	char *grids[TR_SPEC_MAX]; /* per backend (same order), or NULL: the family's default grid */
 	const struct tr_rule *gates[TR_SPEC_MAX];
 	int n_gates;
 	double targets[TR_MAX_TARGETS];

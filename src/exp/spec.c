@@ -109,8 +109,10 @@ int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct 
 			}
 		} else if (strcmp(key, "backends") == 0) {
 			for (int i = 1; i < n && !rc; i++) {
-				if (!tr_family_find(w[i]) || s->n_backends == 4)
+				if (!tr_family_find(w[i]))
 					rc = tr_fail(e, "%s:%zu: unknown backend \"%s\"", path, lineno, w[i]);
+				else if (s->n_backends == TR_SPEC_MAX)
+					rc = tr_fail(e, "%s:%zu: more than %d backends", path, lineno, TR_SPEC_MAX);
 				else if (!(s->backends[s->n_backends++] = tr_strdup(w[i])))
 					rc = tr_fail(e, "out of memory");
 			}
