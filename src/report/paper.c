@@ -444,6 +444,8 @@ int tr_paper_update(const struct tr_table *t, const char *paper_path, struct tr_
 	}
 	if (!rc) {
 		struct tr_buf body = {0};
+		tr_buf_puts(&body, "Test traffic routed as `tracer route` routes it, OOD guard included (the gate alone: "
+				   "see the OOD guard section below).\n\n");
 		sec_coverage(t, &body, "official", "coverage");
 		rc = splice(&doc, "coverage", body.data, e);
 		tr_buf_free(&body);

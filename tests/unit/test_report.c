@@ -225,6 +225,8 @@ static void test_splice(void)
 	}
 	CHECK(old == 0, "every generated section replaced (%d left)", old);
 	CHECK(text && strstr(text, "| banking77:gold | ltt | — | — | 50.0% (0.950) |"), "coverage row");
+	CHECK(text && strstr(text, "<!-- BEGIN coverage -->\nTest traffic routed as `tracer route` routes it, OOD guard"),
+	      "the coverage section says the guard is included");
 	CHECK(text && strstr(text, "<!-- END ood -->") && strstr(text, "| banking77:gold | ltt | 0.90 | 50.0% / 50.0% |"),
 	      "ood row with and without the guard");
 	/* a second update gives the same bytes */
