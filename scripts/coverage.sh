@@ -12,6 +12,7 @@ for dir in "$@"; do
 			split($2, a, ":"); pct = a[2] + 0; n = $4 + 0
 			hit = pct * n / 100; th += hit; tn += n
 			printf "  %-34s %6.1f%% of %4d lines\n", f, pct, n
+			f = ""
 		}
 		END {
 			p = tn ? 100 * th / tn : 0
