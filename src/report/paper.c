@@ -12,6 +12,10 @@
 #include <string.h>
 
 static const double alphas[] = {0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99};
+/* the benchmarks and teachers of the coverage tables */
+static const char *const all_sets[] = {"banking77:gold", "banking77:gpt-4o", "clinc150:gold",
+				       "clinc150:llama-3.2-1b-lora", "mnli:gold", "mnli:phi-3-small"};
+#define N_SETS (sizeof all_sets / sizeof *all_sets)
 #define N_ALPHAS (int)(sizeof alphas / sizeof *alphas)
 
 static double mean_cov(const struct tr_agg *a)
@@ -185,8 +189,6 @@ static void sec_claims(const struct tr_table *t, struct tr_buf *b)
 
 static void sec_coverage(const struct tr_table *t, struct tr_buf *b, const char *protocol, const char *spec)
 {
-	static const char *const sets[] = {"banking77:gold", "banking77:gpt-4o", "clinc150:gold",
-					   "clinc150:llama-3.2-1b-lora", "mnli:gold", "mnli:phi-3-small"};
 	tr_buf_puts(b, "| set | rule |");
 	for (int i = 0; i < N_ALPHAS; i++)
 		tr_buf_printf(b, " α=%.2f |", alphas[i]);
@@ -195,17 +197,17 @@ static void sec_coverage(const struct tr_table *t, struct tr_buf *b, const char 
 		tr_buf_puts(b, "---|");
 	tr_buf_puts(b, "\n");
 	int rows = 0;
-	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+	for (size_t s = 0; s < N_SETS; s++)
 		for (int r = 0; r < tr_rule_count(); r++) {
 			int any = 0;
 			for (int i = 0; i < N_ALPHAS; i++)
-				any |= tr_table_find(t, spec, sets[s], protocol, "liblinear", -1, tr_rule_at(r)->name, alphas[i]) != NULL;
+				any |= tr_table_find(t, spec, all_sets[s], protocol, "liblinear", -1, tr_rule_at(r)->name, alphas[i]) != NULL;
 			if (!any)
 				continue;
 			rows++;
-			tr_buf_printf(b, "| %s | %s |", sets[s], tr_rule_at(r)->name);
+			tr_buf_printf(b, "| %s | %s |", all_sets[s], tr_rule_at(r)->name);
 			for (int i = 0; i < N_ALPHAS; i++) {
-				const struct tr_agg *a = tr_table_find(t, spec, sets[s], protocol, "liblinear", -1, tr_rule_at(r)->name, alphas[i]);
+				const struct tr_agg *a = tr_table_find(t, spec, all_sets[s], protocol, "liblinear", -1, tr_rule_at(r)->name, alphas[i]);
 				tr_buf_puts(b, " ");
 				if (!a) {
 					tr_buf_puts(b, "— |");
@@ -302,17 +304,15 @@ static void sec_backends(const struct tr_table *t, struct tr_buf *b)
 
 static void sec_cost(const struct tr_table *t, struct tr_buf *b)
 {
-	static const char *const sets[] = {"banking77:gold", "banking77:gpt-4o", "clinc150:gold",
-					   "clinc150:llama-3.2-1b-lora", "mnli:gold", "mnli:phi-3-small"};
 	tr_buf_puts(b, "| set | α | LLM calls per 10k queries (no policy → ltt policy) | cost per 10k at $0.002/call |\n"
 		       "|---|---|---|---|\n");
-	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+	for (size_t s = 0; s < N_SETS; s++)
 		for (double a = 0.90; a < 0.96; a += 0.05) {
-			const struct tr_agg *x = cov_row(t, sets[s], "ltt", a);
+			const struct tr_agg *x = cov_row(t, all_sets[s], "ltt", a);
 			if (!x)
 				continue;
 			double calls = 10000 * (1 - mean_cov(x));
-			tr_buf_printf(b, "| %s | %.2f | 10,000 → %.0f | $20.00 → $%.2f |\n", sets[s], a, calls, calls * 0.002);
+			tr_buf_printf(b, "| %s | %.2f | 10,000 → %.0f | $20.00 → $%.2f |\n", all_sets[s], a, calls, calls * 0.002);
 		}
 }
 
@@ -347,19 +347,25 @@ static void sec_shift(const struct tr_table *t, struct tr_buf *b)
  * section sets the gate-only routing of the same cells beside it. */
 static void sec_ood(const struct tr_table *t, struct tr_buf *b)
 {
-	static const char *const sets[] = {"banking77:gold", "banking77:gpt-4o", "clinc150:gold",
-					   "clinc150:llama-3.2-1b-lora", "mnli:gold", "mnli:phi-3-small"};
 	double drop_sum = 0, drop_max = 0;
 	int rows = 0, changed = 0;
-	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+	struct tr_buf tab = {0};
+	for (size_t s = 0; s < N_SETS; s++)
 		for (int r = 0; r < tr_rule_count(); r++)
 			for (double a = 0.90; a < 0.96; a += 0.05) {
-				const struct tr_agg *x = cov_row(t, sets[s], tr_rule_at(r)->name, a);
+				const struct tr_agg *x = cov_row(t, all_sets[s], tr_rule_at(r)->name, a);
 				if (!x)
 					continue;
 				double drop = x->cov_noood_sum / x->seeds - mean_cov(x);
 				rows++, drop_sum += drop, drop_max = fmax(drop_max, drop);
 				changed += x->violations != x->violations_noood;
+				tr_buf_printf(&tab, "| %s | %s | %.2f | ", all_sets[s], tr_rule_at(r)->name, a);
+				pct(&tab, mean_cov(x)), tr_buf_puts(&tab, " / "), pct(&tab, x->cov_noood_sum / x->seeds);
+				tr_buf_puts(&tab, " | ");
+				pct(&tab, mean_agr(x)), tr_buf_puts(&tab, " / ");
+				pct(&tab, x->agr_noood_n ? x->agr_noood_sum / x->agr_noood_n : NAN);
+				tr_buf_printf(&tab, " | %d/%d / %d/%d |\n", x->violations, x->seeds, x->violations_noood,
+					      x->seeds);
 			}
 	tr_buf_printf(b, "Every number in this document routes the test traffic as `tracer route` does with the policy "
 			 "`tracer fit` writes: the deployed stages, then the OOD guard, which defers a handled input whose "
@@ -379,23 +385,8 @@ static void sec_ood(const struct tr_table *t, struct tr_buf *b)
 		tr_buf_puts(b, "\n\n");
 	tr_buf_puts(b, "| set | rule | α | coverage: with guard / gate only | agreement on handled: with / gate only | "
 		       "violations: with / gate only |\n|---|---|---|---|---|---|\n");
-	rows = 0;
-	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
-		for (int r = 0; r < tr_rule_count(); r++)
-			for (double a = 0.90; a < 0.96; a += 0.05) {
-				const struct tr_agg *x = cov_row(t, sets[s], tr_rule_at(r)->name, a);
-				if (!x)
-					continue;
-				rows++;
-				tr_buf_printf(b, "| %s | %s | %.2f | ", sets[s], tr_rule_at(r)->name, a);
-				pct(b, mean_cov(x)), tr_buf_puts(b, " / "), pct(b, x->cov_noood_sum / x->seeds);
-				tr_buf_puts(b, " | ");
-				pct(b, mean_agr(x)), tr_buf_puts(b, " / ");
-				pct(b, x->agr_noood_n ? x->agr_noood_sum / x->agr_noood_n : NAN);
-				tr_buf_printf(b, " | %d/%d / %d/%d |\n", x->violations, x->seeds, x->violations_noood, x->seeds);
-			}
-	if (!rows)
-		tr_buf_puts(b, "\n*(no finished cells)*\n");
+	tr_buf_puts(b, rows ? tab.data : "\n*(no finished cells)*\n");
+	tr_buf_free(&tab);
 }
 
 /* ---- splicing ---- */
