@@ -7,7 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../../src/gate/gate.h"
+#include <jansson.h>
+
+#include "../../src/exp/exp.h"
 #include "unit.h"
 
 static int run(const char *path, struct tr_decision *d, struct tr_err *e)
@@ -26,6 +28,51 @@ static int run(const char *path, struct tr_decision *d, struct tr_err *e)
 	}
 	tr_traceset_free(&ts);
 	return rc;
+}
+
+/* An experiment cell under every rule (cp-holdout's 70/30 check included): its JSON text, or NULL. */
+static char *cell(const char *path, struct tr_err *e)
+{
+	struct tr_traceset ts;
+	if (tr_traces_load_jsonl(path, &ts, e))
+		return NULL;
+	struct tr_fit_options o = {.backend = "liblinear", .grid = "C=1", .threads = 1, .targets = {0.8, 0.9},
+				   .n_targets = 2, .delta = 0.1, .seed = 1};
+	const struct tr_rule *rules[3] = {&tr_rule_point, &tr_rule_cp_holdout, &tr_rule_ltt};
+	struct json_t *c = NULL;
+	double secs;
+	char *text = NULL;
+	if (tr_cell_evaluate(&ts, &ts.part[TR_PART_TRACES], &o, rules, 3, &c, &secs, e) == 0) {
+		text = json_dumps(c, JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+		json_decref(c);
+	}
+	tr_traceset_free(&ts);
+	return text;
+}
+
+/* Fails each allocation of a cell once: a clean error, or the same cell. */
+static void test_cell_faults(const char *path)
+{
+	struct tr_err e;
+	tr_alloc_fail_at(0);
+	char *base = cell(path, &e);
+	unsigned long total = tr_alloc_count();
+	CHECK(base != NULL, "cell: %s", e.msg);
+	int clean = 1;
+	for (unsigned long n = 1; base && n <= total && clean; n++) {
+		e.msg[0] = 0;
+		tr_alloc_fail_at(n);
+		char *c = cell(path, &e);
+		tr_alloc_fail_at(0);
+		if (c ? strcmp(c, base) != 0 : !e.msg[0]) {
+			clean = 0;
+			fprintf(stderr, "cell allocation %lu: %s\n", n, c ? "failure changed the cell silently" : "no message");
+		}
+		free(c);
+	}
+	printf("cell: %lu allocations, each failed once: %s\n", total, clean ? "all clean" : "NOT clean");
+	CHECK(clean, "every allocation failure of a cell ends in a clean error");
+	free(base);
 }
 
 int main(void)
@@ -61,5 +108,7 @@ int main(void)
 	       total, clean ? "all clean" : "NOT clean", recovered);
 	CHECK(clean, "every allocation failure ends in a clean error");
 	CHECK(total > 100, "the run made %lu allocations", total);
+	snprintf(path, sizeof path, "%s/tests/fixtures/audit/traces.jsonl", tr_root_dir());
+	test_cell_faults(path);
 	return unit_done();
 }

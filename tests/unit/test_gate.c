@@ -218,9 +218,36 @@ static void test_ood_file(void)
 	tr_buf_free(&b), tr_buf_free(&b2);
 }
 
+/* The table's rows: names, statistics, guarantees, and the audit's words for each rule. */
+static void test_table(void)
+{
+	CHECK(tr_rule_count() == 3 && tr_rule_at(0) == &tr_rule_point && tr_rule_at(3) == NULL, "three rules, in order");
+	CHECK(strcmp(tr_rule_list(", "), "point, cp-holdout, ltt") == 0, "list: %s", tr_rule_list(", "));
+	CHECK(tr_rule_find("ltt") == &tr_rule_ltt && !tr_rule_find("LTT") && !tr_rule_find(NULL), "lookup by name");
+	CHECK(tr_rule_ltt.guarantee && !tr_rule_point.guarantee && !tr_rule_cp_holdout.guarantee,
+	      "only ltt claims a guarantee");
+	struct tr_buf b = {0};
+	tr_rule_cp_holdout.describe(&b, 0.1, 0.1 / 3, tr_rule_cp_holdout.param_value(100, 0.9, 0.1));
+	CHECK(b.data && strstr(b.data, "Clopper–Pearson at 90% confidence"), "cp-holdout prose: %s", b.data);
+	tr_buf_free(&b);
+	double start = tr_rule_ltt.param_value(1000, 0.95, 0.1 / 3);
+	tr_rule_ltt.describe(&b, 0.1, 0.1 / 3, start);
+	CHECK(b.data && strstr(b.data, "δ = 0.10 (0.0333 per family; fixed sequence from coverage level 0.14)"),
+	      "ltt prose: %s", b.data);
+	tr_buf_free(&b);
+	CHECK(tr_pol_family_count() == 3 && tr_pol_family_find("rsb") == &tr_pol_rsb &&
+		      tr_pol_family_index(&tr_pol_l2d) == 1 && strcmp(tr_pol_family_name(NULL), "refused") == 0,
+	      "the family table");
+	struct tr_pol_family refused = {.name = "refused", .max_stages = 1}, three = {.name = "x", .max_stages = 3};
+	CHECK(tr_pol_family_register(&refused) == -1 && tr_pol_family_register(&three) == -1 &&
+		      tr_pol_family_register(&tr_pol_l2d) == -1,
+	      "a family named refused, with too many stages, or twice is refused");
+}
+
 int main(void)
 {
 	tr_gsl_init();
+	test_table();
 	test_ood_file();
 	test_bounds();
 	test_walks();
