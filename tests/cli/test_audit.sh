@@ -73,4 +73,19 @@ ok "plateaus from a results directory named like a gnuplot command" "$TRACER" au
 check "its chart was drawn" [ -s "$r/audit-plateaus/coverage.png" ]
 check "no command ran" [ -z "$(find "$SCRATCH" -name 'PWNED*' -print -quit)" ]
 fails 2 'expected DIR and TRAFFIC' "usage" "$TRACER" audit pol
+fails 1 'nothere/gate_audit.json:.*No such file' "no policy there" "$TRACER" audit nothere "$T" --out x1
+cp -r pol pol2 && printf 'x' >>pol2/stage1.model.zst
+fails 1 'stage1.model.zst: sha256 mismatch' "a changed model file" "$TRACER" audit pol2 "$T" --out x2
+check "nothing written for either" [ ! -e x1 -a ! -e x2 ]
+
+# traffic whose teacher swapped two labels: the deferred rows the surrogate answers otherwise are
+# listed as confusions, counted like a recomputation from the decisions file
+sed -e 's/"teacher": "billing"/"teacher": "SWAP"/' -e 's/"teacher": "refund"/"teacher": "billing"/' \
+	-e 's/"teacher": "SWAP"/"teacher": "refund"/' "$T" >swapped.jsonl
+ok "audit swapped traffic" "$TRACER" audit pol swapped.jsonl --out swp --top 50
+mine=$(awk -F'"' '{ t = ""; p = ""; d = ""
+	for (i = 1; i < NF; i++) { if ($i == "teacher") t = $(i + 2); if ($i == "top1") p = $(i + 2); if ($i == "decision") d = $(i + 2) }
+	if (d == "deferred" && p != "" && p != t) n++ } END { print n + 0 }' swp/decisions.jsonl)
+theirs=$(sed -n '/^## Why it defers/,/^## Boundary/p' swp/report.md | awk -F'|' 'NF > 3 && $4 ~ /^ *[0-9]+ *$/ { s += $4 } END { print s + 0 }')
+check "confusion counts add up to the deferred rows answered otherwise ($mine)" [ "$mine" -gt 0 -a "$mine" = "$theirs" ]
 finish

@@ -208,6 +208,34 @@ static void test_c5(void)
 	tr_table_free(&t);
 }
 
+/* The other generated tables each show a crafted row. */
+static void test_tables(void)
+{
+	struct tr_table t = {0};
+	struct tr_agg *a = add(&t, "coverage", "clinc150:gold", -1, "point", 0.95, 0.0, NAN, 3, 3, 0);
+	a->agr_n = 0, a->violations = 1;
+	add(&t, "pooled", "clinc150:gold", -1, "point", 0.95, 0.9, 0.96, 3, 0, 0);
+	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
+	add(&t, "honesty", "clinc150:gold", 2000, "ltt", 0.90, 0.7, 0.95, 20, 0, 0);
+	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
+	t.v[t.n - 1].violations = 2;
+	add(&t, "backends", "banking77:gold", -1, "ltt", 0.90, 0.8, 0.95, 1, 0, 0);
+	t.v[t.n - 1].fit_sum = 4.25, t.v[t.n - 1].fit_n = 1;
+	snprintf(t.v[t.n - 1].backend, sizeof t.v[t.n - 1].backend, "knn");
+	add(&t, "backends", "banking77:gold", -1, "ltt", 0.95, 0.6, 0.97, 1, 0, 0);
+	snprintf(t.v[t.n - 1].backend, sizeof t.v[t.n - 1].backend, "knn");
+	struct tr_err e;
+	write_paper(NULL);
+	CHECK(tr_paper_update(&t, paper, &e) == 0, "update: %s", e.msg);
+	char *text = read_paper();
+	CHECK(text && strstr(text, "| clinc150:gold | point | — | — | — | 0.0% (—) **✗1/3** |"), "coverage: nothing handled, a violation");
+	CHECK(text && strstr(text, "| clinc150:gold | point | 0.95 | 0.0%, —, 1/3 | 90.0%, 0.960, 0/3 |"), "shift row");
+	CHECK(text && strstr(text, "| clinc150:gold | ltt | — | — | 2/20 (cov 70%) |"), "honesty row");
+	CHECK(text && strstr(text, "| banking77:gold | knn | 80.0% | 95.0% | 60.0% | 97.0% | 4.2 |"), "backends row");
+	free(text);
+	tr_table_free(&t);
+}
+
 static void test_splice(void)
 {
 	struct tr_table t = {0};
@@ -278,6 +306,7 @@ int main(void)
 	test_c4();
 	test_c5();
 	test_splice();
+	test_tables();
 	test_tsv();
 	tr_remove_tree(dir);
 	return unit_done();
