@@ -11,6 +11,8 @@ const char cmd_collect_usage[] =
 	"usage: tracer collect SPEC... [--results DIR] [--paper PAPER.md] [--partial]\n"
 	"  Sums each spec's finished cells over seeds into DIR/tables/NAME.tsv (one row per set, protocol,\n"
 	"  backend, trace count, rule and target) and, with --paper, rewrites PAPER.md's generated sections.\n"
+	"  The drift study's replays (DIR/drift, from scripts/drift-study.sh) go to DIR/tables/drift*.tsv and\n"
+	"  PAPER.md's \"drift\" section.\n"
 	"  Missing cells are listed on stderr and make the command fail unless --partial is given.\n";
 
 int cmd_collect(int argc, char **argv)
@@ -60,6 +62,8 @@ int cmd_collect(int argc, char **argv)
 			rc = TR_EXIT_DATA;
 	}
 	if (!rc && paper && tr_paper_update(&t, paper, &e))
+		rc = tr_cli_data_error(&e);
+	if (!rc && tr_drift_collect(results, paper, &e))
 		rc = tr_cli_data_error(&e);
 	if (!rc)
 		fprintf(stderr, "collect: %zu cells into %s\n", t.cells - t.missing, dir);

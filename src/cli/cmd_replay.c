@@ -15,7 +15,7 @@
 const char cmd_replay_usage[] =
 	"usage: tracer replay POLICY TRAFFIC [--part P] [--shuffle SEED] [--streams N]\n"
 	"           [--switch-at N --then OTHER [--then-part P] [--then-mix F]]\n"
-	"           [--audit-rate R] [--audit-seed S] [--monitor-delta D] [--alpha A] [--method betting|mixture]\n"
+	"           [--audit-rate R,...] [--audit-seed S] [--monitor-delta D] [--alpha A] [--method betting,mixture]\n"
 	"           [--every K] [--window W] [--timeline FILE] [--summary FILE] [--state FILE]\n"
 	"  Streams TRAFFIC (DATASET:TEACHER or trace JSONL; --part traces|test|extra|all, default the test part\n"
 	"  of a named set and every row of a file) through the policy in file order, or in a seeded shuffle.\n"
@@ -32,7 +32,8 @@ const char cmd_replay_usage[] =
 	"  ln W, its threshold ln(1/D) and upper confidence bound, and whether the gate is closed.\n"
 	"  The summary (stdout, or --summary FILE) is one JSON line: detected, detect_at, delay after the change\n"
 	"  point, wrong answers served (after the change), audits, teacher calls, oos inputs and those the OOD\n"
-	"  guard deferred. --streams N replays N shuffles (seeds SEED..SEED+N-1, audit seeds likewise): one\n"
+	"  guard deferred, after the method, audit rate, α and D. Lists of rates or methods replay every\n"
+	"  combination (the timeline is the first's). --streams N replays N shuffles (seeds SEED..SEED+N-1, audit seeds likewise): one\n"
 	"  summary line each, the timeline of the first. --state FILE continues the monitor saved in FILE (same\n"
 	"  policy) and saves it atomically after every audit.\n";
 
@@ -134,12 +135,28 @@ out:
 	return rc;
 }
 
+/* A comma-separated list of audit rates in (0, 1] (num) or of monitor methods (meth). 0 or -1. */
+static int list(const char *s, double *num, int max, int *n, int *meth)
+{
+	char buf[256];
+	snprintf(buf, sizeof buf, "%s", s);
+	*n = 0;
+	for (char *save, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		if (*n == max)
+			return -1;
+		if (num ? tr_cli_number(w, 0, 1.0000001, &num[*n]) : (meth[*n] = tr_mon_method_parse(w)) < 0)
+			return -1;
+		(*n)++;
+	}
+	return *n ? 0 : -1;
+}
+
 int cmd_replay(int argc, char **argv)
 {
 	const char *dir = NULL, *traffic = NULL, *other = NULL, *tl_path = NULL, *sum_path = NULL, *state = NULL;
-	int part = -1, then_part = -2, method = TR_MON_BETTING, have_audit_seed = 0;
+	int part = -1, then_part = -2, methods[2] = {TR_MON_BETTING}, n_methods = 1, n_rates = 1, have_audit_seed = 0;
 	unsigned long long v, streams = 1, every = 100, window = 250, audit_seed = 0;
-	double rate = 0.02, delta = 0.05, alpha = 0;
+	double rates[8] = {0.02}, delta = 0.05, alpha = 0;
 	struct opts o = {0};
 	o.switch_at = SIZE_MAX;
 	for (int i = 1; i < argc; i++) {
@@ -172,7 +189,7 @@ int cmd_replay(int argc, char **argv)
 		else if (strcmp(a, "--then-mix") == 0)
 			bad = tr_cli_number(val, 0, 1, &o.mix);
 		else if (strcmp(a, "--audit-rate") == 0)
-			bad = tr_cli_number(val, 0, 1.0000001, &rate);
+			bad = list(val, rates, 8, &n_rates, NULL);
 		else if (strcmp(a, "--audit-seed") == 0)
 			bad = tr_cli_count(val, &audit_seed), have_audit_seed = 1;
 		else if (strcmp(a, "--monitor-delta") == 0)
@@ -180,7 +197,7 @@ int cmd_replay(int argc, char **argv)
 		else if (strcmp(a, "--alpha") == 0)
 			bad = tr_cli_number(val, 0.5, 1, &alpha);
 		else if (strcmp(a, "--method") == 0)
-			bad = (method = tr_mon_method_parse(val)) < 0;
+			bad = list(val, NULL, 2, &n_methods, methods);
 		else if (strcmp(a, "--every") == 0)
 			bad = tr_cli_count(val, &every);
 		else if (strcmp(a, "--window") == 0)
@@ -200,8 +217,10 @@ int cmd_replay(int argc, char **argv)
 		return tr_cli_usage_error("replay", "expected POLICY and TRAFFIC");
 	if ((o.switch_at != SIZE_MAX) != (other != NULL))
 		return tr_cli_usage_error("replay", "--switch-at and --then go together");
-	if (streams > 1 && (!o.shuffle || state))
-		return tr_cli_usage_error("replay", "--streams needs --shuffle and no --state");
+	if (streams > 1 && !o.shuffle)
+		return tr_cli_usage_error("replay", "--streams needs --shuffle");
+	if (state && (streams > 1 || n_rates > 1 || n_methods > 1))
+		return tr_cli_usage_error("replay", "--state replays one stream at one audit rate with one method");
 	o.have_then = other != NULL;
 	if (!have_audit_seed)
 		audit_seed = o.seed;
@@ -225,9 +244,13 @@ int cmd_replay(int argc, char **argv)
 		tr_fail(&e, "out of memory");
 		goto out;
 	}
-	struct tr_replay_opts ro = {.method = (enum tr_mon_method)method, .alpha = alpha > 0 ? alpha : p->target,
-				    .delta = delta, .audit_rate = rate, .every = every, .window = window};
+	struct tr_replay_opts ro = {.alpha = alpha > 0 ? alpha : p->target, .delta = delta, .every = every,
+				    .window = window};
+	for (int mi = 0; mi < n_methods; mi++)
+	for (int ri = 0; ri < n_rates; ri++)
 	for (unsigned long long k = 0; k < streams; k++) {
+		ro.method = (enum tr_mon_method)methods[mi], ro.audit_rate = rates[ri];
+		int first = mi == 0 && ri == 0 && k == 0;
 		size_t sw, n;
 		if (build_stream(&a, have_b ? &b : NULL, &o, o.seed + k, items, &n, &sw, &e))
 			goto out;
@@ -255,7 +278,7 @@ int cmd_replay(int argc, char **argv)
 				audits = m.audits;
 			}
 		}
-		if (!state && tr_replay_stream(items, n, sw, &ro, &m, k == 0 && tl_path ? &tl : NULL, &s, &e))
+		if (!state && tr_replay_stream(items, n, sw, &ro, &m, first && tl_path ? &tl : NULL, &s, &e))
 			goto out;
 		if (state) {
 			/* the summary of a persisted run covers the monitor's whole life */
@@ -264,8 +287,10 @@ int cmd_replay(int argc, char **argv)
 			s.delay = -1, s.audits = m.audits, s.audit_agree = m.agree, s.stat = m.stat;
 			s.upper = tr_monitor_upper(&m), s.agreement_before = s.agreement_after = NAN;
 		}
+		tr_buf_printf(&sum, "{\"method\":\"%s\",\"audit_rate\":%g,\"alpha\":%g,\"delta\":%g,",
+			      tr_mon_method_names[ro.method], ro.audit_rate, ro.alpha, ro.delta);
 		if (streams > 1)
-			tr_buf_printf(&sum, "{\"stream\":%llu,\"seed\":%llu,\"audit_seed\":%llu,", k,
+			tr_buf_printf(&sum, "\"stream\":%llu,\"seed\":%llu,\"audit_seed\":%llu,", k,
 				      (unsigned long long)(o.seed + k), (unsigned long long)ro.audit_seed);
 		struct tr_buf one = {0};
 		if (tr_replay_summary_json(&s, &one)) {
@@ -273,7 +298,7 @@ int cmd_replay(int argc, char **argv)
 			tr_fail(&e, "out of memory");
 			goto out;
 		}
-		tr_buf_puts(&sum, streams > 1 ? one.data + 1 : one.data);
+		tr_buf_puts(&sum, one.data + 1);
 		tr_buf_free(&one);
 	}
 	if (tl_path && tr_write_atomic(tl_path, tl.data ? tl.data : "", tl.len, &e))

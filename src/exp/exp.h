@@ -69,6 +69,13 @@ int tr_cell_finished(const char *path, const struct tr_cell *c);
 int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int threads, int *skipped,
 		struct tr_err *e);
 extern const char *const tr_protocol_names[2];
+/*
+ * The pooled protocol's traffic: a set's traces and test parts pooled and split 70/30 (stratified by
+ * teacher label, groups kept together) with the cell seed `seed`. traces and test get shallow copies of
+ * the set's rows (free only their arrays).
+ */
+int tr_pool_split(const struct tr_traceset *ts, uint64_t seed, struct tr_rows *traces, struct tr_rows *test,
+		  struct tr_err *e);
 
 /*
  * One cell's evaluation (cell.c): fits on the traces part of ts (tf-idf features), then, for every rule ×

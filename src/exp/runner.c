@@ -58,6 +58,21 @@ int tr_cell_finished(const char *path, const struct tr_cell *c)
 	return done;
 }
 
+int tr_pool_split(const struct tr_traceset *ts, uint64_t seed, struct tr_rows *traces, struct tr_rows *test,
+		  struct tr_err *e)
+{
+	size_t nt = ts->part[TR_PART_TRACES].n, nx = ts->part[TR_PART_TEST].n;
+	struct tr_rows pool = {0};
+	memset(traces, 0, sizeof *traces), memset(test, 0, sizeof *test);
+	if (!(pool.v = tr_malloc((nt + nx ? nt + nx : 1) * sizeof *pool.v)))
+		return tr_fail(e, "out of memory");
+	memcpy(pool.v, ts->part[TR_PART_TRACES].v, nt * sizeof *pool.v);
+	memcpy(pool.v + nt, ts->part[TR_PART_TEST].v, nx * sizeof *pool.v);
+	int rc = split(pool.v, nt + nx, 0.7, POOL_SEED(seed), traces, test, e);
+	tr_free(pool.v);
+	return rc;
+}
+
 int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int threads, int *skipped,
 		struct tr_err *e)
 {
@@ -73,20 +88,12 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 	if (tr_traceset_open(c->set, &ts, e))
 		return -1;
 	/* the cell's own view: shallow copies of the set's rows (never freed one by one) */
-	struct tr_rows traces = {0}, test = {0}, pool = {0}, sub = {0};
+	struct tr_rows traces = {0}, test = {0}, sub = {0};
 	struct tr_traceset view = ts;
 	json_t *cell = NULL;
 	int rc = -1;
 	if (c->protocol == TR_PROTO_POOLED) {
-		size_t nt = ts.part[TR_PART_TRACES].n, nx = ts.part[TR_PART_TEST].n;
-		if (!(pool.v = tr_malloc((nt + nx) * sizeof *pool.v))) {
-			tr_fail(e, "out of memory");
-			goto out;
-		}
-		memcpy(pool.v, ts.part[TR_PART_TRACES].v, nt * sizeof *pool.v);
-		memcpy(pool.v + nt, ts.part[TR_PART_TEST].v, nx * sizeof *pool.v);
-		pool.n = nt + nx;
-		if (split(pool.v, pool.n, 0.7, POOL_SEED(c->seed), &traces, &test, e))
+		if (tr_pool_split(&ts, c->seed, &traces, &test, e))
 			goto out;
 	} else {
 		const struct tr_rows *t = &ts.part[TR_PART_TRACES], *x = &ts.part[TR_PART_TEST];
@@ -138,7 +145,7 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 	free(text);
 out:
 	json_decref(cell);
-	tr_free(traces.v), tr_free(test.v), tr_free(pool.v), tr_free(sub.v);
+	tr_free(traces.v), tr_free(test.v), tr_free(sub.v);
 	tr_traceset_free(&ts);
 	return rc;
 }

@@ -410,6 +410,21 @@ static int splice(struct tr_buf *doc, const char *name, const char *body, struct
 	return 0;
 }
 
+int tr_paper_splice_file(const char *paper_path, const char *name, const char *body, struct tr_err *e)
+{
+	struct tr_buf doc = {0};
+	char *text;
+	size_t len;
+	if (tr_read_file(paper_path, &text, &len, e))
+		return -1;
+	int rc = tr_buf_add(&doc, text, len) ? tr_fail(e, "out of memory") : splice(&doc, name, body, e);
+	tr_free(text);
+	if (!rc)
+		rc = tr_write_atomic(paper_path, doc.data, doc.len, e);
+	tr_buf_free(&doc);
+	return rc;
+}
+
 int tr_paper_update(const struct tr_table *t, const char *paper_path, struct tr_err *e)
 {
 	struct tr_buf doc = {0};

@@ -51,6 +51,16 @@ void tr_table_free(struct tr_table *t);
 /* Rewrites the generated sections of PAPER.md (between <!-- BEGIN name --> and <!-- END name -->). */
 int tr_paper_update(const struct tr_table *t, const char *paper_path, struct tr_err *e);
 
+/* Replaces one generated section of PAPER.md (between its markers) with body, atomically. */
+int tr_paper_splice_file(const char *paper_path, const char *name, const char *body, struct tr_err *e);
+
+/*
+ * The drift study (drift_report.c): reads RESULTS/drift/scenarios.tsv and the replay summaries it names,
+ * writes RESULTS/tables/drift.tsv and drift-timeline.tsv and, with a paper path, PAPER.md's "drift"
+ * section (which says the study was not run when RESULTS/drift holds nothing).
+ */
+int tr_drift_collect(const char *results, const char *paper, struct tr_err *e);
+
 /* ---- the reviewer's audit (audit.c, audit_render.c) ---- */
 
 struct tr_audit_opts {
