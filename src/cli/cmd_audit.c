@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../drift/drift.h"
 #include "../report/report.h"
 #include "cli.h"
 
@@ -125,6 +126,12 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 		goto out;
 	if (tr_audit_policy(dir, traffic, &ts, rows, emb, er, ed, o, &rep, &dec, e) || tr_dir_begin(outdir, tmp, e))
 		goto out;
+	struct tr_monitor mon; /* the drift monitor's state and history, when the policy has one */
+	int have_mon = tr_monitor_open(dir, &mon, NULL, e);
+	if (have_mon < 0)
+		goto out;
+	if (have_mon)
+		json_object_set_new(rep, "monitor", tr_monitor_json(&mon));
 	/* chart: handled share per label, most handled first */
 	struct tr_buf tsv = {0};
 	size_t i;

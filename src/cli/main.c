@@ -22,6 +22,7 @@ const struct tr_verb tr_verbs[] = {
 	{"eval", "evaluate a fitted policy on held-out traffic", cmd_eval_usage, cmd_eval},
 	{"sweep", "compute an experiment spec's cells into results/", cmd_sweep_usage, cmd_sweep},
 	{"collect", "summarise finished cells into tables and PAPER.md", cmd_collect_usage, cmd_collect},
+	{"monitor", "feed audited answers to a policy's drift monitor, or show it", cmd_monitor_usage, cmd_monitor},
 	{"replay", "stream traffic through a policy with audits and the drift monitor", cmd_replay_usage, cmd_replay},
 	{"audit", "a reviewer's report on a policy's decisions, or on a sweep's plateaus", cmd_audit_usage, cmd_audit},
 	{NULL, NULL, NULL, NULL},

@@ -95,6 +95,17 @@ int tr_monitor_save(const struct tr_monitor *m, const char *path, struct tr_err 
 /* Loads a state file: 1 when it exists and was read, 0 when there is none, -1 on error. */
 int tr_monitor_load(const char *path, struct tr_monitor *m, struct tr_err *e);
 
+/*
+ * The monitor of the policy in `dir`: loads DIR.monitor when it exists and belongs to this policy (the
+ * SHA-256 of DIR/manifest.json matches). Returns 1 when found, 0 when there is none or it belongs to an
+ * earlier fit (a refit reopens the gate), -1 on error. sha (65 bytes, may be NULL) gets the policy's sum.
+ */
+int tr_monitor_open(const char *dir, struct tr_monitor *m, char *sha, struct tr_err *e);
+
+/* The state as JSON (json_t *, owned by the caller; NULL when out of memory): settings, counts, the
+ * statistic and threshold, the upper bound, the closing event and the history checkpoints. */
+void *tr_monitor_json(const struct tr_monitor *m);
+
 /* ---- replay (replay.c) ---- */
 
 /* One input of a stream, routed: what the replay needs to know about it. */

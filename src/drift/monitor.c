@@ -5,6 +5,7 @@
 #include "drift.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,7 +261,7 @@ int tr_monitor_parse(const char *what, const char *text, struct tr_monitor *m, s
 	FIELD("handled", "%llu", 1, &b);
 	FIELD("audits", "%llu", 1, &c);
 	FIELD("agree", "%llu", 1, &d);
-	if (b > a || c > b || d > c)
+	if (b > a || d > c) /* audits fed by `tracer monitor` are not counted as routed inputs */
 		return bad(&l, e);
 	m->inputs = a, m->handled = b, m->audits = c, m->agree = d;
 	FIELD("ew", "%lf %lf", 2, &m->ew_n, &m->ew_k);
@@ -327,4 +328,36 @@ int tr_monitor_load(const char *path, struct tr_monitor *m, struct tr_err *e)
 	int rc = strlen(text) != len ? tr_fail(e, "%s: holds a NUL byte", path) : tr_monitor_parse(path, text, m, e);
 	tr_free(text);
 	return rc ? -1 : 1;
+}
+
+int tr_monitor_open(const char *dir, struct tr_monitor *m, char *sha, struct tr_err *e)
+{
+	char path[4200], own[65];
+	snprintf(path, sizeof path, "%s/manifest.json", dir);
+	if (tr_sha256_file(path, own, e))
+		return -1;
+	if (sha)
+		memcpy(sha, own, sizeof own);
+	tr_monitor_path(dir, path, sizeof path);
+	int got = tr_monitor_load(path, m, e);
+	return got <= 0 ? got : strcmp(m->policy_sha, own) == 0;
+}
+
+static json_t *point_json(const struct tr_mon_point *p)
+{
+	return json_pack("{s:I, s:I, s:I, s:f, s:f}", "inputs", (json_int_t)p->inputs, "audits", (json_int_t)p->audits,
+			 "agree", (json_int_t)p->agree, "stat", p->stat, "upper", p->upper);
+}
+
+void *tr_monitor_json(const struct tr_monitor *m)
+{
+	json_t *h = json_array();
+	for (int i = 0; h && i < m->n_hist; i++)
+		json_array_append_new(h, point_json(&m->hist[i]));
+	return json_pack("{s:s, s:f, s:f, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:b, s:o, s:o}", "method",
+			 tr_mon_method_names[m->method], "alpha", m->alpha, "delta", m->delta, "audit_rate", m->audit_rate,
+			 "audit_seed", (json_int_t)m->audit_seed, "audits", (json_int_t)m->audits, "agree",
+			 (json_int_t)m->agree, "stat", m->stat, "threshold", tr_monitor_threshold(m), "upper",
+			 tr_monitor_upper(m), "closed", m->closed, "closing", m->closed ? point_json(&m->closing) : json_null(),
+			 "history", h ? h : json_array());
 }

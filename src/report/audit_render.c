@@ -213,6 +213,32 @@ static int build(json_t *rep, struct section *S)
 		      "calls and $%.2f a day without the policy, %.0f calls and $%.2f with it.\n",
 		      num(cost, "queries_per_day"), num(cost, "cost_per_call"), num(cost, "calls_without"),
 		      num(cost, "cost_without"), num(cost, "calls_with"), num(cost, "cost_with"));
+	json_t *mon = json_object_get(rep, "monitor");
+	if (json_is_object(mon)) {
+		s = &S[n++];
+		snprintf(s->title, sizeof s->title, "Drift monitor");
+		tr_buf_printf(&s->prose, "Monitor `%s` of agreement on handled ≥ %.2f at level δ_m = %.2f, audit rate %.3f: "
+					 "%.0f audits, %.0f agreeing; ln W = %.4f (the gate closes at %.4f); anytime-valid upper "
+					 "bound on agreement %.3f.\n",
+			      str(mon, "method"), num(mon, "alpha"), num(mon, "delta"), num(mon, "audit_rate"),
+			      num(mon, "audits"), num(mon, "agree"), num(mon, "stat"), num(mon, "threshold"), num(mon, "upper"));
+		json_t *c = json_object_get(mon, "closing");
+		if (json_is_true(json_object_get(mon, "closed")))
+			tr_buf_printf(&s->prose, "**Gate closed** after %.0f audits (%.0f agreeing, ln W = %.4f): every input goes "
+						 "to the teacher until the policy is refitted.\n",
+				      num(c, "audits"), num(c, "agree"), num(c, "stat"));
+		else
+			tr_buf_puts(&s->prose, "Gate open.\n");
+		s->ncol = 4;
+		s->head[0] = "audits", s->head[1] = "agreeing", s->head[2] = "ln W", s->head[3] = "upper bound";
+		json_t *p;
+		json_array_foreach(json_object_get(mon, "history"), i, p)
+		{
+			char *cc[4] = {fmt_num(num(p, "audits"), "%.0f"), fmt_num(num(p, "agree"), "%.0f"),
+				       fmt_num(num(p, "stat"), "%.4f"), fmt_num(num(p, "upper"), "%.3f")};
+			add_row(s, cc);
+		}
+	}
 	return n;
 }
 
