@@ -124,7 +124,8 @@ QUICK   ?= build/quick
 SCHEDULER ?= local
 SLURM_FLAGS ?=
 
-# Every table and figure of PAPER.md: finished cells are skipped, so an interrupted run resumes.
+# Every table and figure of PAPER.md: finished cells are skipped, so an interrupted run resumes (the drift
+# study, scripts/drift-study.sh, skips its finished policies and replays likewise).
 # SCHEDULER=slurm runs the cells as Slurm job arrays and a dependent collector (scripts/slurm-submit.sh).
 reproduce:
 	@scripts/install-deps.sh
@@ -133,6 +134,7 @@ reproduce:
 		TRACER=$(abspath $(BIN)) scripts/slurm-submit.sh $(SPECS) --results $(RESULTS) --paper $(abspath PAPER.md) $(SLURM_FLAGS); \
 	else \
 		for s in $(SPECS); do $(abspath $(BIN)) sweep $$s --jobs $(JOBS) --results $(RESULTS) || exit 1; done; \
+		TRACER=$(abspath $(BIN)) RESULTS=$(RESULTS) scripts/drift-study.sh || exit 1; \
 		$(abspath $(BIN)) collect $(SPECS) --results $(RESULTS) --paper PAPER.md && \
 		$(MAKE) --no-print-directory plots RESULTS=$(RESULTS); \
 	fi

@@ -133,7 +133,8 @@ struct tr_replay_summary {
 	long delay;	      /* detect_at - switch_at (-1 when not detected or before the change) */
 	size_t handled, wrong, wrong_after_switch; /* answers the surrogate served, and those that were wrong */
 	size_t audits, audit_agree, teacher_calls;  /* audits are teacher calls too */
-	size_t novel, novel_ood;		    /* inputs with a new label; those the OOD guard deferred */
+	size_t novel, novel_ood, novel_handled;	    /* after the change: inputs with a new label; those the OOD
+						       guard deferred; those the policy answered */
 	double stat, upper;
 	double agreement_before, agreement_after; /* true agreement on handled, each phase (all inputs) */
 };

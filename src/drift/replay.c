@@ -86,7 +86,8 @@ int tr_replay_stream(const struct tr_stream_item *items, size_t n, size_t switch
 			ring_pos = (ring_pos + 1) % win;
 		}
 		if (phase)
-			s->novel += (size_t)it->novel, s->novel_ood += (size_t)(it->novel && it->ood);
+			s->novel += (size_t)it->novel, s->novel_ood += (size_t)(it->novel && it->ood),
+			s->novel_handled += (size_t)(it->novel && it->handled);
 		int serve = it->handled && !m->closed;
 		tr_monitor_count(m, serve);
 		int closed_now = 0;
@@ -152,9 +153,9 @@ int tr_replay_summary_json(const struct tr_replay_summary *s, struct tr_buf *b)
 	else
 		tr_buf_puts(b, "null");
 	tr_buf_printf(b, ",\"handled\":%zu,\"wrong\":%zu,\"wrong_after_switch\":%zu,\"audits\":%zu,\"audit_agree\":%zu,"
-			 "\"teacher_calls\":%zu,\"novel\":%zu,\"novel_ood\":%zu",
+			 "\"teacher_calls\":%zu,\"novel\":%zu,\"novel_ood\":%zu,\"novel_handled\":%zu",
 		      s->handled, s->wrong, s->wrong_after_switch, s->audits, s->audit_agree, s->teacher_calls, s->novel,
-		      s->novel_ood);
+		      s->novel_ood, s->novel_handled);
 	put_real(b, "stat", s->stat);
 	put_real(b, "upper", s->upper);
 	put_real(b, "agreement_before", s->agreement_before);

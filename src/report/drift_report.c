@@ -21,7 +21,7 @@ struct drow {
 	double wrong_after, audits, calls, handled, n_sum;
 	double agr_before_min, agr_before_max, agr_after_sum;
 	int agr_after_n;
-	long novel, novel_ood;
+	long novel, novel_ood, novel_handled;
 };
 
 struct dtab {
@@ -97,6 +97,7 @@ static int add_file(struct dtab *t, const char *path, const char *sc, const char
 			r->agr_after_sum += aa, r->agr_after_n++;
 		r->novel += (long)jnum(o, "novel");
 		r->novel_ood += (long)jnum(o, "novel_ood");
+		r->novel_handled += (long)jnum(o, "novel_handled");
 		json_decref(o);
 	}
 	tr_free(text);
@@ -130,7 +131,7 @@ static void write_tsv(struct dtab *t, struct tr_buf *b)
 {
 	tr_buf_puts(b, "scenario\tset\talpha\tmethod\taudit_rate\tstreams\tdetected\tdetection_rate\tmedian_delay\t"
 		       "max_delay\twrong_after_switch\taudits\tteacher_calls\tcoverage\tagreement_before_min\t"
-		       "agreement_before_max\tagreement_after\tnovel\tnovel_ood\n");
+		       "agreement_before_max\tagreement_after\tnovel\tnovel_ood\tnovel_handled\n");
 	for (size_t i = 0; i < t->n; i++) {
 		struct drow *r = &t->v[i];
 		double med = median(r);
@@ -146,7 +147,7 @@ static void write_tsv(struct dtab *t, struct tr_buf *b)
 		num(b, r->agr_before_max, "%.4f");
 		tr_buf_puts(b, "\t");
 		num(b, r->agr_after_n ? r->agr_after_sum / r->agr_after_n : NAN, "%.4f");
-		tr_buf_printf(b, "\t%ld\t%ld\n", r->novel, r->novel_ood);
+		tr_buf_printf(b, "\t%ld\t%ld\t%ld\n", r->novel, r->novel_ood, r->novel_handled);
 	}
 }
 
@@ -226,9 +227,12 @@ static void sec_drift(const struct dtab *t, struct tr_buf *b)
 	for (int s = 1; s < 3; s++) {
 		const struct drow *r = find(t, scs[s].sc, NULL, 0.95, "betting", 0.05);
 		if (r && r->novel)
-			tr_buf_printf(b, "\nOOD guard, %s: it deferred %ld of the %ld oos inputs after the change (%.1f%%) on "
-					 "its own; the rest were handled (and wrong) or deferred by the acceptor.\n",
-				      scs[s].what, r->novel_ood, r->novel, 100.0 * (double)r->novel_ood / (double)r->novel);
+			tr_buf_printf(b, "\nOOD guard, %s, over the %d streams: of the %ld oos inputs after the change the "
+					 "policy would have answered %.1f%% (every answer wrong), the OOD guard deferred "
+					 "%.1f%% on its own and the acceptor the remaining %.1f%%.\n",
+				      scs[s].what, r->streams, r->novel, 100.0 * (double)r->novel_handled / (double)r->novel,
+				      100.0 * (double)r->novel_ood / (double)r->novel,
+				      100.0 * (double)(r->novel - r->novel_handled - r->novel_ood) / (double)r->novel);
 	}
 	/* official split */
 	tr_buf_puts(b, "\n**Official test split** (α = 0.95, no change point; policy seeds 0–2, 10 shuffles each): streams "
