@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../src/drift/drift.h"
+#include "../../src/report/report.h"
 #include "unit.h"
 
 /* Fraction of `streams` streams of `len` audits with agreement p that close the gate. */
@@ -140,12 +141,67 @@ static void test_replay_stream(void)
 	free(it), free(ids);
 }
 
+static void put_text(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	struct tr_err e;
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	tr_write_atomic(path, text, strlen(text), &e);
+}
+
+/* tracer collect's drift part: summaries -> tables/drift.tsv and the PAPER.md section. */
+static void test_collect(void)
+{
+	char dir[] = "/tmp/test-drift-XXXXXX", sub[600], paper[600];
+	struct tr_err e;
+	if (!mkdtemp(dir))
+		return;
+	snprintf(sub, sizeof sub, "%s/drift", dir);
+	tr_mkdirs(sub, &e);
+	snprintf(sub, sizeof sub, "%s/tables", dir);
+	tr_mkdirs(sub, &e);
+	snprintf(paper, sizeof paper, "%s/PAPER.md", dir);
+	put_text(dir, "PAPER.md", "# x\n<!-- BEGIN drift -->\nold\n<!-- END drift -->\nend\n");
+	CHECK(tr_drift_collect(dir, paper, &e) == 0, "collect without a study: %s", e.msg);
+	char *text;
+	size_t len;
+	tr_read_file(paper, &text, &len, &e);
+	CHECK(strstr(text, "has not been run") && !strstr(text, "old"), "the section says the study was not run");
+	tr_free(text);
+	put_text(dir, "drift/scenarios.tsv", "scenario\tset\talpha\tpolicy_seed\tfile\nswap\tbanking77:gold\t0.95\t0\ts.jsonl\n");
+	const char *line = "{\"method\":\"betting\",\"audit_rate\":0.05,\"alpha\":0.95,\"delta\":0.05,\"n\":100,"
+			   "\"switch_at\":50,\"detected\":%s,\"detect_at\":%s,\"delay\":%s,\"handled\":80,\"wrong\":9,"
+			   "\"wrong_after_switch\":%d,\"audits\":4,\"audit_agree\":3,\"teacher_calls\":24,\"novel\":0,"
+			   "\"novel_ood\":0,\"novel_handled\":0,\"stat\":1,\"upper\":0.95,\"agreement_before\":0.97,"
+			   "\"agreement_after\":0.8}\n";
+	char buf[2048];
+	int n = snprintf(buf, sizeof buf, line, "true", "70", "20", 4);
+	n += snprintf(buf + n, sizeof buf - (size_t)n, line, "true", "90", "40", 6);
+	snprintf(buf + n, sizeof buf - (size_t)n, line, "false", "null", "null", 8);
+	put_text(dir, "drift/s.jsonl", buf);
+	CHECK(tr_drift_collect(dir, paper, &e) == 0, "collect: %s", e.msg);
+	snprintf(sub, sizeof sub, "%s/tables/drift.tsv", dir);
+	tr_read_file(sub, &text, &len, &e);
+	CHECK(strstr(text, "swap\tbanking77:gold\t0.95\tbetting\t0.05\t3\t2\t0.6667\t30\t40\t6.0\t"),
+	      "table row: detected 2 of 3, median delay 30, max 40, wrong after the switch 6.0: %s", text);
+	tr_free(text);
+	tr_read_file(paper, &text, &len, &e);
+	CHECK(strstr(text, "| betting | 0.05 | 2/3 | 30 | 40 | 6.0 |") != NULL, "PAPER row");
+	CHECK(strstr(text, "end\n") != NULL, "prose after the section kept");
+	tr_free(text);
+	put_text(dir, "drift/scenarios.tsv", "scenario\tset\talpha\tpolicy_seed\tfile\nswap\tb\t0.95\t0\t../x\n");
+	CHECK(tr_drift_collect(dir, paper, &e) == -1, "a path outside RESULTS/drift is refused");
+	CHECK_ERR(e, "scenarios.tsv:2: bad line");
+	tr_remove_tree(dir);
+}
+
 int main(void)
 {
 	tr_gsl_init();
 	test_audit_pick();
 	test_state_file();
 	test_replay_stream();
+	test_collect();
 	test_validity_and_power();
 	return unit_done();
 }
