@@ -1,7 +1,7 @@
 #!/bin/sh
 # The drift study (PAPER.md "Drift", figure 7), run by `make reproduce`: fits the policies, replays the
 # scenarios with `tracer replay` and writes RESULTS/drift/*.jsonl plus RESULTS/drift/scenarios.tsv (what
-# each file holds). `tracer collect --drift` turns them into tables and the PAPER.md section.
+# each file holds). `tracer collect` turns them into tables and the PAPER.md section.
 # Resumable: a policy directory or a summary file that exists is not recomputed.
 #
 #   no drift      pooled traffic (the sweeps' pooled protocol, seed 0): one policy per set and α, fitted on

@@ -8,11 +8,11 @@
 #include "cli.h"
 
 const char cmd_collect_usage[] =
-	"usage: tracer collect SPEC... [--results DIR] [--paper PAPER.md] [--partial]\n"
+	"usage: tracer collect [SPEC...] [--results DIR] [--paper PAPER.md] [--partial]\n"
 	"  Sums each spec's finished cells over seeds into DIR/tables/NAME.tsv (one row per set, protocol,\n"
 	"  backend, trace count, rule and target) and, with --paper, rewrites PAPER.md's generated sections.\n"
 	"  The drift study's replays (DIR/drift, from scripts/drift-study.sh) go to DIR/tables/drift*.tsv and\n"
-	"  PAPER.md's \"drift\" section.\n"
+	"  PAPER.md's \"drift\" section; with no SPEC only those are written.\n"
 	"  Missing cells are listed on stderr and make the command fail unless --partial is given.\n";
 
 int cmd_collect(int argc, char **argv)
@@ -33,8 +33,8 @@ int cmd_collect(int argc, char **argv)
 		else
 			return tr_cli_usage_error("collect", "unexpected argument \"%s\"", argv[i]);
 	}
-	if (!n)
-		return tr_cli_usage_error("collect", "expected spec files");
+	if (!n && !paper)
+		return tr_cli_usage_error("collect", "expected spec files (or, for the drift study alone, --paper)");
 	struct tr_table t = {0};
 	struct tr_err e;
 	int rc = 0;
@@ -61,7 +61,7 @@ int cmd_collect(int argc, char **argv)
 		if (!partial)
 			rc = TR_EXIT_DATA;
 	}
-	if (!rc && paper && tr_paper_update(&t, paper, &e))
+	if (!rc && paper && n && tr_paper_update(&t, paper, &e))
 		rc = tr_cli_data_error(&e);
 	if (!rc && tr_drift_collect(results, paper, &e))
 		rc = tr_cli_data_error(&e);

@@ -163,6 +163,18 @@ static const struct drow *find(const struct dtab *t, const char *sc, const char 
 	return NULL;
 }
 
+/*
+ * Audits that even a bettor who knew the agreement p < α would need on average before the monitor could
+ * close the gate: ln(1/δ) / KL(p ‖ α) (Wald's identity for the log-likelihood-ratio test). NAN when p >= α.
+ */
+static double oracle_audits(double p, double alpha, double delta)
+{
+	if (!(p < alpha) || !(p > 0))
+		return NAN;
+	double kl = p * log(p / alpha) + (1 - p) * log((1 - p) / (1 - alpha));
+	return log(1 / delta) / kl;
+}
+
 static const double rates[3] = {0.01, 0.02, 0.05};
 static const char *const methods[2] = {"betting", "mixture"};
 
@@ -195,6 +207,18 @@ static void sec_drift(const struct dtab *t, struct tr_buf *b)
 				}
 				tr_buf_puts(b, "\n");
 			}
+	for (int m = 0; m < 2; m++) {
+		int worst = -1, streams = 0;
+		for (size_t i = 0; i < t->n; i++)
+			if (!strcmp(t->v[i].scenario, "nodrift") && !strcmp(t->v[i].method, methods[m]) &&
+			    t->v[i].detected > worst)
+				worst = t->v[i].detected, streams = t->v[i].streams;
+		if (worst >= 0)
+			tr_buf_printf(b, "%s- `%s`: at most %d of %d streams closed the gate in any row (δ_m allows %.0f; two "
+					 "binomial standard errors above it is %.0f).\n",
+				      m ? "" : "\n", methods[m], worst, streams, 0.05 * streams,
+				      0.05 * streams + 2 * sqrt(0.05 * 0.95 * streams));
+	}
 	/* change points */
 	static const struct {
 		const char *sc, *what;
@@ -224,6 +248,21 @@ static void sec_drift(const struct dtab *t, struct tr_buf *b)
 				num(b, r->agr_after_n ? r->agr_after_sum / r->agr_after_n : NAN, "%.3f");
 				tr_buf_puts(b, " |\n");
 			}
+	for (int s = 0; s < 3; s++) {
+		const struct drow *r = find(t, scs[s].sc, NULL, 0.95, "betting", 0.05);
+		double p = r && r->agr_after_n ? r->agr_after_sum / r->agr_after_n : NAN;
+		if (!r)
+			continue;
+		tr_buf_printf(b, "%s- %s, betting monitor, audit rate 0.05: the gate closed after the change in %d of %d "
+				 "streams", s ? "" : "\n", scs[s].what, r->detected - r->before_switch, r->streams);
+		if (r->n_delays)
+			tr_buf_printf(b, ", median %.0f inputs after it", median((struct drow *)r));
+		if (!isnan(oracle_audits(p, 0.95, 0.05)))
+			tr_buf_printf(b, "; at the true agreement after the change (%.3f) even a bettor who knew it would "
+					 "need about %.0f audits on average",
+				      p, oracle_audits(p, 0.95, 0.05));
+		tr_buf_puts(b, ".\n");
+	}
 	for (int s = 1; s < 3; s++) {
 		const struct drow *r = find(t, scs[s].sc, NULL, 0.95, "betting", 0.05);
 		if (r && r->novel)
@@ -244,7 +283,11 @@ static void sec_drift(const struct dtab *t, struct tr_buf *b)
 			const struct drow *r0 = find(t, "official", sets[s], 0.95, methods[m], 0.05);
 			if (!r0)
 				continue;
-			tr_buf_printf(b, "| %s | %.4f–%.4f | %s |", sets[s], r0->agr_before_min, r0->agr_before_max, methods[m]);
+			tr_buf_printf(b, "| %s | %.4f–%.4f", sets[s], r0->agr_before_min, r0->agr_before_max);
+			if (!isnan(oracle_audits(r0->agr_before_min, 0.95, 0.05)))
+				tr_buf_printf(b, " (at %.4f, about %.0f audits needed even by an oracle bettor)", r0->agr_before_min,
+					      oracle_audits(r0->agr_before_min, 0.95, 0.05));
+			tr_buf_printf(b, " | %s |", methods[m]);
 			for (int k = 0; k < 3; k++) {
 				struct drow *r = (struct drow *)find(t, "official", sets[s], 0.95, methods[m], rates[k]);
 				if (!r) {
