@@ -23,6 +23,12 @@ ok "five shuffled streams, two monitors" "$TRACER" replay pol banking77:gpt-4o -
 	--method betting,mixture --audit-rate 0.05
 check "one summary per stream and monitor" [ "$(grep -c '"stream":' out)" -eq 10 ]
 check "seeds run on from the shuffle seed" grep -q '"method":"mixture",.*"stream":4,"seed":7,"audit_seed":7' out
+ok "replay the first half with a saved monitor" sh -c "head -n 400 test.jsonl >a.jsonl && '$TRACER' replay pol a.jsonl --audit-rate 0.3 --state st.monitor"
+check "the state was saved" grep -q '^tracer-monitor 1$' st.monitor
+n1=$(sed -n 's/^audits //p' st.monitor)
+ok "replay the rest: the same test continues" sh -c "tail -n +401 test.jsonl >b.jsonl && '$TRACER' replay pol b.jsonl --audit-rate 0.3 --state st.monitor"
+check "audits add up across the restart" [ "$(sed -n 's/^audits //p' st.monitor)" -gt "${n1:-0}" ]
+fails 2 "one stream" "--state with several streams" "$TRACER" replay pol test.jsonl --shuffle 1 --streams 2 --state st.monitor
 fails 2 "needs --shuffle" "--streams without --shuffle" "$TRACER" replay pol test.jsonl --streams 3
 fails 2 "go together" "--switch-at without --then" "$TRACER" replay pol test.jsonl --switch-at 3
 fails 2 "bad value for --audit-rate" "audit rate 0" "$TRACER" replay pol test.jsonl --audit-rate 0
