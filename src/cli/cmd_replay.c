@@ -35,7 +35,7 @@ const char cmd_replay_usage[] =
 	"  guard deferred, after the method, audit rate, α and D. Lists of rates or methods replay every\n"
 	"  combination (the timeline is the first's). --streams N replays N shuffles (seeds SEED..SEED+N-1, audit seeds likewise): one\n"
 	"  summary line each, the timeline of the first. --state FILE continues the monitor saved in FILE (same\n"
-	"  policy) and saves it atomically after every audit.\n";
+	"  policy; its own rate, seed, level and method win) and saves it atomically after every audit.\n";
 
 /* One traffic source: its set and its rows in the chosen part (shallow copies). */
 struct source {
@@ -93,7 +93,7 @@ static size_t *order(size_t n, gsl_rng *rng)
 }
 
 struct opts {
-	int shuffle, have_then;
+	int shuffle;
 	uint64_t seed;
 	size_t switch_at;
 	double mix;
@@ -221,7 +221,6 @@ int cmd_replay(int argc, char **argv)
 		return tr_cli_usage_error("replay", "--streams needs --shuffle");
 	if (state && (streams > 1 || n_rates > 1 || n_methods > 1))
 		return tr_cli_usage_error("replay", "--state replays one stream at one audit rate with one method");
-	o.have_then = other != NULL;
 	if (!have_audit_seed)
 		audit_seed = o.seed;
 	struct tr_err e;
@@ -263,8 +262,12 @@ int cmd_replay(int argc, char **argv)
 			int got = tr_monitor_load(state, &old, &e);
 			if (got < 0)
 				goto out;
-			if (got && strcmp(old.policy_sha, sha) == 0)
-				m = old; /* the same policy: continue its test (a refit starts afresh) */
+			if (got && strcmp(old.policy_sha, sha) == 0) {
+				/* the same policy: continue its test with its own settings (a refit starts afresh) */
+				m = old;
+				ro.method = m.method, ro.alpha = m.alpha, ro.delta = m.delta;
+				ro.audit_rate = m.audit_rate, ro.audit_seed = m.audit_seed;
+			}
 		}
 		struct tr_replay_summary s;
 		if (state) {
