@@ -33,9 +33,10 @@ const char cmd_replay_usage[] =
 	"  The summary (stdout, or --summary FILE) is one JSON line: detected, detect_at, delay after the change\n"
 	"  point, wrong answers served (after the change), audits, teacher calls, oos inputs and those the OOD\n"
 	"  guard deferred, after the method, audit rate, α and D. Lists of rates or methods replay every\n"
-	"  combination (the timeline is the first's). --streams N replays N shuffles (seeds SEED..SEED+N-1, audit seeds likewise): one\n"
-	"  summary line each, the timeline of the first. --state FILE continues the monitor saved in FILE (same\n"
-	"  policy; its own rate, seed, level and method win) and saves it atomically after every audit.\n";
+	"  combination (the timeline is the first's). --streams N replays N shuffles (seeds SEED..SEED+N-1,\n"
+	"  audit seeds likewise): one summary line each, the timeline of the first. --state FILE continues the\n"
+	"  monitor saved in FILE (same policy; its own rate, seed, level and method win) and saves it\n"
+	"  atomically after every audit.\n";
 
 /* One traffic source: its set and its rows in the chosen part (shallow copies). */
 struct source {

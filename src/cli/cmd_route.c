@@ -15,7 +15,8 @@
 #define ROUTE_BATCH 256
 
 const char cmd_route_usage[] =
-	"usage: tracer route DIR [--fallback-field NAME] [--audit-rate R] [--audit-seed S] < inputs.jsonl > decisions.jsonl\n"
+	"usage: tracer route DIR [--fallback-field NAME] [--audit-rate R] [--audit-seed S]\n"
+	"           < inputs.jsonl > decisions.jsonl\n"
 	"  Each input line is a JSON object with the text under \"input\" (or query, text, prompt, question),\n"
 	"  \"input_b\" for pairs, an optional \"id\", and \"embedding\" (a list of numbers) for policies fitted on\n"
 	"  embeddings. Each output line: {\"id\", \"label\" (null when deferred), \"decision\": handled|deferred,\n"
