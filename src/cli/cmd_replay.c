@@ -291,19 +291,18 @@ int cmd_replay(int argc, char **argv)
 			s.delay = -1, s.audits = m.audits, s.audit_agree = m.agree, s.stat = m.stat;
 			s.upper = tr_monitor_upper(&m), s.agreement_before = s.agreement_after = NAN;
 		}
-		tr_buf_printf(&sum, "{\"method\":\"%s\",\"audit_rate\":%g,\"alpha\":%g,\"delta\":%g,",
-			      tr_mon_method_names[ro.method], ro.audit_rate, ro.alpha, ro.delta);
+		int bad = tr_buf_printf(&sum, "{\"method\":\"%s\",\"audit_rate\":%g,\"alpha\":%g,\"delta\":%g,",
+					tr_mon_method_names[ro.method], ro.audit_rate, ro.alpha, ro.delta);
 		if (streams > 1)
-			tr_buf_printf(&sum, "\"stream\":%llu,\"seed\":%llu,\"audit_seed\":%llu,", k,
-				      (unsigned long long)(o.seed + k), (unsigned long long)ro.audit_seed);
+			bad |= tr_buf_printf(&sum, "\"stream\":%llu,\"seed\":%llu,\"audit_seed\":%llu,", k,
+					     (unsigned long long)(o.seed + k), (unsigned long long)ro.audit_seed);
 		struct tr_buf one = {0};
-		if (tr_replay_summary_json(&s, &one)) {
-			tr_buf_free(&one);
+		bad |= tr_replay_summary_json(&s, &one) || tr_buf_puts(&sum, one.data + 1);
+		tr_buf_free(&one);
+		if (bad) {
 			tr_fail(&e, "out of memory");
 			goto out;
 		}
-		tr_buf_puts(&sum, one.data + 1);
-		tr_buf_free(&one);
 	}
 	if (tl_path && tr_write_atomic(tl_path, tl.data ? tl.data : "", tl.len, &e))
 		goto out;

@@ -149,29 +149,32 @@ double tr_monitor_upper(const struct tr_monitor *m)
 
 /* ---- the state file ---- */
 
-static void put_point(struct tr_buf *b, const char *key, const struct tr_mon_point *p)
+static int put_point(struct tr_buf *b, const char *key, const struct tr_mon_point *p)
 {
-	tr_buf_printf(b, "%s %llu %llu %llu %.17g %.17g\n", key, (unsigned long long)p->inputs,
-		      (unsigned long long)p->audits, (unsigned long long)p->agree, p->stat, p->upper);
+	return tr_buf_printf(b, "%s %llu %llu %llu %.17g %.17g\n", key, (unsigned long long)p->inputs,
+			     (unsigned long long)p->audits, (unsigned long long)p->agree, p->stat, p->upper);
 }
 
+/* Every append is checked: a buffer that failed to grow part-way must never be written as a state. */
 int tr_monitor_format(const struct tr_monitor *m, struct tr_buf *b)
 {
-	tr_buf_puts(b, "tracer-monitor 1\n");
-	tr_buf_printf(b, "policy %s\nmethod %s\n", m->policy_sha[0] ? m->policy_sha : "-", tr_mon_method_names[m->method]);
-	tr_buf_printf(b, "alpha %.17g\ndelta %.17g\naudit_rate %.17g\naudit_seed %llu\n", m->alpha, m->delta,
-		      m->audit_rate, (unsigned long long)m->audit_seed);
-	tr_buf_printf(b, "inputs %llu\nhandled %llu\naudits %llu\nagree %llu\n", (unsigned long long)m->inputs,
-		      (unsigned long long)m->handled, (unsigned long long)m->audits, (unsigned long long)m->agree);
-	tr_buf_printf(b, "ew %.17g %.17g\nstat %.17g %.17g\n", m->ew_n, m->ew_k, m->stat, m->stat_max);
+	int bad = tr_buf_puts(b, "tracer-monitor 1\n");
+	bad |= tr_buf_printf(b, "policy %s\nmethod %s\n", m->policy_sha[0] ? m->policy_sha : "-",
+			     tr_mon_method_names[m->method]);
+	bad |= tr_buf_printf(b, "alpha %.17g\ndelta %.17g\naudit_rate %.17g\naudit_seed %llu\n", m->alpha, m->delta,
+			     m->audit_rate, (unsigned long long)m->audit_seed);
+	bad |= tr_buf_printf(b, "inputs %llu\nhandled %llu\naudits %llu\nagree %llu\n", (unsigned long long)m->inputs,
+			     (unsigned long long)m->handled, (unsigned long long)m->audits, (unsigned long long)m->agree);
+	bad |= tr_buf_printf(b, "ew %.17g %.17g\nstat %.17g %.17g\n", m->ew_n, m->ew_k, m->stat, m->stat_max);
 	for (int j = 0; j < TR_MON_GRID; j++)
-		tr_buf_printf(b, "grid %d %.17g %d\n", j, m->grid_stat[j], m->grid_rej[j]);
-	tr_buf_printf(b, "closed %d\n", m->closed);
-	put_point(b, "closing", &m->closing);
-	tr_buf_printf(b, "history %llu %d\n", (unsigned long long)m->hist_every, m->n_hist);
+		bad |= tr_buf_printf(b, "grid %d %.17g %d\n", j, m->grid_stat[j], m->grid_rej[j]);
+	bad |= tr_buf_printf(b, "closed %d\n", m->closed);
+	bad |= put_point(b, "closing", &m->closing);
+	bad |= tr_buf_printf(b, "history %llu %d\n", (unsigned long long)m->hist_every, m->n_hist);
 	for (int i = 0; i < m->n_hist; i++)
-		put_point(b, "h", &m->hist[i]);
-	return tr_buf_puts(b, "end\n");
+		bad |= put_point(b, "h", &m->hist[i]);
+	bad |= tr_buf_puts(b, "end\n");
+	return bad ? -1 : 0;
 }
 
 /* A line cursor over the state text. */

@@ -36,24 +36,20 @@ int tr_replay_route(const struct tr_policy *p, const struct tr_trace *rows, cons
 	return rc;
 }
 
-static void timeline_line(struct tr_buf *b, size_t t, int phase, size_t served, size_t served_ok, double recent,
-			  const struct tr_monitor *m)
+/* One timeline line; -1 when the buffer could not grow (every append checked). */
+static int timeline_line(struct tr_buf *b, size_t t, int phase, size_t served, size_t served_ok, double recent,
+			 const struct tr_monitor *m)
 {
-	tr_buf_printf(b, "{\"t\":%zu,\"phase\":%d,\"coverage\":%.6f,\"agreement_handled\":", t, phase,
-		      t ? (double)served / (double)t : 0.0);
-	if (served)
-		tr_buf_printf(b, "%.6f", (double)served_ok / (double)served);
-	else
-		tr_buf_puts(b, "null");
-	tr_buf_puts(b, ",\"agreement_recent\":");
-	if (isnan(recent))
-		tr_buf_puts(b, "null");
-	else
-		tr_buf_printf(b, "%.6f", recent);
-	tr_buf_printf(b, ",\"audits\":%llu,\"audit_agree\":%llu,\"stat\":%.6f,\"threshold\":%.6f,\"upper\":%.4f,"
-			 "\"closed\":%s}\n",
-		      (unsigned long long)m->audits, (unsigned long long)m->agree, m->stat, tr_monitor_threshold(m),
-		      tr_monitor_upper(m), m->closed ? "true" : "false");
+	int bad = tr_buf_printf(b, "{\"t\":%zu,\"phase\":%d,\"coverage\":%.6f,\"agreement_handled\":", t, phase,
+				t ? (double)served / (double)t : 0.0);
+	bad |= served ? tr_buf_printf(b, "%.6f", (double)served_ok / (double)served) : tr_buf_puts(b, "null");
+	bad |= tr_buf_puts(b, ",\"agreement_recent\":");
+	bad |= isnan(recent) ? tr_buf_puts(b, "null") : tr_buf_printf(b, "%.6f", recent);
+	bad |= tr_buf_printf(b, ",\"audits\":%llu,\"audit_agree\":%llu,\"stat\":%.6f,\"threshold\":%.6f,"
+				"\"upper\":%.4f,\"closed\":%s}\n",
+			     (unsigned long long)m->audits, (unsigned long long)m->agree, m->stat, tr_monitor_threshold(m),
+			     tr_monitor_upper(m), m->closed ? "true" : "false");
+	return bad ? -1 : 0;
 }
 
 int tr_replay_stream(const struct tr_stream_item *items, size_t n, size_t switch_at, const struct tr_replay_opts *o,
@@ -69,7 +65,7 @@ int tr_replay_stream(const struct tr_stream_item *items, size_t n, size_t switch
 		return tr_fail(e, "out of memory");
 	size_t ring_n = 0, ring_pos = 0, ring_ok = 0, served_ok = 0;
 	size_t ph_n[2] = {0, 0}, ph_ok[2] = {0, 0};
-	int was_closed = m->closed;
+	int was_closed = m->closed, oom = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct tr_stream_item *it = &items[i];
 		int phase = i >= switch_at;
@@ -113,8 +109,8 @@ int tr_replay_stream(const struct tr_stream_item *items, size_t n, size_t switch
 			s->delay = i + 1 > switch_at ? (long)(i + 1 - switch_at) : -1;
 		}
 		if (timeline && ((o->every && (i + 1) % o->every == 0) || closed_now || i + 1 == n))
-			timeline_line(timeline, i + 1, phase, s->handled, served_ok,
-				      ring_n >= win ? (double)ring_ok / (double)ring_n : NAN, m);
+			oom |= timeline_line(timeline, i + 1, phase, s->handled, served_ok,
+					     ring_n >= win ? (double)ring_ok / (double)ring_n : NAN, m);
 	}
 	s->detected |= was_closed;
 	s->stat = m->stat;
@@ -122,43 +118,32 @@ int tr_replay_stream(const struct tr_stream_item *items, size_t n, size_t switch
 	s->agreement_before = ph_n[0] ? (double)ph_ok[0] / (double)ph_n[0] : NAN;
 	s->agreement_after = ph_n[1] ? (double)ph_ok[1] / (double)ph_n[1] : NAN;
 	tr_free(ring);
-	if (timeline && !timeline->data && n)
-		return tr_fail(e, "out of memory");
-	return 0;
+	return oom ? tr_fail(e, "out of memory") : 0;
 }
 
-static void put_real(struct tr_buf *b, const char *key, double v)
+static int put_real(struct tr_buf *b, const char *key, double v)
 {
-	if (isfinite(v))
-		tr_buf_printf(b, ",\"%s\":%.6f", key, v);
-	else
-		tr_buf_printf(b, ",\"%s\":null", key);
+	return isfinite(v) ? tr_buf_printf(b, ",\"%s\":%.6f", key, v) : tr_buf_printf(b, ",\"%s\":null", key);
 }
 
+/* Every append is checked: -1 means the line is incomplete and must not be written. */
 int tr_replay_summary_json(const struct tr_replay_summary *s, struct tr_buf *b)
 {
-	tr_buf_printf(b, "{\"n\":%zu,\"switch_at\":", s->n);
-	if (s->switch_at < s->n)
-		tr_buf_printf(b, "%zu", s->switch_at);
-	else
-		tr_buf_puts(b, "null");
-	tr_buf_printf(b, ",\"detected\":%s,\"detect_at\":", s->detected ? "true" : "false");
-	if (s->detect_at)
-		tr_buf_printf(b, "%zu", s->detect_at);
-	else
-		tr_buf_puts(b, "null");
-	tr_buf_puts(b, ",\"delay\":");
-	if (s->delay >= 0)
-		tr_buf_printf(b, "%ld", s->delay);
-	else
-		tr_buf_puts(b, "null");
-	tr_buf_printf(b, ",\"handled\":%zu,\"wrong\":%zu,\"wrong_after_switch\":%zu,\"audits\":%zu,\"audit_agree\":%zu,"
-			 "\"teacher_calls\":%zu,\"novel\":%zu,\"novel_ood\":%zu,\"novel_handled\":%zu",
-		      s->handled, s->wrong, s->wrong_after_switch, s->audits, s->audit_agree, s->teacher_calls, s->novel,
-		      s->novel_ood, s->novel_handled);
-	put_real(b, "stat", s->stat);
-	put_real(b, "upper", s->upper);
-	put_real(b, "agreement_before", s->agreement_before);
-	put_real(b, "agreement_after", s->agreement_after);
-	return tr_buf_puts(b, "}\n");
+	int bad = tr_buf_printf(b, "{\"n\":%zu,\"switch_at\":", s->n);
+	bad |= s->switch_at < s->n ? tr_buf_printf(b, "%zu", s->switch_at) : tr_buf_puts(b, "null");
+	bad |= tr_buf_printf(b, ",\"detected\":%s,\"detect_at\":", s->detected ? "true" : "false");
+	bad |= s->detect_at ? tr_buf_printf(b, "%zu", s->detect_at) : tr_buf_puts(b, "null");
+	bad |= tr_buf_puts(b, ",\"delay\":");
+	bad |= s->delay >= 0 ? tr_buf_printf(b, "%ld", s->delay) : tr_buf_puts(b, "null");
+	bad |= tr_buf_printf(b, ",\"handled\":%zu,\"wrong\":%zu,\"wrong_after_switch\":%zu,\"audits\":%zu,"
+				"\"audit_agree\":%zu,\"teacher_calls\":%zu,\"novel\":%zu,\"novel_ood\":%zu,"
+				"\"novel_handled\":%zu",
+			     s->handled, s->wrong, s->wrong_after_switch, s->audits, s->audit_agree, s->teacher_calls,
+			     s->novel, s->novel_ood, s->novel_handled);
+	bad |= put_real(b, "stat", s->stat);
+	bad |= put_real(b, "upper", s->upper);
+	bad |= put_real(b, "agreement_before", s->agreement_before);
+	bad |= put_real(b, "agreement_after", s->agreement_after);
+	bad |= tr_buf_puts(b, "}\n");
+	return bad ? -1 : 0;
 }

@@ -195,6 +195,51 @@ static void test_collect(void)
 	tr_remove_tree(dir);
 }
 
+/* Failing the Nth allocation of formatting a state, replaying a stream with a timeline and writing its
+ * summary: each run ends in an error or in exactly the undisturbed output, never in a partial one. */
+static int faulty_run(struct tr_buf *out, struct tr_err *e)
+{
+	enum { N = 3000 };
+	static struct tr_stream_item it[N];
+	static char ids[N][16];
+	for (int i = 0; i < N; i++) {
+		snprintf(ids[i], 16, "f%d", i);
+		it[i] = (struct tr_stream_item){.id = ids[i], .handled = i % 5 != 0, .agree = i < 1500 ? i % 31 != 0 : i % 4 != 0};
+	}
+	struct tr_replay_opts o = {.method = TR_MON_BETTING, .alpha = 0.9, .delta = 0.05, .audit_rate = 0.2, .every = 100,
+				   .window = 50};
+	struct tr_monitor m;
+	tr_monitor_init(&m, o.method, o.alpha, o.delta, o.audit_rate, 0);
+	struct tr_replay_summary s;
+	if (tr_replay_stream(it, N, 1500, &o, &m, out, &s, e))
+		return -1;
+	if (tr_replay_summary_json(&s, out) || tr_monitor_format(&m, out))
+		return tr_fail(e, "out of memory");
+	return 0;
+}
+
+static void test_faults(void)
+{
+	struct tr_buf base = {0}, b = {0};
+	struct tr_err e;
+	tr_alloc_fail_at(0);
+	unsigned long start = tr_alloc_count();
+	CHECK(faulty_run(&base, &e) == 0, "undisturbed run: %s", e.msg);
+	unsigned long total = tr_alloc_count() - start;
+	int clean = 1;
+	for (unsigned long n = 1; n <= total && clean; n++) {
+		e.msg[0] = 0;
+		tr_alloc_fail_at(n);
+		int rc = faulty_run(&b, &e);
+		tr_alloc_fail_at(0);
+		if (rc == 0 ? b.len != base.len || memcmp(b.data, base.data, b.len) != 0 : !e.msg[0])
+			clean = 0;
+		tr_buf_free(&b);
+	}
+	CHECK(total > 3 && clean, "%lu allocations each failed once: an error or the same output", total);
+	tr_buf_free(&base);
+}
+
 int main(void)
 {
 	tr_gsl_init();
@@ -202,6 +247,7 @@ int main(void)
 	test_state_file();
 	test_replay_stream();
 	test_collect();
+	test_faults();
 	test_validity_and_power();
 	return unit_done();
 }
