@@ -126,11 +126,13 @@ SLURM_FLAGS ?=
 
 # Every table and figure of PAPER.md: finished cells are skipped, so an interrupted run resumes (the drift
 # study, scripts/drift-study.sh, skips its finished policies and replays likewise).
-# SCHEDULER=slurm runs the cells as Slurm job arrays and a dependent collector (scripts/slurm-submit.sh).
+# SCHEDULER=slurm runs the cells as Slurm job arrays and a dependent collector (scripts/slurm-submit.sh);
+# the drift study (a few minutes, sequential) runs on the submitting host first.
 reproduce:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory all
 	@if [ "$(SCHEDULER)" = slurm ]; then \
+		TRACER=$(abspath $(BIN)) RESULTS=$(RESULTS) scripts/drift-study.sh || exit 1; \
 		TRACER=$(abspath $(BIN)) scripts/slurm-submit.sh $(SPECS) --results $(RESULTS) --paper $(abspath PAPER.md) $(SLURM_FLAGS); \
 	else \
 		for s in $(SPECS); do $(abspath $(BIN)) sweep $$s --jobs $(JOBS) --results $(RESULTS) || exit 1; done; \
