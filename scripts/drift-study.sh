@@ -2,7 +2,8 @@
 # The drift study (PAPER.md "Drift", figure 7), run by `make reproduce`: fits the policies, replays the
 # scenarios with `tracer replay` and writes RESULTS/drift/*.jsonl plus RESULTS/drift/scenarios.tsv (what
 # each file holds). `tracer collect` turns them into tables and the PAPER.md section.
-# Resumable: a policy directory or a summary file that exists is not recomputed.
+# Resumable: a policy directory or a summary file that exists is not recomputed (after a change of the
+# policy format, remove DRIFT_WORK, default build/drift, so that the policies are refitted).
 #
 #   no drift      pooled traffic (the sweeps' pooled protocol, seed 0): one policy per set and α, fitted on
 #                 the pooled traces; 100 seeded shuffles of the pooled test traffic reuse that policy, each
