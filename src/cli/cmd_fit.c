@@ -17,7 +17,7 @@ const char cmd_fit_usage[] =
 	"  Splits the traces (of a named set: its traces part) 60/20/20 into train / validation / calibration per\n"
 	"  teacher label, keeping group keys together; fits the surrogate, the acceptor and every family\n"
 	"  ({families}) at every target; deploys the best family at --target if it clears the gate, else\n"
-	"  refuses. Defaults: liblinear, ltt, target 0.95, targets 0.80,0.85,0.90,0.95,0.97,0.98,0.99,\n"
+	"  refuses. Defaults: liblinear, ltt-plan, target 0.95, targets 0.80,0.85,0.90,0.95,0.97,0.98,0.99,\n"
 	"  delta 0.10, seed 0, cap 8000 traces (0 = no cap), OOD guard on. DIR is written atomically:\n"
 	"  manifest.json, frontier.json, gate_audit.json, report.md and the models. An existing DIR is replaced\n"
 	"  only when tracer wrote it (its manifest.json lists its files); --force moves any other DIR aside\n"
@@ -38,7 +38,7 @@ static int cmp_d(const void *a, const void *b)
 
 int cmd_fit(int argc, char **argv)
 {
-	struct tr_fit_options o = {.backend = "liblinear", .rule = &tr_rule_ltt, .target = 0.95, .delta = 0.10,
+	struct tr_fit_options o = {.backend = "liblinear", .rule = &tr_rule_ltt_plan, .target = 0.95, .delta = 0.10,
 				   .cap = 8000, .ood = 1};
 	static const double defaults[] = TR_DEFAULT_TARGETS;
 	o.n_targets = (int)(sizeof defaults / sizeof *defaults);

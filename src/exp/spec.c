@@ -11,6 +11,8 @@
  *   traces     250 1000 all
  *   seeds      0 1 2               (or a range: 0-19)
  *   delta      0.10
+ *   splits     60/20/20 50/10/40   (optional: train/validation/calibration percents, one cell each)
+ *   crossfit   ltt-plan            (optional: that rule also under crossfit calibration, as rule "crossfit")
  */
 #include "exp.h"
 
