@@ -4,13 +4,13 @@
 
 Q=$SCRATCH/quick
 ok "make reproduce-quick" make -s -C "$ROOT" reproduce-quick QUICK="$Q" JOBS=2 BUILD="${TEST_BUILD:-build}" BIN="$TRACER"
-for f in fig1-coverage fig2-flywheel fig3-decisions fig4-honesty fig5-frontier fig6-backends; do
+for f in fig1-coverage fig2-flywheel fig3-decisions fig4-honesty fig5-frontier fig6-backends fig7-honesty-frontier; do
 	for ext in png svg; do
 		check "$f.$ext produced and non-empty" [ -s "$Q/figures/$f.$ext" ]
 	done
 done
-# 2 sets x 2 protocols x 2 trace counts x 3 rules x 3 targets
-check "quick table has 72 rows" [ "$(tail -n +2 "$Q/tables/quick.tsv" | wc -l)" -eq 72 ]
+# 2 sets x 2 protocols x 2 trace counts x 4 rules x 3 targets
+check "quick table has 96 rows" [ "$(tail -n +2 "$Q/tables/quick.tsv" | wc -l)" -eq 96 ]
 check "16 cell files" [ "$(ls "$Q/cells/quick" | grep -c '\.json$')" -eq 16 ]
 check "every row summed over 2 seeds" [ "$(tail -n +2 "$Q/tables/quick.tsv" | awk -F'\t' '$7 != 2' | wc -l)" -eq 0 ]
 
