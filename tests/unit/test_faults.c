@@ -1,8 +1,8 @@
 /*
  * Allocation-failure test: fail the Nth allocation, for N = 1, 2, ... through loading traces, training
  * and fitting a small policy (under ltt, ltt-plan and ltt-plan with crossfit calibration); every run must
- * end in a clean error, or - where the failure only cost a
- * log line - in exactly the decisions of an undisturbed run. No crash; under `make asan`, no leak.
+ * end in a clean error, or - where the failure only cost a log line - in exactly the decisions of an
+ * undisturbed run. No crash; under `make asan`, no leak.
  * (liblinear, libsvm and jansson allocate with their own malloc: only our allocations are failed.)
  */
 #include <math.h>
