@@ -91,7 +91,9 @@ static size_t needed(size_t n, double alpha, double d)
 
 /*
  * Predicted pass probability of each level's test at level d on n_cal calibration rows, with the
- * validation agreement (pessimistic: its 90% Clopper-Pearson lower bound) taken as the truth.
+ * validation agreement taken as the truth: smoothed as (k + 1) / (n + 2), so that a level with few
+ * validation rows, all agreeing, is not predicted to pass for sure (pessimistic: the 90% Clopper-Pearson
+ * lower bound instead).
  */
 static void pass_probs(const struct ladder *L, size_t n_val, size_t n_cal, double alpha, double d, int pessimistic,
 		       double *pi)
@@ -101,7 +103,8 @@ static void pass_probs(const struct ladder *L, size_t n_val, size_t n_cal, doubl
 		if (L->nv[c] == 0 || n_val == 0)
 			continue;
 		size_t n = (size_t)lround((double)n_cal * (double)L->nv[c] / (double)n_val);
-		double a = pessimistic ? tr_cp_lower(L->kv[c], L->nv[c], 0.90) : (double)L->kv[c] / (double)L->nv[c];
+		double a = pessimistic ? tr_cp_lower(L->kv[c], L->nv[c], 0.90)
+				       : ((double)L->kv[c] + 1) / ((double)L->nv[c] + 2);
 		size_t k = needed(n, alpha, d);
 		if (k <= n)
 			pi[c] = a >= 1 ? 1 : tr_binom_tail(k, n, a);
@@ -131,7 +134,7 @@ static int best_start(const struct ladder *L, size_t n_val, const double *pi, in
 {
 	int best = -1;
 	*value = 0;
-	for (int s = 0; s < below; s++) {
+	for (int s = below - 1; s >= 0; s--) { /* on a tie the looser start: fewer steps to fail by chance */
 		double v = walk_value(L, n_val, pi, s);
 		if (v > *value + 1e-12)
 			best = s, *value = v;
@@ -152,7 +155,7 @@ int tr_ltt_plan(const double *val_score, const int *val_agree, size_t n_val, siz
 		p->start = LEVELS;
 		if (n) {
 			size_t need = needed(n_cal, alpha, delta);
-			p->expected = need <= n_cal ? tr_binom_tail(need, n_cal, (double)k / (double)n) : 0;
+			p->expected = need <= n_cal ? tr_binom_tail(need, n_cal, ((double)k + 1) / ((double)n + 2)) : 0;
 		}
 		p->predicted_level = p->expected >= 0.5 ? LEVELS : -1;
 		return 0;
