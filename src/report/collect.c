@@ -208,7 +208,7 @@ int tr_table_write_tsv(const struct tr_table *t, const char *name, struct tr_buf
 		put_num(out, a->agr_noood_n ? a->agr_noood_sum / a->agr_noood_n : NAN, "%.4f");
 		tr_buf_printf(out, "\t%d\t", a->violations_noood);
 		put_num(out, a->violations ? a->gap_sum / a->violations : NAN, "%.4f"); /* mean α - agreement, violated */
-		tr_buf_printf(out, "\t%s", a->split);
+		tr_buf_printf(out, "\t%s", a->split[0] ? a->split : "default");
 		for (int f = 0; f <= tr_pol_family_count(); f++)
 			tr_buf_printf(out, "\t%d", a->fam[f]);
 		tr_buf_puts(out, "\n");
