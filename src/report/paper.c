@@ -273,15 +273,12 @@ static void sec_flywheel(const struct tr_table *t, struct tr_buf *b)
 			}
 }
 
-/* The honesty study's row for set × traces × rule: spec honesty, honesty-large (4,000) or honesty-crossfit. */
+/* The honesty study's row for set × traces × rule: spec honesty, or honesty-crossfit for crossfit. */
 static const struct tr_agg *hon_row(const struct tr_table *t, const char *set, long n, const char *rule, double a)
 {
-	static const char *const specs[] = {"honesty", "honesty-large", "honesty-crossfit"};
-	const struct tr_agg *x = NULL;
-	for (size_t k = 0; k < sizeof specs / sizeof *specs && !x; k++)
-		if (k < 2 || strcmp(rule, "crossfit") == 0) /* honesty-crossfit's holdout rows repeat honesty's */
-			x = tr_table_find(t, specs[k], set, "pooled", "liblinear", n, rule, a);
-	return x;
+	/* honesty-crossfit's holdout rows repeat honesty's: only its crossfit rows are read */
+	return tr_table_find(t, strcmp(rule, "crossfit") == 0 ? "honesty-crossfit" : "honesty", set, "pooled",
+			     "liblinear", n, rule, a);
 }
 
 /* Rows exceeding this many violating seeds out of 40 are listed: δ = 0.10 of 40 plus sampling noise. */
