@@ -10,6 +10,7 @@ set style line 13 lc rgb "#2ca02c" lw 2 pt 9 dt 2
 set style line 14 lc rgb "#2ca02c" lw 2 pt 9
 set style line 15 lc rgb "#9467bd" lw 2 pt 11 dt 2
 set style line 16 lc rgb "#9467bd" lw 2 pt 11
+set key bottom right
 combostyle(c) = (c[1:8] eq "ltt-plan" ? 15 : c[1:3] eq "ltt" ? 13 : 11) + (c[strlen(c) - 1:] eq "95" ? 1 : 0)
 do for [ext in "png svg"] {
 	if (ext eq "png") { set terminal pngcairo size 500 * n, 450 font ",10" } else { set terminal svg size 500 * n, 450 dynamic font ",10" }

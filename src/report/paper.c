@@ -290,6 +290,7 @@ static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
 					   "clinc150:llama-3.2-1b-lora"};
 	static const long counts[] = {500, 1000, 2000, 4000};
 	struct tr_buf over = {0};
+	int point_above = 0, point_rows = 0;
 	tr_buf_puts(b, "| set | traces | rule |");
 	for (int i = 0; i < N_ALPHAS; i++)
 		tr_buf_printf(b, " α=%.2f |", alphas[i]);
@@ -319,20 +320,24 @@ static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
 					if (x->violations)
 						tr_buf_printf(b, " (−%.3f)", x->gap_sum / x->violations);
 					tr_buf_printf(b, " · %.0f%% |", 100 * mean_cov(x));
-					if (x->violations * 40 > HON_MAX_VIOLATIONS * x->seeds)
-						tr_buf_printf(&over, "%s%s at %ld traces, α = %.2f: %d/%d", over.len ? "; " : "", rule,
-							      counts[c], alphas[i], x->violations, x->seeds);
+					int above = x->violations * 40 > HON_MAX_VIOLATIONS * x->seeds;
+					if (above && strcmp(rule, "point") == 0) /* the paper's rule: counted, not listed */
+						point_above++;
+					else if (above)
+						tr_buf_printf(&over, "%s%s, %s, %ld traces, α = %.2f: %d/%d", over.len ? "; " : "",
+							      sets[s], rule, counts[c], alphas[i], x->violations, x->seeds);
+					point_rows += strcmp(rule, "point") == 0;
 				}
 				tr_buf_puts(b, "\n");
 			}
-	if (!rows)
+	if (!rows) {
 		tr_buf_puts(b, "\n*(no finished cells)*\n");
-	else if (over.len)
-		tr_buf_printf(b, "\nAbove %d violating seeds of 40 (δ = 0.10 plus sampling noise): %s.\n", HON_MAX_VIOLATIONS,
-			      over.data);
-	else
-		tr_buf_printf(b, "\nNo row is above %d violating seeds of 40 (δ = 0.10 plus sampling noise).\n",
-			      HON_MAX_VIOLATIONS);
+	} else {
+		tr_buf_printf(b, "\nAbove %d violating seeds of 40 (δ = 0.10 plus sampling noise), or the same rate over "
+				 "fewer seeds: the point rule in %d of its %d cells",
+			      HON_MAX_VIOLATIONS, point_above, point_rows);
+		tr_buf_printf(b, "%s%s.\n", over.len ? "; " : "; no cell of any other rule", over.len ? over.data : "");
+	}
 	tr_buf_free(&over);
 }
 
