@@ -8,7 +8,10 @@ set style line 11 lc rgb "#d62728" lw 2 pt 7 dt 2
 set style line 12 lc rgb "#d62728" lw 2 pt 7
 set style line 13 lc rgb "#2ca02c" lw 2 pt 9 dt 2
 set style line 14 lc rgb "#2ca02c" lw 2 pt 9
-combostyle(c) = (c[1:3] eq "ltt" ? 13 : 11) + (c[strlen(c) - 1:] eq "95" ? 1 : 0)
+set style line 15 lc rgb "#9467bd" lw 2 pt 11 dt 2
+set style line 16 lc rgb "#9467bd" lw 2 pt 11
+set key bottom right
+combostyle(c) = (c[1:8] eq "ltt-plan" ? 15 : c[1:3] eq "ltt" ? 13 : 11) + (c[strlen(c) - 1:] eq "95" ? 1 : 0)
 do for [ext in "png svg"] {
 	if (ext eq "png") { set terminal pngcairo size 500 * n, 450 font ",10" } else { set terminal svg size 500 * n, 450 dynamic font ",10" }
 	set output outfile("fig2-flywheel", ext)
@@ -21,7 +24,7 @@ do for [ext in "png svg"] {
 		set xlabel "traces used for fitting (count, log scale)"
 		set ylabel "coverage (share of test traffic handled)"
 		set yrange [-0.02:1.05]
-		combos = "point:0.90 point:0.95 ltt:0.90 ltt:0.95"
+		combos = "point:0.90 point:0.95 ltt:0.90 ltt:0.95 ltt-plan:0.90 ltt-plan:0.95"
 		plot for [c in combos] \
 			rows(t, "$1 == \"".s."\" && $2 == \"official\" && $5 == \"".c[1:strstrt(c, ":") - 1]."\" && $6 == \"".c[strstrt(c, ":") + 1:]."\"") \
 			using ucol:8 with linespoints ls combostyle(c) \

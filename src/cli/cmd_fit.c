@@ -12,15 +12,23 @@
 const char cmd_fit_usage[] =
 	"usage: tracer fit TRACES|DATASET:TEACHER --out DIR [--backend {backends}] [--gate {rules}]\n"
 	"           [--target A] [--targets A1,A2,...] [--delta D] [--seed N] [--cap N] [--grid SPEC]\n"
+	"           [--split TRAIN/VAL/CAL] [--calibration holdout|crossfit] [--folds K]\n"
 	"           [--embeddings X.npy] [--no-ood] [--force]\n"
 	"  Splits the traces (of a named set: its traces part) 60/20/20 into train / validation / calibration per\n"
 	"  teacher label, keeping group keys together; fits the surrogate, the acceptor and every family\n"
 	"  ({families}) at every target; deploys the best family at --target if it clears the gate, else\n"
-	"  refuses. Defaults: liblinear, ltt, target 0.95, targets 0.80,0.85,0.90,0.95,0.97,0.98,0.99,\n"
+	"  refuses. Defaults: liblinear, ltt-plan, target 0.95, targets 0.80,0.85,0.90,0.95,0.97,0.98,0.99,\n"
 	"  delta 0.10, seed 0, cap 8000 traces (0 = no cap), OOD guard on. DIR is written atomically:\n"
 	"  manifest.json, frontier.json, gate_audit.json, report.md and the models. An existing DIR is replaced\n"
 	"  only when tracer wrote it (its manifest.json lists its files); --force moves any other DIR aside\n"
-	"  intact, to DIR.replaced.N.\n";
+	"  intact, to DIR.replaced.N.\n"
+	"  Guarantees: ltt and ltt-plan prove P(agreement on handled < target) <= delta on traffic exchangeable\n"
+	"  with the traces; ltt-plan plans on validation rows and tests one family at the full delta. point and\n"
+	"  cp-holdout prove nothing (measured only). --split sets the train/validation/calibration percents.\n"
+	"  --calibration crossfit (K folds, default 5): out-of-fold probabilities for every trace, the acceptor\n"
+	"  on half of them, the gate on the other half, the surrogate refitted on all traces. It carries NO\n"
+	"  formal guarantee (the gate tests the fold models, not the refitted one); its honesty is only measured\n"
+	"  (PAPER.md).\n";
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -30,7 +38,7 @@ static int cmp_d(const void *a, const void *b)
 
 int cmd_fit(int argc, char **argv)
 {
-	struct tr_fit_options o = {.backend = "liblinear", .rule = &tr_rule_ltt, .target = 0.95, .delta = 0.10,
+	struct tr_fit_options o = {.backend = "liblinear", .rule = &tr_rule_ltt_plan, .target = 0.95, .delta = 0.10,
 				   .cap = 8000, .ood = 1};
 	static const double defaults[] = TR_DEFAULT_TARGETS;
 	o.n_targets = (int)(sizeof defaults / sizeof *defaults);
@@ -82,6 +90,17 @@ int cmd_fit(int argc, char **argv)
 			if (tr_cli_count(v, &u))
 				return tr_cli_usage_error("fit", "bad cap \"%s\"", v);
 			o.cap = (size_t)u;
+		} else if (strcmp(a, "--split") == 0) {
+			if (tr_split_parse(v, o.split))
+				return tr_cli_usage_error("fit", "--split must be TRAIN/VAL/CAL percents summing to 100, got \"%s\"", v);
+		} else if (strcmp(a, "--calibration") == 0) {
+			if (strcmp(v, "crossfit") != 0 && strcmp(v, "holdout") != 0)
+				return tr_cli_usage_error("fit", "--calibration must be holdout or crossfit, got \"%s\"", v);
+			o.crossfit = strcmp(v, "crossfit") == 0;
+		} else if (strcmp(a, "--folds") == 0) {
+			if (tr_cli_count(v, &u) || u < 2 || u > 16)
+				return tr_cli_usage_error("fit", "--folds must be 2 to 16, got \"%s\"", v);
+			o.folds = (int)u;
 		} else if (strcmp(a, "--targets") == 0) {
 			char buf[256];
 			snprintf(buf, sizeof buf, "%s", v);

@@ -31,8 +31,10 @@ static void describe(const struct tr_cell *c, char *buf, size_t size)
 		snprintf(n, sizeof n, "all");
 	else
 		snprintf(n, sizeof n, "%ld", c->traces);
-	snprintf(buf, size, "%s %s %s traces=%s seed=%llu", c->set, tr_protocol_names[c->protocol], c->backend, n,
-		 (unsigned long long)c->seed);
+	int k = snprintf(buf, size, "%s %s %s traces=%s seed=%llu", c->set, tr_protocol_names[c->protocol], c->backend,
+			 n, (unsigned long long)c->seed);
+	if (c->split && k > 0 && (size_t)k < size)
+		snprintf(buf + k, size - (size_t)k, " split=%d/%d/%d", c->split[0], c->split[1], c->split[2]);
 }
 
 static void progress(size_t done, size_t total, double t0, const char *what)

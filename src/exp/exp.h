@@ -36,6 +36,9 @@ struct tr_spec {
 	uint64_t seeds[64];
 	int n_seeds;
 	double delta;
+	int splits[8][3]; /* train / validation / calibration percents to sweep; none: the fit default */
+	int n_splits;
+	const struct tr_rule *crossfit; /* also this rule under crossfit calibration (results' rule "crossfit") */
 };
 
 struct tr_cell {
@@ -43,6 +46,7 @@ struct tr_cell {
 	enum tr_protocol protocol;
 	long traces; /* -1 = all */
 	uint64_t seed;
+	const int *split; /* NULL: the fit default (and the hash of a spec without a splits line) */
 	char hash[17];
 };
 

@@ -73,6 +73,33 @@ int tr_pool_split(const struct tr_traceset *ts, uint64_t seed, struct tr_rows *t
 	return rc;
 }
 
+/*
+ * The spec's crossfit rule evaluated once more under crossfit calibration (its own folds and halves),
+ * appended to the cell's results as rule "crossfit", with that fit's splits under "crossfit_splits".
+ */
+static int add_crossfit(const struct tr_spec *s, const struct tr_traceset *view, const struct tr_rows *test,
+			const struct tr_fit_options *o, json_t *cell, double *secs, struct tr_err *e)
+{
+	struct tr_fit_options cf = *o;
+	cf.crossfit = 1;
+	json_t *x = NULL;
+	double more = 0;
+	if (tr_cell_evaluate(view, test, &cf, &s->crossfit, 1, &x, &more, e))
+		return -1;
+	json_t *all = json_object_get(cell, "results"), *r;
+	size_t i;
+	json_array_foreach(json_object_get(x, "results"), i, r)
+	{
+		json_object_set_new(r, "rule", json_string("crossfit"));
+		json_object_set_new(r, "crossfit_rule", json_string(s->crossfit->name));
+		json_array_append(all, r);
+	}
+	json_object_set(cell, "crossfit_splits", json_object_get(x, "splits"));
+	json_decref(x);
+	*secs += more;
+	return 0;
+}
+
 int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int threads, int *skipped,
 		struct tr_err *e)
 {
@@ -118,9 +145,13 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 	struct tr_fit_options o = {.backend = c->backend, .grid = c->grid, .delta = s->delta, .seed = c->seed,
 				   .n_targets = s->n_targets, .threads = threads};
 	memcpy(o.targets, s->targets, sizeof o.targets);
+	if (c->split)
+		memcpy(o.split, c->split, sizeof o.split);
 	o.target = o.targets[0];
 	double secs = 0;
 	if (tr_cell_evaluate(&view, &test, &o, s->gates, s->n_gates, &cell, &secs, e))
+		goto out;
+	if (s->crossfit && add_crossfit(s, &view, &test, &o, cell, &secs, e))
 		goto out;
 	json_t *params = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:s}", "spec", s->name, "set", c->set,
 				   "protocol", tr_protocol_names[c->protocol], "backend", c->backend, "grid",
@@ -129,6 +160,8 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 				   (json_int_t)c->seed, "hash", c->hash);
 	json_object_set_new(cell, "format", json_string("tracer-cell"));
 	json_object_set_new(cell, "version", json_integer(TR_CELL_FORMAT));
+	if (c->split)
+		json_object_set_new(params, "split", json_pack("[i, i, i]", c->split[0], c->split[1], c->split[2]));
 	json_object_set_new(cell, "params", params);
 	char *text = json_dumps(cell, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 	if (!text) {

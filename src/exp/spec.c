@@ -11,6 +11,8 @@
  *   traces     250 1000 all
  *   seeds      0 1 2               (or a range: 0-19)
  *   delta      0.10
+ *   splits     60/20/20 50/10/40   (optional: train/validation/calibration percents, one cell each)
+ *   crossfit   ltt-plan            (optional: that rule also under crossfit calibration, as rule "crossfit")
  */
 #include "exp.h"
 
@@ -131,6 +133,21 @@ int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct 
 				rc = tr_fail(e, "%s:%zu: %s", path, lineno, ge.msg);
 			else if (!(s->grids[k] = tr_strdup(w[2])))
 				rc = tr_fail(e, "out of memory");
+		} else if (strcmp(key, "crossfit") == 0) {
+			const struct tr_rule *r = n == 2 ? tr_rule_find(w[1]) : NULL;
+			if (!r || s->crossfit)
+				rc = tr_fail(e, "%s:%zu: expected one `crossfit RULE` line with a rule of %s", path, lineno,
+					     tr_rule_list(", "));
+			else
+				s->crossfit = r;
+		} else if (strcmp(key, "splits") == 0) {
+			for (int i = 1; i < n && !rc; i++) {
+				if (s->n_splits == 8 || tr_split_parse(w[i], s->splits[s->n_splits]))
+					rc = tr_fail(e, "%s:%zu: bad split \"%s\" (TRAIN/VAL/CAL percents summing to 100, up to 8)",
+						     path, lineno, w[i]);
+				else
+					s->n_splits++;
+			}
 		} else if (strcmp(key, "gates") == 0) {
 			for (int i = 1; i < n && !rc; i++) {
 				const struct tr_rule *r = tr_rule_find(w[i]);
@@ -214,6 +231,10 @@ static void cell_key(const struct tr_spec *s, const struct tr_cell *c, struct tr
 	tr_buf_puts(b, "|targets");
 	for (int t = 0; t < s->n_targets; t++)
 		tr_buf_printf(b, " %.17g", s->targets[t]);
+	if (s->crossfit) /* absent from specs without these lines, so their hashes stay as they were */
+		tr_buf_printf(b, "|crossfit %s", s->crossfit->name);
+	if (c->split)
+		tr_buf_printf(b, "|split %d/%d/%d", c->split[0], c->split[1], c->split[2]);
 }
 
 int tr_spec_cells(const struct tr_spec *s, struct tr_cell **cells, size_t *n, struct tr_err *e)
@@ -240,7 +261,7 @@ int tr_spec_cells(const struct tr_spec *s, struct tr_cell **cells, size_t *n, st
 				for (int ti = 0; ti < s->n_traces; ti++) {
 					if (s->traces[ti] >= 0 && (size_t)s->traces[ti] >= avail)
 						continue;
-					for (int ki = 0; ki < s->n_seeds; ki++) {
+					for (int ki = 0; ki < s->n_seeds * (s->n_splits ? s->n_splits : 1); ki++) {
 						if (tr_grow(cells, &cap, *n + 1, sizeof **cells)) {
 							tr_fail(e, "out of memory");
 							goto fail;
@@ -248,7 +269,8 @@ int tr_spec_cells(const struct tr_spec *s, struct tr_cell **cells, size_t *n, st
 						struct tr_cell *c = &(*cells)[(*n)++];
 						*c = (struct tr_cell){s->sets[si], s->backends[bi], s->grids[bi],
 								      (enum tr_protocol)s->protocols[pi], s->traces[ti],
-								      s->seeds[ki], {0}};
+								      s->seeds[ki % s->n_seeds],
+								      s->n_splits ? s->splits[ki / s->n_seeds] : NULL, {0}};
 						struct tr_buf b = {0};
 						cell_key(s, c, &b);
 						char hex[65];

@@ -17,7 +17,7 @@ struct stage2 {
 	struct tr_surrogate *s;
 	struct tr_acceptor acc;
 	double *cal_score, *val_score; /* combined policy scores (+INFINITY: stage 1 handles it) */
-	int *cal_agree;
+	int *cal_agree, *val_agree;
 	size_t rtr, rva, rca; /* rejected rows */
 };
 
@@ -35,7 +35,7 @@ static void stage2_free(struct stage2 *s)
 		return;
 	tr_surrogate_free(s->s);
 	tr_acceptor_free(&s->acc);
-	tr_free(s->cal_score), tr_free(s->val_score), tr_free(s->cal_agree);
+	tr_free(s->cal_score), tr_free(s->val_score), tr_free(s->cal_agree), tr_free(s->val_agree);
 	tr_free(s);
 }
 
@@ -84,7 +84,9 @@ static int build_stage2(struct tr_fit *f, double t1, struct stage2 **out, struct
 	s->cal_score = tr_malloc(f->nca * sizeof *s->cal_score);
 	s->cal_agree = tr_malloc(f->nca * sizeof *s->cal_agree);
 	s->val_score = tr_malloc(f->nva * sizeof *s->val_score);
-	if (!pva || !pca || !sva || !sca || !ava || !aca || !s->cal_score || !s->cal_agree || !s->val_score) {
+	s->val_agree = tr_malloc(f->nva * sizeof *s->val_agree);
+	if (!pva || !pca || !sva || !sca || !ava || !aca || !s->cal_score || !s->cal_agree || !s->val_score ||
+	    !s->val_agree) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
@@ -111,8 +113,12 @@ static int build_stage2(struct tr_fit *f, double t1, struct stage2 **out, struct
 			r++;
 		}
 	}
-	for (size_t i = 0, r = 0; i < f->nva; i++)
-		s->val_score[i] = f->sc1[f->va[i]] >= t1 ? INFINITY : sva[r++];
+	for (size_t i = 0, r = 0; i < f->nva; i++) {
+		int first = f->sc1[f->va[i]] >= t1;
+		s->val_score[i] = first ? INFINITY : sva[r];
+		s->val_agree[i] = first ? f->a1[f->va[i]] : ava[r];
+		r += !first;
+	}
 	rc = 0;
 out:
 	tr_free(rtr), tr_free(rva), tr_free(rca), tr_free(seen);
@@ -135,10 +141,15 @@ static void cache_free(void *state)
 
 static int rsb_prepare(struct tr_fit *f, int t, struct tr_family_view *v, struct tr_err *e)
 {
-	const struct tr_fam_result *l2d = tr_fit_res(f, t, tr_pol_family_index(&tr_pol_l2d));
+	double t1 = tr_fit_stage1_threshold(f, t);
 	*v = (struct tr_family_view){0};
-	if (!l2d->deployable || !isfinite(l2d->r.threshold)) {
-		snprintf(v->why, sizeof v->why, "not tried: l2d does not deploy a rejecting threshold here");
+	if (f->o->crossfit) {
+		snprintf(v->why, sizeof v->why, "not tried under crossfit calibration");
+		return 0;
+	}
+	if (isnan(t1)) {
+		snprintf(v->why, sizeof v->why, "not tried: l2d %s no rejecting threshold here",
+			 f->rule->plans ? "plans (on validation)" : "deploys");
 		return 0;
 	}
 	void **state = tr_fit_state(f, &tr_pol_rsb);
@@ -147,12 +158,12 @@ static int rsb_prepare(struct tr_fit *f, int t, struct tr_family_view *v, struct
 	struct cache *c = *state;
 	struct stage2 *s2 = NULL;
 	for (int k = 0; k < c->n; k++)
-		if (c->v[k]->t1 == l2d->r.threshold)
+		if (c->v[k]->t1 == t1)
 			s2 = c->v[k];
 	if (!s2) {
 		if (c->n == STAGE2_CACHE)
 			return tr_fail(e, "too many distinct stage-1 thresholds");
-		if (build_stage2(f, l2d->r.threshold, &s2, e))
+		if (build_stage2(f, t1, &s2, e))
 			return -1;
 		c->v[c->n++] = s2;
 	}
@@ -164,7 +175,7 @@ static int rsb_prepare(struct tr_fit *f, int t, struct tr_family_view *v, struct
 		return 0;
 	}
 	v->tried = 1;
-	v->score = s2->cal_score, v->agree = s2->cal_agree, v->val_score = s2->val_score;
+	v->score = s2->cal_score, v->agree = s2->cal_agree, v->val_score = s2->val_score, v->val_agree = s2->val_agree;
 	return 0;
 }
 

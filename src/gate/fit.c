@@ -4,14 +4,37 @@
  * it; experiment cells (src/exp/cell.c) evaluate it on test traffic.
  *
  * Splits: the traces (after the optional cap) are split per teacher label into train / validation /
- * calibration, 60/20/20, keeping group keys on one side. The surrogate learns on train and picks its
- * hyperparameter on validation; the acceptor learns on validation; only the gate looks at calibration.
+ * calibration, 60/20/20 by default (--split), keeping group keys on one side. The surrogate learns on
+ * train and picks its hyperparameter on validation; the acceptor learns on validation; only the gate
+ * looks at calibration.
+ *
+ * Calibration by cross-fitting (--calibration crossfit) instead cuts the used rows into K folds; fold k's
+ * probabilities come from a surrogate trained on the other folds, so every row has out-of-fold
+ * probabilities. The rows are also split in halves: the acceptor learns on one half (the "validation"
+ * rows below, which also give ltt's candidate thresholds and ltt-plan's plan), the gate tests on the other
+ * (the "calibration" rows). The deployed surrogate is refitted on every used row, so the gate's
+ * certificate is about the fold models, not the deployed one: no formal guarantee (tr_crossfit_caveat).
+ * rsb is not tried under crossfit: its second stage would be trained and checked on the same rows.
  */
 #include "fit.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+const char tr_crossfit_caveat[] =
+	"the gate tests the out-of-fold models, but the deployed surrogate is refitted on all traces, so the "
+	"promise of ltt and ltt-plan does not carry over to it";
+
+int tr_split_parse(const char *text, int split[3])
+{
+	int a, b, c, used = 0;
+	if (sscanf(text, "%d/%d/%d%n", &a, &b, &c, &used) != 3 || text[used] || a < 1 || b < 1 || c < 1 ||
+	    a + b + c != 100)
+		return -1;
+	split[0] = a, split[1] = b, split[2] = c;
+	return 0;
+}
 
 static const struct tr_trace *row(const struct tr_fit *f, size_t j)
 {
@@ -92,8 +115,28 @@ static int split_rows(struct tr_fit *f, struct tr_err *e)
 		for (size_t i = 0; i < N; i++)
 			f->use[f->n++] = i;
 	}
-	static const double frac3[3] = {0.6, 0.2, 0.2};
-	if (tr_split_traces(r->v, f->use, f->n, frac3, 3, f->o->seed, 1, part, e))
+	static const int dflt[3] = TR_DEFAULT_SPLIT;
+	const int *pc = f->o->split[0] ? f->o->split : dflt;
+	double frac3[3] = {pc[0] / 100.0, pc[1] / 100.0, pc[2] / 100.0};
+	if (f->o->crossfit) { /* folds, then halves: part 1 = acceptor rows, part 2 = gate rows */
+		int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS;
+		double ff[16], half[2] = {0.5, 0.5};
+		if (K < 2 || K > 16) {
+			tr_fail(e, "crossfit: %d folds (2 to 16)", K);
+			goto out;
+		}
+		for (int k = 0; k < K; k++)
+			ff[k] = 1.0 / K;
+		if (!(f->fold = tr_malloc(f->n * sizeof *f->fold))) {
+			tr_fail(e, "out of memory");
+			goto out;
+		}
+		if (tr_split_traces(r->v, f->use, f->n, ff, K, f->o->seed ^ 0x5bd1e995ull, 0, f->fold, e) ||
+		    tr_split_traces(r->v, f->use, f->n, half, 2, f->o->seed, 0, part, e))
+			goto out;
+		for (size_t j = 0; j < f->n; j++)
+			part[j] += 1;
+	} else if (tr_split_traces(r->v, f->use, f->n, frac3, 3, f->o->seed, 1, part, e))
 		goto out;
 	f->tr = tr_malloc(f->n * sizeof *f->tr);
 	f->va = tr_malloc(f->n * sizeof *f->va);
@@ -105,6 +148,8 @@ static int split_rows(struct tr_fit *f, struct tr_err *e)
 	}
 	for (size_t j = 0; j < f->n; j++) {
 		f->y[j] = r->v[f->use[j]].teacher;
+		if (f->o->crossfit) /* every row trains the refitted surrogate */
+			f->tr[f->ntr++] = j;
 		if (part[j] == 0)
 			f->tr[f->ntr++] = j;
 		else if (part[j] == 1)
@@ -139,6 +184,60 @@ static int featurize(struct tr_fit *f, struct tr_err *e)
 	return rc;
 }
 
+/* A grid of one point: the hyperparameters of s. */
+static struct tr_grid grid_of(const struct tr_fit *f, const struct tr_surrogate *s)
+{
+	struct tr_grid one = {.n_hp = f->grid.n_hp};
+	for (int k = 0; k < one.n_hp; k++)
+		one.n_vals[k] = 1, one.vals[k][0] = s->hp[k];
+	return one;
+}
+
+/*
+ * crossfit's stage 1: out-of-fold probabilities of every used row into f->p1, and the surrogate refitted
+ * on all of them into f->s1. The hyperparameters are chosen once (trained without fold 0, selected on
+ * fold 0) and kept for every fold model and the refit, whose validation macro-F1 is fold 0's.
+ */
+static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
+{
+	int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, rc = -1, chosen = 0;
+	double f1 = NAN;
+	size_t *in = tr_malloc(f->n * sizeof *in), *out = tr_malloc(f->n * sizeof *out);
+	double *p = tr_malloc(f->n * (size_t)f->K * sizeof *p);
+	struct tr_surrogate *s = NULL;
+	struct tr_grid one = f->grid;
+	if (!in || !out || !p) {
+		tr_fail(e, "out of memory");
+		goto done;
+	}
+	for (int k = 0; k < K; k++) {
+		size_t ni = 0, no = 0;
+		for (size_t j = 0; j < f->n; j++) {
+			if (f->fold[j] == k)
+				out[no++] = j;
+			else
+				in[ni++] = j;
+		}
+		if (no == 0)
+			continue; /* fewer groups than folds: an empty fold has nothing to predict */
+		if (tr_fit_train(f, &one, in, ni, out, no, &s, e) || tr_fit_predict(f, s, out, no, p, e))
+			goto done;
+		if (!chosen)
+			one = grid_of(f, s), chosen = 1, f1 = s->val_f1;
+		for (size_t i = 0; i < no; i++)
+			memcpy(f->p1 + out[i] * (size_t)f->K, p + i * (size_t)f->K, (size_t)f->K * sizeof *p);
+		tr_surrogate_free(s);
+		s = NULL;
+	}
+	rc = tr_fit_train(f, &one, f->tr, f->ntr, f->va, f->nva, &f->s1, e);
+	if (!rc) /* the refit has seen every row: report the out-of-fold score of the model that chose */
+		f->s1->val_f1 = f1;
+done:
+	tr_surrogate_free(s);
+	tr_free(in), tr_free(out), tr_free(p);
+	return rc;
+}
+
 /* Stage 1 on every used row: probabilities, agreement, acceptor scores. */
 static int stage1(struct tr_fit *f, struct tr_err *e)
 {
@@ -155,8 +254,9 @@ static int stage1(struct tr_fit *f, struct tr_err *e)
 	}
 	for (size_t j = 0; j < f->n; j++)
 		all[j] = j;
-	if (tr_fit_train(f, &f->grid, f->tr, f->ntr, f->va, f->nva, &f->s1, e) ||
-	    tr_fit_predict(f, f->s1, all, f->n, f->p1, e))
+	if (f->o->crossfit ? crossfit_probs(f, e)
+			   : tr_fit_train(f, &f->grid, f->tr, f->ntr, f->va, f->nva, &f->s1, e) ||
+				     tr_fit_predict(f, f->s1, all, f->n, f->p1, e))
 		goto out;
 	tr_fit_agree(f, f->p1, all, f->n, f->a1);
 	for (size_t i = 0; i < f->nva; i++) {
@@ -177,10 +277,11 @@ static int calib_build(const struct tr_fit *f, struct tr_calib *c, struct tr_err
 {
 	c->score = tr_malloc(f->nca * sizeof *c->score);
 	c->val_score = tr_malloc((f->nva ? f->nva : 1) * sizeof *c->val_score);
+	c->val_agree = tr_malloc((f->nva ? f->nva : 1) * sizeof *c->val_agree);
 	c->agree = tr_malloc(f->nca * sizeof *c->agree);
 	c->strat = tr_malloc(f->nca * sizeof *c->strat);
 	c->group = tr_malloc(f->nca * sizeof *c->group);
-	if (!c->score || !c->val_score || !c->agree || !c->strat || !c->group)
+	if (!c->score || !c->val_score || !c->val_agree || !c->agree || !c->strat || !c->group)
 		return tr_fail(e, "out of memory");
 	for (size_t i = 0; i < f->nca; i++) {
 		c->score[i] = f->sc1[f->ca[i]];
@@ -189,13 +290,14 @@ static int calib_build(const struct tr_fit *f, struct tr_calib *c, struct tr_err
 		c->group[i] = tr_trace_group(row(f, f->ca[i]));
 	}
 	for (size_t i = 0; i < f->nva; i++)
-		c->val_score[i] = f->sc1[f->va[i]];
+		c->val_score[i] = f->sc1[f->va[i]], c->val_agree[i] = f->a1[f->va[i]];
 	return 0;
 }
 
 static void calib_free(struct tr_calib *c)
 {
-	tr_free(c->score), tr_free(c->val_score), tr_free(c->agree), tr_free(c->strat), tr_free(c->group);
+	tr_free(c->score), tr_free(c->val_score), tr_free(c->val_agree), tr_free(c->agree), tr_free(c->strat);
+	tr_free(c->group);
 	memset(c, 0, sizeof *c);
 }
 
@@ -215,7 +317,7 @@ void tr_fit_free(struct tr_fit *f)
 	for (int i = 0; i < tr_pol_family_count(); i++)
 		if (f->state[i] && tr_pol_family_at(i)->state_free)
 			tr_pol_family_at(i)->state_free(f->state[i]);
-	tr_free(f->use), tr_free(f->tr), tr_free(f->va), tr_free(f->ca), tr_free(f->y);
+	tr_free(f->use), tr_free(f->tr), tr_free(f->va), tr_free(f->ca), tr_free(f->y), tr_free(f->fold);
 	tr_feats_free(&f->F);
 	tr_featurizer_free(f->fz);
 	tr_surrogate_free(f->s1);
@@ -293,25 +395,37 @@ void **tr_fit_state(struct tr_fit *f, const struct tr_pol_family *fam)
 	return &f->state[tr_pol_family_index(fam)];
 }
 
-/* One family's gate at target t from its view. */
-static int run_family(struct tr_fit *f, int t, int fam, struct tr_err *e)
+double tr_rule_family_delta(const struct tr_rule *rule, double delta, int n_fam)
+{
+	return rule->plans ? delta : delta / n_fam;
+}
+
+/* The gate's input for a family's view at target t. */
+static struct tr_gate_input gate_input(const struct tr_fit *f, int t, const struct tr_family_view *v)
+{
+	return (struct tr_gate_input){.n = f->nca,
+				      .score = v->score,
+				      .agree = v->agree,
+				      .strat = f->c.strat,
+				      .group = f->c.group,
+				      .n_val = f->nva,
+				      .val_score = v->val_score,
+				      .val_agree = v->val_agree,
+				      .alpha = f->o->targets[t],
+				      .delta = tr_rule_family_delta(f->rule, f->o->delta, f->n_fam),
+				      .seed = f->o->seed + 1};
+}
+
+/* One family's gate at target t from its view (already prepared with `prepared`). */
+static int run_family(struct tr_fit *f, int t, int fam, int prepared, struct tr_err *e)
 {
 	const struct tr_pol_family *pf = tr_pol_family_at(fam);
 	struct tr_fam_result *x = tr_fit_res(f, t, fam);
-	if (pf->prepare(f, t, &x->v, e))
+	if (!prepared && pf->prepare(f, t, &x->v, e))
 		return -1;
 	if (!x->v.tried)
 		return 0;
-	struct tr_gate_input in = {.n = f->nca,
-				   .score = x->v.score,
-				   .agree = x->v.agree,
-				   .strat = f->c.strat,
-				   .group = f->c.group,
-				   .n_val = f->nva,
-				   .val_score = x->v.val_score,
-				   .alpha = f->o->targets[t],
-				   .delta = f->o->delta / f->n_fam,
-				   .seed = f->o->seed + 1};
+	struct tr_gate_input in = gate_input(f, t, &x->v);
 	if (tr_gate_run(f->rule, &in, pf->accept_all, &x->r, e))
 		return -1;
 	x->tried = 1;
@@ -326,6 +440,61 @@ static int run_family(struct tr_fit *f, int t, int fam, struct tr_err *e)
 	return 0;
 }
 
+/*
+ * A rule that plans (ltt-plan) at target t: every family is prepared in table order and planned on its
+ * validation rows (rsb's stage-1 threshold is the one l2d's plan predicts, so nothing here has seen a
+ * calibration label), and only the family with the highest predicted coverage is tested, at the full
+ * δ. Accept-all families do not compete: accept-all is the last step of every other family's
+ * sequence, so choosing it would only forgo the stricter thresholds.
+ */
+static int plan_target(struct tr_fit *f, int t, struct tr_err *e)
+{
+	int n = f->n_fam, all[TR_REGISTRY_MAX] = {0}, others = 0;
+	struct tr_gate_input in[TR_REGISTRY_MAX] = {{0}};
+	struct tr_plan plans[TR_REGISTRY_MAX];
+	for (int fam = 0; fam < n; fam++)
+		others += !tr_pol_family_at(fam)->accept_all;
+	for (int fam = 0; fam < n; fam++) {
+		struct tr_fam_result *x = tr_fit_res(f, t, fam);
+		const struct tr_pol_family *pf = tr_pol_family_at(fam);
+		if (pf->prepare(f, t, &x->v, e))
+			return -1;
+		in[fam] = gate_input(f, t, &x->v);
+		if (!x->v.tried || (pf->accept_all && others))
+			in[fam].val_agree = NULL; /* not a competitor */
+		struct tr_plan none = {.start = -1, .backup = -1, .predicted_level = -1};
+		x->plan = none;
+		if (in[fam].val_agree && tr_ltt_plan(in[fam].val_score, in[fam].val_agree, in[fam].n_val, in[fam].n,
+						     in[fam].alpha, in[fam].delta, pf->accept_all, &x->plan, e))
+			return -1;
+	}
+	int best = tr_ltt_plan_choose(in, all, n, plans, e);
+	if (best < -1)
+		return -1;
+	for (int fam = 0; fam < n; fam++) {
+		struct tr_fam_result *x = tr_fit_res(f, t, fam);
+		if (fam == best || !x->v.tried)
+			continue;
+		if (tr_pol_family_at(fam)->accept_all && others) {
+			snprintf(x->status, sizeof x->status, "last step of the other families");
+			snprintf(x->r.reason, sizeof x->r.reason, "%s: accept-all is the last threshold of every other family's "
+				 "sequence", f->rule->name);
+		} else {
+			snprintf(x->status, sizeof x->status, "not chosen on validation");
+			snprintf(x->r.reason, sizeof x->r.reason, "predicted coverage %.4f (plan from validation rows) below "
+				 "the chosen family's", x->plan.expected);
+		}
+	}
+	if (best < 0) {
+		struct tr_fam_result *x = tr_fit_res(f, t, tr_pol_family_index(&tr_pol_l2d));
+		snprintf(x->status, sizeof x->status, "not deployable");
+		snprintf(x->r.reason, sizeof x->r.reason, "validation predicts no family passes at %.3f with %zu calibration "
+			 "rows: nothing tested", f->o->targets[t], f->nca);
+		return 0;
+	}
+	return run_family(f, t, best, 1, e);
+}
+
 int tr_fit_gate(struct tr_fit *f, const struct tr_rule *rule, struct tr_err *e)
 {
 	results_free(f);
@@ -334,11 +503,28 @@ int tr_fit_gate(struct tr_fit *f, const struct tr_rule *rule, struct tr_err *e)
 		return tr_fail(e, "out of memory");
 	for (int i = 0; i < f->o->n_targets * f->n_fam; i++)
 		f->res[i].r.threshold = NAN;
-	for (int t = 0; t < f->o->n_targets; t++)
-		for (int fam = 0; fam < f->n_fam; fam++) /* table order: a family may read earlier ones */
-			if (run_family(f, t, fam, e))
+	for (int t = 0; t < f->o->n_targets; t++) {
+		if (rule->plans) {
+			if (plan_target(f, t, e))
 				return -1;
+			continue;
+		}
+		for (int fam = 0; fam < f->n_fam; fam++) /* table order: a family may read earlier ones */
+			if (run_family(f, t, fam, 0, e))
+				return -1;
+	}
 	return 0;
+}
+
+double tr_fit_stage1_threshold(struct tr_fit *f, int t)
+{
+	int l2d = tr_pol_family_index(&tr_pol_l2d);
+	const struct tr_fam_result *x = tr_fit_res(f, t, l2d);
+	if (f->rule->plans) {
+		const struct tr_plan *p = &x->plan;
+		return p->predicted_level > 0 && p->predicted_level < 100 ? p->predicted_threshold : NAN;
+	}
+	return x->deployable && isfinite(x->r.threshold) ? x->r.threshold : NAN;
 }
 
 int tr_fit_best(const struct tr_fit *f, int t)
@@ -382,5 +568,5 @@ int tr_fit_ood(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e)
 void tr_fit_stage1_view(struct tr_fit *f, struct tr_family_view *v)
 {
 	*v = (struct tr_family_view){.tried = 1, .score = f->c.score, .val_score = f->c.val_score, .agree = f->c.agree,
-				     .n_stages = 1, .stage = {{&f->s1, &f->acc1, NAN}}};
+				     .val_agree = f->c.val_agree, .n_stages = 1, .stage = {{&f->s1, &f->acc1, NAN}}};
 }

@@ -13,7 +13,7 @@
 /* The calibration rows' stage-1 view, shared by every family, rule and target. */
 struct tr_calib {
 	double *score, *val_score;
-	int *agree, *strat;
+	int *agree, *val_agree, *strat;
 	const char **group;
 };
 
@@ -25,7 +25,8 @@ struct tr_fit {
 	int K;
 	size_t n, *use;
 	size_t *tr, *va, *ca, ntr, nva, nca;
-	int *y; /* teacher label per used row */
+	int *fold; /* crossfit: fold of each used row (NULL otherwise) */
+	int *y;	   /* teacher label per used row */
 	struct tr_feats F;
 	struct tr_featurizer *fz;
 	struct tr_surrogate *s1;
@@ -51,6 +52,12 @@ int tr_fit_predict(const struct tr_fit *f, const struct tr_surrogate *s, const s
 		   struct tr_err *e);
 /* agree[i] = the most probable label of proba row i equals the teacher's label of row pos[i]. */
 void tr_fit_agree(const struct tr_fit *f, const double *proba, const size_t *pos, size_t m, int *agree);
+
+/*
+ * rsb's stage-1 threshold at target t: l2d's deployed threshold, or under a rule that plans (ltt-plan)
+ * the threshold l2d's validation plan predicts; NAN when there is none (rsb is not tried).
+ */
+double tr_fit_stage1_threshold(struct tr_fit *f, int t);
 
 /* The view of stage 1 alone (global, l2d): its calibration scores, one stage with the gate's threshold. */
 void tr_fit_stage1_view(struct tr_fit *f, struct tr_family_view *v);

@@ -35,9 +35,12 @@ struct tr_rule {
 	const char *param;
 	double (*param_value)(size_t n_cal, double alpha, double delta);
 	void (*describe)(struct tr_buf *b, double delta, double delta_per_family, double param);
+	/* Optional: the rule plans on validation rows (tr_ltt_plan) and the fit tests only the family whose
+	 * plan predicts the most coverage, at the full δ (rule_ltt_plan.c). */
+	int plans;
 };
 
-extern const struct tr_rule tr_rule_point, tr_rule_cp_holdout, tr_rule_ltt;
+extern const struct tr_rule tr_rule_point, tr_rule_cp_holdout, tr_rule_ltt, tr_rule_ltt_plan;
 int tr_rule_count(void);
 const struct tr_rule *tr_rule_at(int i);
 const struct tr_rule *tr_rule_find(const char *name); /* NULL when unknown */
@@ -55,6 +58,7 @@ struct tr_gate_input {
 	const char *const *group;
 	size_t n_val;
 	const double *val_score; /* validation scores: ltt's candidate thresholds, fixed before calibration */
+	const int *val_agree;	 /* validation agreement flags: ltt-plan's plan (NULL for the other rules) */
 	double alpha;
 	double delta; /* ltt: level of this family's test (δ divided among the competing families) */
 	uint64_t seed;
@@ -68,6 +72,7 @@ struct tr_gate_step {
 	double stat;	  /* point: agreement; cp-holdout: Clopper-Pearson lower bound; ltt: p-value */
 	int part;	  /* cp-holdout: 0 = the 70% part, 1 = the 30% check; else 0 */
 	int pass;
+	double budget;	  /* ltt-plan: the level this step was tested at (fallback procedure); else 0 */
 };
 
 struct tr_gate_result {
@@ -101,6 +106,29 @@ double tr_binom_tail(size_t k, size_t n, double p);
 long tr_gate_shortfall(const struct tr_rule *rule, size_t n, size_t k, double alpha, double delta);
 /* ltt's first candidate coverage level: smallest c in 1..99% with c * n_cal >= 2 ln δ / ln α. */
 double tr_ltt_start_level(size_t n_cal, double alpha, double delta);
+
+/*
+ * ltt-plan (rule_ltt_plan.c): the test plan, made from validation rows only. Levels are coverage
+ * percents 1..100 (100 = accept all); -1 when absent.
+ */
+#define TR_PLAN_BACKUP 0.2 /* share of δ on the backup start of the fallback sequence */
+struct tr_plan {
+	int start;		    /* main start */
+	int backup;		    /* stricter backup start, or -1 */
+	double expected;	    /* predicted coverage of the plan (validation estimate) */
+	int predicted_level;	    /* loosest level the walk is predicted to reach with even odds */
+	double predicted_threshold; /* its threshold */
+};
+int tr_ltt_plan(const double *val_score, const int *val_agree, size_t n_val, size_t n_cal, double alpha,
+		double delta, int accept_all, struct tr_plan *p, struct tr_err *e);
+/*
+ * Plans every family (fams[f].n = its calibration rows, delta = the full δ; a family whose val_agree is
+ * NULL is skipped) and returns the index of the one with the highest predicted coverage (ties: the
+ * first), -1 when no plan predicts anything, -2 on error. Only the chosen family may then be tested:
+ * that is what lets it take the full δ.
+ */
+int tr_ltt_plan_choose(const struct tr_gate_input *fams, const int *accept_all, int n_fams, struct tr_plan *plans,
+		       struct tr_err *e);
 
 #define TR_CP_CONF 0.90	     /* cp-holdout's one-sided confidence */
 #define TR_GATE_MIN_ACCEPT 10 /* point and cp-holdout: thresholds accepting fewer rows are skipped */
@@ -182,6 +210,7 @@ struct tr_family_view {
 	char why[160];
 	const double *score, *val_score; /* per calibration / validation row (+INFINITY: an earlier stage handles it) */
 	const int *agree;		 /* per calibration row */
+	const int *val_agree;		 /* per validation row (ltt-plan's plan) */
 	int n_stages;
 	struct tr_stage_ref stage[TR_MAX_STAGES];
 };
@@ -229,8 +258,17 @@ struct tr_fit_options {
 	size_t cap;	/* at most this many traces are used (0: all) */
 	int ood;	/* build the OOD guard */
 	int threads;	/* grid points trained at once (0: the online cores) */
+	int split[3];	/* train / validation / calibration percents; all 0: TR_DEFAULT_SPLIT */
+	int crossfit;	/* calibration by cross-fitting (no formal guarantee; see fit.c) */
+	int folds;	/* crossfit: K (0: TR_CROSSFIT_FOLDS) */
 };
 #define TR_DEFAULT_TARGETS {0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99}
+#define TR_DEFAULT_SPLIT {60, 20, 20} /* chosen by experiments/splits.spec (PAPER.md) */
+#define TR_CROSSFIT_FOLDS 5
+/* Parses "60/20/20" (three positive percents summing to 100); -1 if malformed. */
+int tr_split_parse(const char *text, int split[3]);
+/* Why crossfit has no formal guarantee: for --help, manifest.json and report.md. */
+extern const char tr_crossfit_caveat[];
 
 /* ---- one fit, step by step (fit.c): what tr_policy_fit and the experiment cells share ---- */
 
@@ -238,12 +276,15 @@ struct tr_fit_options {
 int tr_fit_new(const struct tr_traceset *ts, const char *spec, const struct tr_fit_options *o, struct tr_fit **out,
 	       struct tr_err *e);
 void tr_fit_free(struct tr_fit *f);
+/* The level each family's test gets: δ / families, or the full δ for a rule that plans (tests one). */
+double tr_rule_family_delta(const struct tr_rule *rule, double delta, int n_fam);
 /* Runs every family at every target under `rule` (replacing the results of an earlier rule). */
 int tr_fit_gate(struct tr_fit *f, const struct tr_rule *rule, struct tr_err *e);
 
 /* One family's outcome at one target under the last rule run. */
 struct tr_fam_result {
 	int tried, deployable;
+	struct tr_plan plan; /* rules that plan (ltt-plan): this family's plan */
 	struct tr_gate_result r;
 	char status[200];
 	struct tr_family_view v;

@@ -20,9 +20,14 @@ static json_t *jthreshold(double t)
 
 static json_t *result_json(const struct tr_fit *f, int fam, const struct tr_fam_result *x)
 {
+	/* not tried, but a status of its own: a rule that plans passed it over (fit.c) */
+	int noted = !x->tried && x->status[0];
 	json_t *o = json_pack("{s:s, s:s}", "family", tr_pol_family_at(fam)->name, "status",
-			      x->tried ? x->status : "not tried");
-	json_object_set_new(o, "reason", json_string(x->tried ? x->r.reason : x->v.why));
+			      x->tried || noted ? x->status : "not tried");
+	json_object_set_new(o, "reason", json_string(x->tried || noted ? x->r.reason : x->v.why));
+	if (f->rule->plans && x->plan.start > 0)
+		json_object_set_new(o, "plan", json_pack("{s:i, s:i, s:f}", "start_level", x->plan.start, "backup_level",
+							 x->plan.backup, "predicted_coverage", x->plan.expected));
 	if (x->tried) {
 		json_object_set_new(o, "coverage", json_real(x->r.coverage));
 		json_object_set_new(o, "agreement", json_real(x->r.agreement));
@@ -50,6 +55,8 @@ static json_t *steps_json(const struct tr_gate_result *r)
 			json_object_set_new(o, "coverage_level", json_real(s->level));
 		if (s->part)
 			json_object_set_new(o, "holdout_check", json_true());
+		if (s->budget > 0) /* ltt, ltt-plan: the level this threshold was tested at */
+			json_object_set_new(o, "test_level", json_real(s->budget));
 		json_array_append_new(a, o);
 	}
 	return a;
@@ -91,8 +98,17 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 	for (int k = 0; k < f->grid.n_hp; k++)
 		tr_buf_printf(&b, " %s=%g", f->fam->hparams[k].name, s1->hp[k]);
 	tr_buf_printf(&b, " (validation macro-F1 %.4f)\n", s1->val_f1);
-	tr_buf_printf(&b, "- gate: %s, target %.2f, delta %.2f, seed %llu\n\n", rule->name, f->o->target, f->o->delta,
+	tr_buf_printf(&b, "- gate: %s, target %.2f, delta %.2f, seed %llu\n", rule->name, f->o->target, f->o->delta,
 		      (unsigned long long)f->o->seed);
+	if (f->o->crossfit)
+		tr_buf_printf(&b, "- calibration: crossfit, %d folds (out-of-fold probabilities; acceptor on %zu rows, gate "
+				  "on %zu; validation macro-F1 is fold 0's). **No formal guarantee**: %s.\n",
+			      f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, f->nva, f->nca, tr_crossfit_caveat);
+	else if (rule->guarantee)
+		tr_buf_printf(&b, "- guarantee (proven): %s.\n", rule->guarantee);
+	else
+		tr_buf_puts(&b, "- guarantee: none (measured only: PAPER.md, honesty study).\n");
+	tr_buf_puts(&b, "\n");
 	if (!p->family)
 		tr_buf_printf(&b, "**Refused**: no family clears the parity gate at %.2f; every input goes to the "
 				  "teacher.\n\n", f->o->target);
@@ -156,7 +172,7 @@ static json_t *audit_json(const struct tr_fit *f, int ti, const struct tr_policy
 		json_object_set_new(a, "steps", x->tried ? steps_json(&x->r) : json_array());
 		json_array_append_new(fams, a);
 	}
-	double dpf = o->delta / f->n_fam;
+	double dpf = tr_rule_family_delta(o->rule, o->delta, f->n_fam);
 	json_t *audit = json_pack("{s:s, s:i, s:f, s:s, s:f, s:f, s:s, s:I, s:I, s:o, s:s}", "format",
 				  "tracer-gate-audit", "version", TR_POLICY_FORMAT, "target", o->target, "rule",
 				  o->rule->name, "delta", o->delta, "delta_per_family", dpf, "statistic", o->rule->stat,
@@ -212,6 +228,18 @@ static json_t *manifest_json(const struct tr_fit *f, const char *spec, int ti, c
 		"min_coverage", TR_MIN_COVERAGE, "deployed", dep, "ood", p->ood != NULL);
 	if (m && o->dense)
 		json_object_set_new(m, "embedding_dim", json_integer(o->emb_dim));
+	if (m) {
+		static const int dflt[3] = TR_DEFAULT_SPLIT;
+		const int *pc = o->split[0] ? o->split : dflt;
+		json_object_set_new(m, "calibration", json_string(o->crossfit ? "crossfit" : "holdout"));
+		if (o->crossfit) {
+			json_object_set_new(m, "folds", json_integer(o->folds ? o->folds : TR_CROSSFIT_FOLDS));
+			json_object_set_new(m, "guarantee", json_string(tr_crossfit_caveat));
+		} else {
+			json_object_set_new(m, "split_percent", json_pack("[i, i, i]", pc[0], pc[1], pc[2]));
+			json_object_set_new(m, "guarantee", o->rule->guarantee ? json_string(o->rule->guarantee) : json_null());
+		}
+	}
 	return m;
 }
 

@@ -42,7 +42,7 @@ static int cp_accept_all(const struct tr_gate_input *in, struct tr_gate_result *
 	tr_gate_count(in, NULL, in->n, -INFINITY, &n, &k);
 	double lb = tr_cp_lower(k, n, TR_CP_CONF);
 	int pass = lb >= in->alpha;
-	if (tr_gate_add_step(r, (struct tr_gate_step){NAN, -INFINITY, n, k, lb, 0, pass}))
+	if (tr_gate_add_step(r, (struct tr_gate_step){NAN, -INFINITY, n, k, lb, 0, pass, 0}))
 		return tr_fail(e, "gate: out of memory");
 	if (pass)
 		tr_gate_deploy(r, in, -INFINITY, lb);
@@ -86,7 +86,7 @@ static int run_cp_holdout(const struct tr_gate_input *in, int accept_all, struct
 		tr_gate_count(in, a, na, t[j], &n, &k);
 		double lb = cp_stat(k, n);
 		int pass = cp_passes(n, k, in->alpha, in->delta);
-		if (tr_gate_add_step(r, (struct tr_gate_step){NAN, t[j], n, k, lb, 0, pass})) {
+		if (tr_gate_add_step(r, (struct tr_gate_step){NAN, t[j], n, k, lb, 0, pass, 0})) {
 			tr_fail(e, "gate: out of memory");
 			goto out;
 		}
@@ -95,7 +95,7 @@ static int run_cp_holdout(const struct tr_gate_input *in, int accept_all, struct
 		tr_gate_count(in, b, nb, t[j], &n, &k);
 		double agr = n ? (double)k / (double)n : 0;
 		int ok = n >= TR_GATE_MIN_ACCEPT && agr >= in->alpha;
-		if (tr_gate_add_step(r, (struct tr_gate_step){NAN, t[j], n, k, agr, 1, ok})) {
+		if (tr_gate_add_step(r, (struct tr_gate_step){NAN, t[j], n, k, agr, 1, ok, 0})) {
 			tr_fail(e, "gate: out of memory");
 			goto out;
 		}

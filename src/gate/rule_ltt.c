@@ -56,7 +56,7 @@ static int run_ltt(const struct tr_gate_input *in, int accept_all, struct tr_gat
 		tr_gate_count(in, NULL, in->n, t, &n, &k);
 		double p = tr_binom_tail(k, n, in->alpha);
 		int pass = ltt_passes(n, k, in->alpha, in->delta);
-		if (tr_gate_add_step(r, (struct tr_gate_step){c / 100.0, t, n, k, p, 0, pass})) {
+		if (tr_gate_add_step(r, (struct tr_gate_step){c / 100.0, t, n, k, p, 0, pass, in->delta})) {
 			tr_free(sorted);
 			return tr_fail(e, "gate: out of memory");
 		}

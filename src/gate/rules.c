@@ -17,6 +17,7 @@ static struct tr_registry rules = {{
 	&tr_rule_point,
 	&tr_rule_cp_holdout,
 	&tr_rule_ltt,
+	&tr_rule_ltt_plan,
 }};
 
 int tr_rule_count(void)
@@ -145,7 +146,7 @@ int tr_gate_loosest_passing(const struct tr_rule *rule, const struct tr_gate_inp
 		tr_gate_count(in, NULL, in->n, t[j], &n, &k);
 		double v = stat(k, n);
 		int pass = rule->passes(n, k, in->alpha, in->delta);
-		if (tr_gate_add_step(r, (struct tr_gate_step){NAN, t[j], n, k, v, 0, pass})) {
+		if (tr_gate_add_step(r, (struct tr_gate_step){NAN, t[j], n, k, v, 0, pass, 0})) {
 			tr_free(t);
 			return tr_fail(e, "gate: out of memory");
 		}

@@ -84,6 +84,10 @@ static json_t *gate_section(json_t *m, json_t *audit)
 		json_object_set_new(g, "rule_detail", json_string(b.data ? b.data : ""));
 		tr_buf_free(&b);
 	}
+	/* what the decision is worth: the rule's proven statement, or crossfit's caveat (manifest.json) */
+	json_t *cal = json_object_get(m, "calibration"), *gu = json_object_get(m, "guarantee");
+	json_object_set_new(g, "calibration", json_string(json_is_string(cal) ? json_string_value(cal) : "holdout"));
+	json_object_set_new(g, "guarantee", json_is_string(gu) ? json_string(json_string_value(gu)) : json_null());
 	json_object_set_new(g, "nearest_miss", rule && family && strcmp(family, "refused") == 0
 						       ? nearest_miss(audit, rule, alpha, dpf)
 						       : json_null());

@@ -86,6 +86,14 @@ static int build(json_t *rep, struct section *S)
 	if (json_is_string(json_object_get(g, "rule_detail")))
 		tr_buf_puts(&s->prose, str(g, "rule_detail"));
 	tr_buf_printf(&s->prose, "; %.0f calibration rows.\n", num(g, "calibration_rows"));
+	/* our own texts only (never the file's): crossfit's caveat, or the rule's proven statement */
+	const struct tr_rule *rr = tr_rule_find(rule);
+	if (json_is_string(json_object_get(g, "calibration")) && strcmp(str(g, "calibration"), "crossfit") == 0)
+		tr_buf_printf(&s->prose, "**No formal guarantee** (crossfit calibration): %s.\n", tr_crossfit_caveat);
+	else if (rr && rr->guarantee)
+		tr_buf_printf(&s->prose, "Proven: %s.\n", rr->guarantee);
+	else
+		tr_buf_puts(&s->prose, "No formal guarantee: this rule is only measured (PAPER.md, honesty study).\n");
 	if (strcmp(family, "refused") == 0) {
 		tr_buf_puts(&s->prose, "**Refused**: no family clears the gate; every input goes to the teacher.\n");
 		json_t *m = json_object_get(g, "nearest_miss");

@@ -33,11 +33,14 @@ static struct tr_agg *row_for(struct tr_table *t, const char *spec, const struct
 			      double target)
 {
 	const char *proto = tr_protocol_names[c->protocol];
+	char split[16] = "default";
+	if (c->split)
+		snprintf(split, sizeof split, "%d/%d/%d", c->split[0], c->split[1], c->split[2]);
 	for (size_t i = 0; i < t->n; i++) {
 		struct tr_agg *a = &t->v[i];
 		if (strcmp(a->spec, spec) == 0 && strcmp(a->set, c->set) == 0 && strcmp(a->protocol, proto) == 0 &&
 		    strcmp(a->backend, c->backend) == 0 && a->traces == c->traces && strcmp(a->rule, rule) == 0 &&
-		    fabs(a->target - target) < 1e-9)
+		    fabs(a->target - target) < 1e-9 && strcmp(a->split, split) == 0)
 			return a;
 	}
 	if (tr_grow(&t->v, &t->cap, t->n + 1, sizeof *t->v))
@@ -49,6 +52,7 @@ static struct tr_agg *row_for(struct tr_table *t, const char *spec, const struct
 	snprintf(a->protocol, sizeof a->protocol, "%s", proto);
 	snprintf(a->backend, sizeof a->backend, "%s", c->backend);
 	snprintf(a->rule, sizeof a->rule, "%s", rule);
+	snprintf(a->split, sizeof a->split, "%s", split);
 	a->traces = c->traces;
 	a->target = target;
 	a->cov_min = INFINITY;
@@ -103,7 +107,8 @@ int tr_table_add_cell(struct tr_table *t, const struct tr_spec *s, const struct 
 		a->cov_max = fmax(a->cov_max, cov);
 		if (!isnan(agr))
 			a->agr_sum += agr, a->agr_n++;
-		a->violations += json_is_true(json_object_get(r, "violation"));
+		if (json_is_true(json_object_get(r, "violation")))
+			a->violations++, a->gap_sum += target - agr;
 		a->cal_cov_sum += num(r, "cal_coverage");
 		a->e2e_sum += num(r, "e2e_agreement");
 		if (!isnan(gold))
@@ -171,7 +176,8 @@ int tr_table_write_tsv(const struct tr_table *t, const char *name, struct tr_buf
 {
 	tr_buf_puts(out, "set\tprotocol\tbackend\ttraces\trule\ttarget\tseeds\tcoverage\tcoverage_min\tcoverage_max\t"
 			 "agreement\tviolations\tviolation_rate\tcal_coverage\te2e_agreement\tgold_accuracy\t"
-			 "family\ttraces_used\tfit_seconds\tcoverage_no_ood\tagreement_no_ood\tviolations_no_ood\trefused");
+			 "family\ttraces_used\tfit_seconds\tcoverage_no_ood\tagreement_no_ood\tviolations_no_ood\tviolation_depth\t"
+			 "split\trefused");
 	for (int f = 0; f < tr_pol_family_count(); f++) /* one count column per family, last: the table grows here */
 		tr_buf_printf(out, "\t%s", tr_pol_family_at(f)->name);
 	tr_buf_puts(out, "\n");
@@ -200,7 +206,9 @@ int tr_table_write_tsv(const struct tr_table *t, const char *name, struct tr_buf
 		put_num(out, a->cov_noood_sum / a->seeds, "%.4f");
 		tr_buf_puts(out, "\t");
 		put_num(out, a->agr_noood_n ? a->agr_noood_sum / a->agr_noood_n : NAN, "%.4f");
-		tr_buf_printf(out, "\t%d", a->violations_noood);
+		tr_buf_printf(out, "\t%d\t", a->violations_noood);
+		put_num(out, a->violations ? a->gap_sum / a->violations : NAN, "%.4f"); /* mean α - agreement, violated */
+		tr_buf_printf(out, "\t%s", a->split[0] ? a->split : "default");
 		for (int f = 0; f <= tr_pol_family_count(); f++)
 			tr_buf_printf(out, "\t%d", a->fam[f]);
 		tr_buf_puts(out, "\n");

@@ -24,6 +24,8 @@ struct tr_agg {
 	double fit_sum;
 	int fit_n;
 	double n_traces_sum; /* traces actually used */
+	double gap_sum;	     /* over violating seeds: α minus the test agreement */
+	char split[16];	     /* "default", or TRAIN/VAL/CAL percents (specs with a splits line) */
 };
 
 struct tr_table {

@@ -21,6 +21,16 @@ done
 check "manifest names inputs with sums" grep -q '"sha256": "b06e26ac675513959a63135f11b94ea7786ed02da65db93a5650d8838cbc664b"' b77-0.95/manifest.json
 check "audit lists every threshold examined" grep -q '"coverage_level":' b77-0.95/gate_audit.json
 check "no temporary directories left" [ -z "$(ls | grep '\.tmp\.')" ]
+# ltt-plan (the default) records the level each threshold was tested at and states its proven guarantee.
+check "ltt-plan records each step's test level" grep -q '"test_level":' b77-0.95/gate_audit.json
+check "manifest states the rule's guarantee" grep -q '"guarantee": "P(agreement on handled traffic < ' b77-0.95/manifest.json
+
+# crossfit: out-of-fold calibration, refitted surrogate; it says everywhere that nothing is proven.
+ok "fit with crossfit calibration" "$TRACER" fit banking77:gold --grid C=10 --cap 1500 --calibration crossfit --out cf
+has 'No formal guarantee' "report.md says crossfit has no formal guarantee"
+check "manifest names the calibration" grep -q '"calibration": "crossfit"' cf/manifest.json
+check "manifest carries the caveat" grep -q '"guarantee": "the gate tests the out-of-fold models' cf/manifest.json
+check "every used trace trains the deployed surrogate" grep -q '"train": 1498' cf/manifest.json
 
 # route: one decision per input, constant fields, fallback replay
 "$TRACER" traces export banking77:gold --part test >test.jsonl
@@ -77,4 +87,7 @@ fails 1 'stdin:2: "input" is not a string' "malformed route input" sh -c "'$TRAC
 fails 1 'nope/manifest.json' "missing policy" "$TRACER" eval nope mnli:gold
 fails 2 '--gate must be' "bad gate" "$TRACER" fit mnli:gold --gate magic --out x4
 fails 2 '--target must be in' "bad target" "$TRACER" fit mnli:gold --target 1.5 --out x4
+fails 2 '--split must be' "bad split" "$TRACER" fit mnli:gold --split 50/50/0 --out x4
+fails 2 '--calibration must be' "bad calibration" "$TRACER" fit mnli:gold --calibration magic --out x4
+fails 2 '--folds must be' "bad folds" "$TRACER" fit mnli:gold --calibration crossfit --folds 1 --out x4
 finish

@@ -4,13 +4,13 @@
 
 Q=$SCRATCH/quick
 ok "make reproduce-quick" make -s -C "$ROOT" reproduce-quick QUICK="$Q" JOBS=2 BUILD="${TEST_BUILD:-build}" BIN="$TRACER"
-for f in fig1-coverage fig2-flywheel fig3-decisions fig4-honesty fig5-frontier fig6-backends; do
+for f in fig1-coverage fig2-flywheel fig3-decisions fig4-honesty fig5-frontier fig6-backends fig7-honesty-frontier; do
 	for ext in png svg; do
 		check "$f.$ext produced and non-empty" [ -s "$Q/figures/$f.$ext" ]
 	done
 done
-# 2 sets x 2 protocols x 2 trace counts x 3 rules x 3 targets
-check "quick table has 72 rows" [ "$(tail -n +2 "$Q/tables/quick.tsv" | wc -l)" -eq 72 ]
+# 2 sets x 2 protocols x 2 trace counts x 4 rules x 3 targets
+check "quick table has 96 rows" [ "$(tail -n +2 "$Q/tables/quick.tsv" | wc -l)" -eq 96 ]
 check "16 cell files" [ "$(ls "$Q/cells/quick" | grep -c '\.json$')" -eq 16 ]
 check "every row summed over 2 seeds" [ "$(tail -n +2 "$Q/tables/quick.tsv" | awk -F'\t' '$7 != 2' | wc -l)" -eq 0 ]
 
@@ -50,6 +50,14 @@ printf 'name x\nsets a:b\nbackends knn\ngates ltt\ntargets 0.9\nseeds 0-18446744
 fails 1 'bad3.spec:6: bad seeds' "a seed range past 64 values" "$TRACER" sweep bad3.spec --list
 printf 'name x\nsets banking77:gold\nbackends knn\ngrid knn k=5\ngrid knn k=7\n' >bad4.spec
 fails 1 'bad4.spec:5: a second grid for knn' "two grids for one backend" "$TRACER" sweep bad4.spec --list
+printf 'name x\nsets banking77:gold\nsplits 60/20/20 70/30/0\n' >bad5.spec
+fails 1 'bad5.spec:3: bad split "70/30/0"' "a split with an empty part" "$TRACER" sweep bad5.spec --list
+printf 'name x\nsets banking77:gold\ncrossfit ltt\ncrossfit ltt-plan\n' >bad6.spec
+fails 1 'bad6.spec:4: expected one `crossfit RULE` line' "two crossfit lines" "$TRACER" sweep bad6.spec --list
+# A splits line multiplies the cells (one per split) and names the split.
+printf 'name sp\nsets banking77:gold\nprotocols pooled\nbackends liblinear\ngates ltt-plan\ntargets 0.9\ntraces 500\nseeds 0 1\nsplits 60/20/20 50/10/40\n' >sp.spec
+ok "list a split sweep" "$TRACER" sweep sp.spec --list
+check "two seeds x two splits" [ "$(grep -c 'split=' out)" -eq 4 ]
 printf 'name x\nbogus 1\n' >bad2.spec
 fails 1 'bad2.spec:2: unknown key "bogus"' "unknown key" "$TRACER" sweep bad2.spec --list
 finish

@@ -1,7 +1,8 @@
 /*
  * Allocation-failure test: fail the Nth allocation, for N = 1, 2, ... through loading traces, training
- * and fitting a small policy; every run must end in a clean error, or - where the failure only cost a
- * log line - in exactly the decisions of an undisturbed run. No crash; under `make asan`, no leak.
+ * and fitting a small policy (under ltt, ltt-plan and ltt-plan with crossfit calibration); every run must
+ * end in a clean error, or - where the failure only cost a log line - in exactly the decisions of an
+ * undisturbed run. No crash; under `make asan`, no leak.
  * (liblinear, libsvm and jansson allocate with their own malloc: only our allocations are failed.)
  */
 #include <math.h>
@@ -12,13 +13,18 @@
 #include "../../src/exp/exp.h"
 #include "unit.h"
 
+/* The fit under test: the gate rule, and whether calibration is cross-fitted. */
+static const struct tr_rule *rule;
+static int crossfit;
+
 static int run(const char *path, struct tr_decision *d, struct tr_err *e)
 {
 	struct tr_traceset ts;
 	if (tr_traces_load_jsonl(path, &ts, e))
 		return -1;
-	struct tr_fit_options o = {.backend = "liblinear", .grid = "C=1", .rule = &tr_rule_ltt, .threads = 1, .target = 0.8,
-				   .targets = {0.8, 0.9}, .n_targets = 2, .delta = 0.1, .seed = 1, .ood = 1};
+	struct tr_fit_options o = {.backend = "liblinear", .grid = "C=1", .rule = rule, .threads = 1, .target = 0.8,
+				   .targets = {0.8, 0.9}, .n_targets = 2, .delta = 0.1, .seed = 1, .ood = 1,
+				   .crossfit = crossfit, .folds = 3};
 	struct tr_policy *p;
 	int rc = tr_policy_fit(&ts, path, &o, &p, e);
 	if (!rc) {
@@ -38,11 +44,11 @@ static char *cell(const char *path, struct tr_err *e)
 		return NULL;
 	struct tr_fit_options o = {.backend = "liblinear", .grid = "C=1", .threads = 1, .targets = {0.8, 0.9},
 				   .n_targets = 2, .delta = 0.1, .seed = 1};
-	const struct tr_rule *rules[3] = {&tr_rule_point, &tr_rule_cp_holdout, &tr_rule_ltt};
+	const struct tr_rule *rules[4] = {&tr_rule_point, &tr_rule_cp_holdout, &tr_rule_ltt, &tr_rule_ltt_plan};
 	struct json_t *c = NULL;
 	double secs;
 	char *text = NULL;
-	if (tr_cell_evaluate(&ts, &ts.part[TR_PART_TRACES], &o, rules, 3, &c, &secs, e) == 0) {
+	if (tr_cell_evaluate(&ts, &ts.part[TR_PART_TRACES], &o, rules, 4, &c, &secs, e) == 0) {
 		text = json_dumps(c, JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 		json_decref(c);
 	}
@@ -75,11 +81,9 @@ static void test_cell_faults(const char *path)
 	free(base);
 }
 
-int main(void)
+/* Fails each allocation of one fit in turn. */
+static void sweep(const char *path)
 {
-	tr_gsl_init();
-	char path[4096];
-	snprintf(path, sizeof path, "%s/tests/fixtures/emb/traces.jsonl", tr_root_dir());
 	struct tr_err e;
 	struct tr_decision base[3], d[3];
 	tr_alloc_fail_at(0);
@@ -104,10 +108,23 @@ int main(void)
 		}
 	}
 	tr_alloc_fail_at(0);
-	printf("%lu allocations, each failed once: %s (%lu without effect on the result)\n",
-	       total, clean ? "all clean" : "NOT clean", recovered);
-	CHECK(clean, "every allocation failure ends in a clean error");
+	printf("%s%s: %lu allocations, each failed once: %s (%lu without effect on the result)\n", rule->name,
+	       crossfit ? " + crossfit" : "", total, clean ? "all clean" : "NOT clean", recovered);
+	CHECK(clean, "every allocation failure ends in a clean error (%s%s)", rule->name, crossfit ? " + crossfit" : "");
 	CHECK(total > 100, "the run made %lu allocations", total);
+}
+
+int main(void)
+{
+	tr_gsl_init();
+	char path[4096];
+	snprintf(path, sizeof path, "%s/tests/fixtures/emb/traces.jsonl", tr_root_dir());
+	rule = &tr_rule_ltt, crossfit = 0;
+	sweep(path);
+	rule = &tr_rule_ltt_plan; /* plans on validation, tests one family */
+	sweep(path);
+	crossfit = 1; /* folds, out-of-fold probabilities, refit */
+	sweep(path);
 	snprintf(path, sizeof path, "%s/tests/fixtures/audit/traces.jsonl", tr_root_dir());
 	test_cell_faults(path);
 	return unit_done();

@@ -85,7 +85,8 @@ static void test_walks(void)
 	CHECK(r.n >= 150 && r.n <= 170 && r.agreement >= 0.9, "ltt n=%zu agreement %.3f", r.n, r.agreement);
 	tr_gate_result_free(&r);
 	/* global under each rule: all 200 rows, 150 agree = 0.75 */
-	for (int rule = 0; rule < 3; rule++) {
+	in.val_agree = agree; /* ltt-plan plans on validation rows: here the same ramp */
+	for (int rule = 0; rule < tr_rule_count(); rule++) {
 		in.alpha = 0.7;
 		CHECK(tr_gate_run(tr_rule_at(rule), &in, 1, &r, &e) == 0 && r.deployed && r.n == N && isinf(r.threshold),
 		      "%s: global deploys at 0.7", tr_rule_at(rule)->name);
@@ -98,7 +99,7 @@ static void test_walks(void)
 	/* refusal when nothing clears */
 	ramp(N, 0, score, agree, strat, group, keys);
 	in.alpha = 0.5;
-	for (int rule = 0; rule < 3; rule++) {
+	for (int rule = 0; rule < tr_rule_count(); rule++) {
 		CHECK(tr_gate_run(tr_rule_at(rule), &in, 0, &r, &e) == 0 && !r.deployed && r.reason[0], "%s refuses",
 		      tr_rule_at(rule)->name);
 		tr_gate_result_free(&r);
@@ -221,11 +222,14 @@ static void test_ood_file(void)
 /* The table's rows: names, statistics, guarantees, and the audit's words for each rule. */
 static void test_table(void)
 {
-	CHECK(tr_rule_count() == 3 && tr_rule_at(0) == &tr_rule_point && tr_rule_at(3) == NULL, "three rules, in order");
-	CHECK(strcmp(tr_rule_list(", "), "point, cp-holdout, ltt") == 0, "list: %s", tr_rule_list(", "));
+	CHECK(tr_rule_count() == 4 && tr_rule_at(0) == &tr_rule_point && tr_rule_at(3) == &tr_rule_ltt_plan &&
+		      tr_rule_at(4) == NULL,
+	      "four rules, in order");
+	CHECK(strcmp(tr_rule_list(", "), "point, cp-holdout, ltt, ltt-plan") == 0, "list: %s", tr_rule_list(", "));
 	CHECK(tr_rule_find("ltt") == &tr_rule_ltt && !tr_rule_find("LTT") && !tr_rule_find(NULL), "lookup by name");
-	CHECK(tr_rule_ltt.guarantee && !tr_rule_point.guarantee && !tr_rule_cp_holdout.guarantee,
-	      "only ltt claims a guarantee");
+	CHECK(tr_rule_ltt.guarantee && tr_rule_ltt_plan.guarantee && !tr_rule_point.guarantee &&
+		      !tr_rule_cp_holdout.guarantee,
+	      "only ltt and ltt-plan claim a guarantee");
 	struct tr_buf b = {0};
 	tr_rule_cp_holdout.describe(&b, 0.1, 0.1 / 3, tr_rule_cp_holdout.param_value(100, 0.9, 0.1));
 	CHECK(b.data && strstr(b.data, "Clopper–Pearson at 90% confidence"), "cp-holdout prose: %s", b.data);
@@ -242,6 +246,168 @@ static void test_table(void)
 	CHECK(tr_pol_family_register(&refused) == -1 && tr_pol_family_register(&three) == -1 &&
 		      tr_pol_family_register(&tr_pol_l2d) == -1,
 	      "a family named refused, with too many stages, or twice is refused");
+
+/*
+ * Rows with uniform scores and P(agree | s) = lo + (hi - lo) s: validation and calibration drawn alike.
+ * The true agreement of "accept s >= t" is lo + (hi - lo)(1 + t)/2 for t in [0, 1).
+ */
+static void synth_rows(gsl_rng *g, size_t n, double lo, double hi, double *s, int *a)
+{
+	for (size_t i = 0; i < n; i++) {
+		s[i] = gsl_rng_uniform(g);
+		a[i] = gsl_rng_uniform(g) < lo + (hi - lo) * s[i];
+	}
+}
+
+static double true_agr(double lo, double hi, double t)
+{
+	if (!(t > 0))
+		return lo + (hi - lo) / 2;
+	return t >= 1 ? hi : lo + (hi - lo) * (1 + t) / 2;
+}
+
+/*
+ * ltt-plan's promise over many seeds, in three settings: a sloped agreement curve (how much it deploys
+ * compared with ltt at δ and δ/3), a flat curve just below α (every hypothesis is true, so every
+ * deployment is a violation: deployments must stay within δ), and two families where the plan chooses
+ * one on validation and tests it at the full δ.
+ */
+static void test_plan_promise(void)
+{
+	enum { N = 400, SEEDS = 400 };
+	static double cs[N], vs[N], cs2[N], vs2[N];
+	static int ca[N], va[N], ca2[N], va2[N];
+	const double delta = 0.1, noise = 3 * sqrt(delta * (1 - delta) / SEEDS);
+	struct tr_err e;
+	/* 1. sloped: agreement 0.75 + 0.25 s */
+	for (double alpha = 0.90; alpha < 0.96; alpha += 0.05) {
+		int viol = 0, dep = 0, fails = 0;
+		double cov_plan = 0, cov_ltt = 0, cov_ltt3 = 0;
+		for (int seed = 0; seed < SEEDS; seed++) {
+			gsl_rng *g = tr_rng_new((uint64_t)seed + 5000);
+			synth_rows(g, N, 0.75, 1.0, cs, ca);
+			synth_rows(g, N, 0.75, 1.0, vs, va);
+			gsl_rng_free(g);
+			struct tr_gate_input in = {.n = N, .score = cs, .agree = ca, .n_val = N, .val_score = vs,
+						   .val_agree = va, .alpha = alpha, .delta = delta};
+			struct tr_gate_result r;
+			fails += tr_gate_run(&tr_rule_ltt_plan, &in, 0, &r, &e) != 0;
+			if (r.deployed) {
+				dep++;
+				viol += true_agr(0.75, 1.0, r.threshold) < alpha;
+				cov_plan += r.coverage;
+			}
+			tr_gate_result_free(&r);
+			fails += tr_gate_run(&tr_rule_ltt, &in, 0, &r, &e) != 0;
+			cov_ltt += r.deployed ? r.coverage : 0;
+			tr_gate_result_free(&r);
+			in.delta = delta / 3;
+			fails += tr_gate_run(&tr_rule_ltt, &in, 0, &r, &e) != 0;
+			cov_ltt3 += r.deployed ? r.coverage : 0;
+			tr_gate_result_free(&r);
+		}
+		printf("ltt-plan, sloped, alpha %.2f: violation rate %.3f, deployed %d/%d, mean coverage %.3f "
+		       "(ltt at delta %.3f, at delta/3 %.3f)\n", alpha, (double)viol / SEEDS, dep, SEEDS, cov_plan / SEEDS,
+		       cov_ltt / SEEDS, cov_ltt3 / SEEDS);
+		CHECK(!fails, "no errors");
+		CHECK((double)viol / SEEDS <= delta + noise, "sloped alpha %.2f: ltt-plan violates %.3f", alpha,
+		      (double)viol / SEEDS);
+		CHECK(cov_plan >= cov_ltt3, "ltt-plan covers at least ltt at delta/3: %.3f < %.3f", cov_plan / SEEDS,
+		      cov_ltt3 / SEEDS);
+	}
+	/* 2. flat just below α: every hypothesis true */
+	const double alpha = 0.95, flat = 0.947;
+	int dep = 0;
+	for (int seed = 0; seed < SEEDS; seed++) {
+		gsl_rng *g = tr_rng_new((uint64_t)seed + 9000);
+		synth_rows(g, N, flat, flat, cs, ca);
+		synth_rows(g, N, flat, flat, vs, va);
+		gsl_rng_free(g);
+		struct tr_gate_input in = {.n = N, .score = cs, .agree = ca, .n_val = N, .val_score = vs,
+					   .val_agree = va, .alpha = alpha, .delta = delta};
+		struct tr_gate_result r;
+		tr_gate_run(&tr_rule_ltt_plan, &in, 0, &r, &e);
+		dep += r.deployed;
+		tr_gate_result_free(&r);
+	}
+	printf("ltt-plan, flat agreement %.3f < alpha %.2f: deployed (= violated) %d/%d\n", flat, alpha, dep, SEEDS);
+	CHECK((double)dep / SEEDS <= delta + noise, "flat: deploys %.3f of the time, every time wrong",
+	      (double)dep / SEEDS);
+	/* 3. two families, chosen on validation: A = 0.80 + 0.20 s, B = 0.85 + 0.15 s */
+	int viol = 0, chose_b = 0;
+	for (int seed = 0; seed < SEEDS; seed++) {
+		gsl_rng *g = tr_rng_new((uint64_t)seed + 13000);
+		synth_rows(g, N, 0.80, 1.0, cs, ca);
+		synth_rows(g, N, 0.80, 1.0, vs, va);
+		synth_rows(g, N, 0.85, 1.0, cs2, ca2);
+		synth_rows(g, N, 0.85, 1.0, vs2, va2);
+		gsl_rng_free(g);
+		struct tr_gate_input fam[2] = {
+			{.n = N, .score = cs, .agree = ca, .n_val = N, .val_score = vs, .val_agree = va, .alpha = alpha,
+			 .delta = delta},
+			{.n = N, .score = cs2, .agree = ca2, .n_val = N, .val_score = vs2, .val_agree = va2,
+			 .alpha = alpha, .delta = delta}};
+		static const int all[2] = {0, 0};
+		struct tr_plan plans[2];
+		int f = tr_ltt_plan_choose(fam, all, 2, plans, &e);
+		if (f < 0)
+			continue;
+		chose_b += f == 1;
+		struct tr_gate_result r;
+		tr_gate_run(&tr_rule_ltt_plan, &fam[f], 0, &r, &e);
+		if (r.deployed)
+			viol += true_agr(f ? 0.85 : 0.80, 1.0, r.threshold) < alpha;
+		tr_gate_result_free(&r);
+	}
+	printf("ltt-plan, two families: chose the better %d/%d, violation rate %.3f\n", chose_b, SEEDS,
+	       (double)viol / SEEDS);
+	CHECK(chose_b > SEEDS / 2, "the better family is chosen most of the time (%d)", chose_b);
+	CHECK((double)viol / SEEDS <= delta + noise, "two families: violates %.3f", (double)viol / SEEDS);
+}
+
+/* The fallback levels on one run: backup at φδ, main start at the rest plus what was carried. */
+static void test_plan_walk(void)
+{
+	enum { N = 400 };
+	static double cs[N], vs[N];
+	static int ca[N], va[N];
+	gsl_rng *g = tr_rng_new(77);
+	synth_rows(g, N, 0.75, 1.0, cs, ca);
+	synth_rows(g, N, 0.75, 1.0, vs, va);
+	gsl_rng_free(g);
+	struct tr_err e;
+	struct tr_gate_input in = {.n = N, .score = cs, .agree = ca, .n_val = N, .val_score = vs, .val_agree = va,
+				   .alpha = 0.9, .delta = 0.1};
+	struct tr_plan p;
+	CHECK(tr_ltt_plan(vs, va, N, N, 0.9, 0.1, 0, &p, &e) == 0 && p.start > 0 && p.expected > 0, "a plan: start %d",
+	      p.start);
+	struct tr_gate_result r;
+	CHECK(tr_gate_run(&tr_rule_ltt_plan, &in, 0, &r, &e) == 0 && r.n_steps > 0, "ltt-plan runs");
+	int ok = 1, chained = 1;
+	double carried = 0;
+	for (size_t i = 0; i < r.n_steps; i++) {
+		const struct tr_gate_step *s = &r.steps[i];
+		int c = (int)lround(s->level * 100);
+		double w = (c == p.backup ? TR_PLAN_BACKUP : 0) + (c == p.start ? (p.backup > 0 ? 1 - TR_PLAN_BACKUP : 1) : 0);
+		double want = w * 0.1 + carried;
+		ok &= fabs(s->budget - want) < 1e-12 && s->pass == (s->n > 0 && want > 0 && s->stat <= want);
+		carried = s->pass ? s->budget : 0;
+		chained &= i == 0 || s->n >= r.steps[i - 1].n;
+	}
+	CHECK(ok, "every step tested at w δ plus the level carried from a rejected predecessor");
+	CHECK(chained, "steps walk strict to loose");
+	CHECK(!r.deployed || (r.stat <= 0.1 && r.agreement >= 0.9), "deployed: p=%.3g agreement %.3f", r.stat,
+	      r.agreement);
+	tr_gate_result_free(&r);
+	in.val_agree = NULL;
+	CHECK(tr_gate_run(&tr_rule_ltt_plan, &in, 0, &r, &e) == -1, "ltt-plan without validation agreement is an error");
+	in.val_agree = va;
+	/* accept-all: one hypothesis at the full δ */
+	in.alpha = 0.8;
+	CHECK(tr_gate_run(&tr_rule_ltt_plan, &in, 1, &r, &e) == 0 && r.deployed && isinf(r.threshold) &&
+		      r.n_steps == 1 && fabs(r.steps[0].budget - 0.1) < 1e-12,
+	      "accept-all at 0.8: deployed=%d", r.deployed);
+	tr_gate_result_free(&r);
 }
 
 int main(void)
@@ -253,5 +419,7 @@ int main(void)
 	test_walks();
 	test_monotone();
 	test_promise();
+	test_plan_walk();
+	test_plan_promise();
 	return unit_done();
 }

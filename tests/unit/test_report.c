@@ -9,7 +9,8 @@
 #include "../../src/report/report.h"
 #include "unit.h"
 
-static const char *const sections[] = {"claims", "coverage", "ood", "shift", "flywheel", "honesty", "backends", "cost"};
+static const char *const sections[] = {"claims", "coverage", "ood", "shift", "flywheel", "honesty", "backends", "cost",
+					"splits"};
 #define N_SECTIONS (sizeof sections / sizeof *sections)
 
 static char dir[] = "/tmp/tracer-report-XXXXXX";
@@ -278,7 +279,7 @@ static void test_tsv(void)
 	struct tr_table t = {0};
 	struct tr_agg *a = add(&t, "coverage", "banking77:gold", -1, "ltt", 0.90, 0.5, 0.95, 2, 1, 1);
 	a->violations = 1, a->cal_cov_sum = 1.0, a->e2e_sum = 1.8, a->n_traces_sum = 200;
-	a->cov_noood_sum = 1.2, a->violations_noood = 2;
+	a->cov_noood_sum = 1.2, a->violations_noood = 2, a->gap_sum = 0.02;
 	add(&t, "other", "banking77:gold", -1, "ltt", 0.90, 0.5, 0.95, 2, 1, 1);
 	struct tr_buf b = {0};
 	CHECK(tr_table_write_tsv(&t, "coverage", &b) == 0, "tsv");
@@ -286,7 +287,8 @@ static void test_tsv(void)
 	CHECK(nl && strncmp(b.data, "set\tprotocol\tbackend\ttraces\trule\ttarget\t", 40) == 0, "header");
 	CHECK(nl && strstr(nl + 1, "banking77:gold\tofficial\tliblinear\tall\tltt\t0.90\t2\t0.5000\t") == nl + 1,
 	      "row: %s", nl ? nl + 1 : "");
-	CHECK(nl && strstr(nl + 1, "\t0.6000\t0.9500\t2\t1\t1\t0\t0\n"), "without-guard and family columns: %s", nl + 1);
+	CHECK(nl && strstr(nl + 1, "\t0.6000\t0.9500\t2\t0.0200\tdefault\t1\t1\t0\t0\n"),
+	      "without-guard, violation depth, split and family columns: %s", nl + 1);
 	CHECK(nl && !strchr(strchr(nl + 1, '\n') + 1, '\n'), "only the rows of the named spec");
 	tr_buf_free(&b);
 	tr_table_free(&t);
