@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fwrite(data, 1, size, f);
 	fclose(f);
 	struct tr_cell c = {"banking77:gold", "liblinear", NULL, (enum tr_protocol)(size & 1), size & 2 ? -1 : 500,
-			    0, "0123456789abcdef"};
+			    0, NULL, "0123456789abcdef"};
 	tr_cell_finished(path, &c);
 	struct tr_table t = {0};
 	if (tr_table_add_cell(&t, &spec, &c, path, tpath, &e) == 0) {

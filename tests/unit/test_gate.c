@@ -246,6 +246,7 @@ static void test_table(void)
 	CHECK(tr_pol_family_register(&refused) == -1 && tr_pol_family_register(&three) == -1 &&
 		      tr_pol_family_register(&tr_pol_l2d) == -1,
 	      "a family named refused, with too many stages, or twice is refused");
+}
 
 /*
  * Rows with uniform scores and P(agree | s) = lo + (hi - lo) s: validation and calibration drawn alike.
