@@ -96,7 +96,10 @@ static void ltt_describe(struct tr_buf *b, double delta, double delta_per_family
 const struct tr_rule tr_rule_ltt = {
 	.name = "ltt",
 	.stat = "p_value",
-	.guarantee = "P(agreement on handled traffic < α) <= δ, when calibration and future traffic are exchangeable",
+	.guarantee = "P(agreement on handled traffic < α) <= δ for the global and l2d families, on the handled set before "
+		     "the OOD guard, when calibration rows and future traffic are independent draws from one distribution "
+		     "(rows sharing a group key are not independent); rsb's stage-1 threshold is chosen on calibration "
+		     "rows, so for rsb the promise is measured only",
 	.run = run_ltt,
 	.passes = ltt_passes,
 	.param = "ltt_start_level",

@@ -280,7 +280,10 @@ static void plan_describe(struct tr_buf *b, double delta, double delta_per_famil
 const struct tr_rule tr_rule_ltt_plan = {
 	.name = "ltt-plan",
 	.stat = "p_value",
-	.guarantee = "P(agreement on handled traffic < α) <= δ, when calibration and future traffic are exchangeable",
+	.guarantee = "P(agreement on handled traffic < α) <= δ, on the handled set before the OOD guard, when "
+		     "calibration rows and future traffic are independent draws from one distribution (rows sharing a "
+		     "group key are not independent; whether rsb competes depends on how many calibration rows fall "
+		     "below its stage-1 threshold, a label-free but calibration-dependent choice the proof does not cover)",
 	.run = run_ltt_plan,
 	.passes = plan_passes,
 	.param = "backup_share",
