@@ -133,28 +133,43 @@ int tr_ood_far(const struct tr_ood *o, int label, double d)
 	return d > t;
 }
 
-int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, double *dist, struct tr_err *e)
+int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int *need, double *dist, struct tr_err *e)
 {
 	if (X->dim != o->dim || !!X->dense != o->dense)
 		return tr_fail(e, "ood: rows differ from the training rows in kind or dimension");
-	size_t block = o->dense ? OOD_BLOCK : 1;
+	size_t block = o->dense ? OOD_BLOCK : 1, d = (size_t)o->dim;
 	double *sim = tr_malloc((o->n ? o->n : 1) * block * sizeof *sim);
-	if (!sim)
+	double *q = o->dense ? tr_malloc(block * d * sizeof *q) : NULL;
+	size_t *at = tr_malloc(block * sizeof *at);
+	if (!sim || !at || (o->dense && !q)) {
+		tr_free(sim), tr_free(q), tr_free(at);
 		return tr_fail(e, "ood: out of memory");
+	}
 	if (o->dense && tr_blas_begin()) {
-		tr_free(sim);
+		tr_free(sim), tr_free(q), tr_free(at);
 		return tr_fail(e, "out of memory while checking inputs against the ood guard (BLAS needs %.0f MB)",
 			       TR_BLAS_BUFFER / 1e6);
 	}
-	for (size_t i0 = 0; i0 < X->n; i0 += block) {
-		size_t b = X->n - i0 < block ? X->n - i0 : block;
-		sims(o, X, i0, b, sim);
+	struct tr_feats Q = {.dim = X->dim, .dense = q};
+	for (size_t i = 0; i < X->n;) {
+		size_t b = 0; /* the next rows that need a distance, up to a block */
+		for (; i < X->n && b < block; i++) {
+			dist[i] = NAN;
+			if (!need || need[i])
+				at[b++] = i;
+		}
+		if (b == 0)
+			continue;
+		if (o->dense)
+			for (size_t r = 0; r < b; r++)
+				memcpy(q + r * d, X->dense + at[r] * d, d * sizeof *q);
+		sims(o, o->dense ? &Q : X, o->dense ? 0 : at[0], b, sim);
 		for (size_t r = 0; r < b; r++)
-			dist[i0 + r] = mean_knn_distance(sim + r * o->n, o->n, (size_t)-1);
+			dist[at[r]] = mean_knn_distance(sim + r * o->n, o->n, (size_t)-1);
 	}
 	if (o->dense)
 		tr_blas_end();
-	tr_free(sim);
+	tr_free(sim), tr_free(q), tr_free(at);
 	return 0;
 }
 
