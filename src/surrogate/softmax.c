@@ -91,6 +91,16 @@ static void scores(const struct sm_prob *p, const double *W, double *Z)
 		}
 }
 
+/* Sum of squares in a plain loop: BLAS level-1 kernels are picked by CPU model at run time, and a
+ * different pick (another machine, valgrind) would change the model's last bits. */
+static double sum_sq(const double *x, size_t n)
+{
+	double s = 0;
+	for (size_t j = 0; j < n; j++)
+		s += x[j] * x[j];
+	return s;
+}
+
 /*
  * The objective at v, scaled by 1/(C n) (the same minimiser): mean cross-entropy + |W|^2 / (2 C n).
  * Leaves P - Y in p->Z for the gradient. GSL's line search asks for f and then the gradient at the
@@ -107,7 +117,7 @@ static double objective(struct sm_prob *p, const gsl_vector *v)
 		memcpy(p->at, v->data, v->size * sizeof *p->at);
 		p->cached = 1;
 	}
-	double sq = cblas_ddot((int)v->size, v->data, 1, v->data, 1);
+	double sq = sum_sq(v->data, v->size);
 	return p->loss / (double)n + sq / (2 * p->C * (double)n);
 }
 
@@ -128,7 +138,8 @@ static void sm_fdf(const gsl_vector *v, void *arg, double *f, gsl_vector *g)
 		cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->d, p->Kc, (int)n, inv, p->X, p->d, p->Z,
 			    p->Kc, reg, g->data, p->Kc);
 	} else {
-		cblas_dscal(p->d * p->Kc, reg, g->data, 1);
+		for (size_t j = 0; j < (size_t)p->d * Kc; j++)
+			g->data[j] *= reg;
 		for (size_t i = 0; i < n; i++)
 			for (const struct tr_node *x = p->rows[i]; x->index != -1; x++) {
 				double *gr = g->data + (size_t)p->col[x->index - 1] * Kc;
@@ -164,7 +175,7 @@ static int minimise(struct sm_prob *p, double *W, struct tr_err *e)
 		goto out;
 	}
 	const gsl_vector *gr0 = gsl_multimin_fdfminimizer_gradient(s);
-	double g0 = cblas_dnrm2((int)gr0->size, gr0->data, (int)gr0->stride);
+	double g0 = sqrt(sum_sq(gr0->data, gr0->size));
 	for (int it = 0; it < SM_MAX_ITER; it++) {
 		if (gsl_multimin_fdfminimizer_iterate(s)) /* GSL_ENOPROG: as close as double precision gets */
 			break;
@@ -227,7 +238,14 @@ static int sm_train(const struct tr_feats *X, const int *y, int K, const double 
 		goto oom;
 	struct sm_prob p = {.n = X->n, .d = d, .Kc = m->Kc, .X = X->dense, .rows = X->rows, .col = col, .y = yc,
 			    .C = hp[0], .Z = Z, .at = at};
-	if (minimise(&p, W, e))
+	if (X->dense && tr_blas_begin()) {
+		tr_fail(e, "out of memory while training softmax (BLAS needs %.0f MB)", TR_BLAS_BUFFER / 1e6);
+		goto out;
+	}
+	int bad = minimise(&p, W, e);
+	if (X->dense)
+		tr_blas_end();
+	if (bad)
 		goto out;
 	if (X->dense)
 		memcpy(m->W, W, ((size_t)d + 1) * Kc * sizeof *W);
@@ -259,6 +277,10 @@ static int sm_predict(const void *model, const struct tr_feats *X, double *proba
 		tr_free(Z);
 		return tr_fail(e, "softmax: rows of dimension %d for a model of dimension %d", X->dim, m->dim);
 	}
+	if (X->dense && tr_blas_begin()) {
+		tr_free(Z);
+		return tr_fail(e, "out of memory while predicting with softmax (BLAS needs %.0f MB)", TR_BLAS_BUFFER / 1e6);
+	}
 	for (size_t i0 = 0; i0 < X->n; i0 += SM_BLOCK) {
 		size_t b = X->n - i0 < SM_BLOCK ? X->n - i0 : SM_BLOCK;
 		for (size_t i = 0; i < b; i++)
@@ -285,6 +307,8 @@ static int sm_predict(const void *model, const struct tr_feats *X, double *proba
 				row[m->label[c]] = Z[i * Kc + c];
 		}
 	}
+	if (X->dense)
+		tr_blas_end();
 	tr_free(Z);
 	return 0;
 }
