@@ -1,6 +1,7 @@
 #!/bin/sh
 # make bench: speed and memory of the pieces that exist, as a table on stdout and results/bench.tsv.
 # Each figure is the median of REPS runs (REPS=3 by default). Targets are in README ("Speed").
+# BENCH_ONLY=dense runs only the dense workload (into results/bench-dense.tsv).
 set -eu
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
@@ -9,6 +10,49 @@ tmp=$out.tmp.$$
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 printf 'what\tset\tvalue\tunit\n' >"$tmp"
+
+# The fixed dense workload (../shared/bench/banking77-lsa256, README there): `tracer fit` with the
+# reference's four targets, wall seconds and peak RSS (medians), their ratios to the reference tool's
+# 159.6 s and 204 MB, and test coverage / agreement on handled per target (one fit per --target).
+dw=${BENCH_DENSE:-../shared/bench/banking77-lsa256}
+field() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p"; }
+if [ -f "$dw/traces.jsonl" ]; then
+	pol=$(mktemp -d)
+	for b in softmax liblinear; do
+		: >wall.$$; : >mem.$$
+		i=0
+		while [ $i -lt "$REPS" ]; do
+			/usr/bin/time -f "%e %M" -o t.$$ ./tracer fit "$dw/traces.jsonl" --embeddings "$dw/traces.npy.zst" \
+				--backend $b --targets 0.85,0.90,0.95,0.98 --target 0.95 --out "$pol/d" >/dev/null
+			awk '{ print $1 >> "wall.'$$'"; print $2 / 1024 >> "mem.'$$'" }' t.$$
+			i=$((i + 1))
+		done
+		wall=$(median <wall.$$); mem=$(median <mem.$$)
+		printf 'dense workload: tracer fit, 4 targets (%s)\tbanking77-lsa256\t%s\ts\n' $b "$wall" >>"$tmp"
+		printf 'dense workload: speed-up over the reference 159.6 s (%s)\tbanking77-lsa256\t%.1f\tx\n' $b \
+			"$(awk -v w="$wall" 'BEGIN { print 159.6 / w }')" >>"$tmp"
+		printf 'dense workload: peak RSS (%s; reference 204 MB)\tbanking77-lsa256\t%.0f\tMB\n' $b "$mem" >>"$tmp"
+		for t in 0.85 0.90 0.95 0.98; do
+			./tracer fit "$dw/traces.jsonl" --embeddings "$dw/traces.npy.zst" --backend $b \
+				--targets 0.85,0.90,0.95,0.98 --target $t --out "$pol/t" >/dev/null 2>&1 || {
+				printf 'dense workload: test coverage at %s (%s)\tbanking77-lsa256\trefused\t-\n' $t $b >>"$tmp"
+				continue; }
+			./tracer eval "$pol/t" "$dw/test.jsonl" --embeddings "$dw/test.npy.zst" --json >ev.$$
+			printf 'dense workload: test coverage at %s (%s)\tbanking77-lsa256\t%.3f\t-\n' $t $b "$(field coverage <ev.$$)" >>"$tmp"
+			printf 'dense workload: test agreement on handled at %s (%s)\tbanking77-lsa256\t%.3f\t-\n' $t $b \
+				"$(field agreement_handled <ev.$$)" >>"$tmp"
+			rm -rf "$pol/t"
+		done
+	done
+	rm -rf "$pol" wall.$$ mem.$$ t.$$ ev.$$
+	grep '^dense workload' "$tmp" | column -t -s '	'
+else
+	echo "bench: $dw not found: the dense workload is skipped" >&2
+fi
+if [ "${BENCH_ONLY:-}" = dense ]; then
+	mv "$tmp" results/bench-dense.tsv
+	exit 0
+fi
 for set in banking77:gold clinc150:gold; do
 	line=$(build/bench/bench_feat "$set")
 	printf 'tfidf featurisation\t%s\t%s\ttexts/s/core\n' "$set" "$(echo "$line" | cut -f4)" >>"$tmp"

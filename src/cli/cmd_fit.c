@@ -120,7 +120,7 @@ int cmd_fit(int argc, char **argv)
 	if (!set || !dir)
 		return tr_cli_usage_error("fit", "expected traces and --out DIR");
 	if (!tr_family_find(o.backend))
-		return tr_cli_usage_error("fit", "--backend must be liblinear, libsvm or knn");
+		return tr_cli_usage_error("fit", "--backend must be one of %s", tr_family_list(", "));
 	int have = 0;
 	for (int i = 0; i < o.n_targets; i++)
 		have |= fabs(o.targets[i] - o.target) < 1e-12;

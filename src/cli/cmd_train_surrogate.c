@@ -226,7 +226,7 @@ int cmd_train_surrogate(int argc, char **argv)
 		i++;
 	}
 	if (!j.backend || !tr_family_find(j.backend))
-		return tr_cli_usage_error("train-surrogate", "--backend must be liblinear, libsvm or knn");
+		return tr_cli_usage_error("train-surrogate", "--backend must be one of %s", tr_family_list(", "));
 	if (strcmp(j.features, "tfidf") != 0 && strcmp(j.features, "npy") != 0)
 		return tr_cli_usage_error("train-surrogate", "--features must be tfidf or npy");
 	if (!strcmp(j.features, "npy") != !!j.embeddings)

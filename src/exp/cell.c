@@ -180,7 +180,7 @@ int tr_cell_evaluate(const struct tr_traceset *ts, const struct tr_rows *test, c
 		goto out;
 	tr_fit_info(ev.f, &in);
 	if (tr_feat_transform_text(in.fz, test->v, idx, m, &ev.X, e) || tr_fit_ood(ev.f, &ev.ood, e) ||
-	    tr_ood_distances(ev.ood, &ev.X, ev.dist, e))
+	    tr_ood_distances(ev.ood, &ev.X, NULL, ev.dist, e))
 		goto out;
 	for (int r = 0; r < n_rules; r++) {
 		if (tr_fit_gate(ev.f, rules[r], e))

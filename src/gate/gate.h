@@ -179,8 +179,10 @@ struct tr_ood;
 #define TR_OOD_K 5
 #define TR_OOD_PCT 0.995
 int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **out, struct tr_err *e);
-/* dist[i]: row i's mean cosine distance to its k nearest training rows. */
-int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, double *dist, struct tr_err *e);
+/* dist[i]: row i's mean cosine distance to its k nearest training rows, for the rows with need[i] != 0
+ * (need NULL: every row); NAN for the others. */
+int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int *need, double *dist,
+		     struct tr_err *e);
 /* Whether distance d is beyond the guard's limit for label `label` (-1: the global limit). */
 int tr_ood_far(const struct tr_ood *o, int label, double d);
 int tr_ood_save(const struct tr_ood *o, struct tr_buf *out);

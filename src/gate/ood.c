@@ -29,16 +29,21 @@ void tr_ood_free(struct tr_ood *o)
 	tr_free(o);
 }
 
-/* Similarities of query row q (index i of X) to every training row. */
-static void sims(const struct tr_ood *o, const struct tr_feats *X, size_t i, double *out)
+#define OOD_BLOCK 128 /* dense query rows per BLAS product */
+
+/*
+ * Similarities of query rows i0..i0+b of X to every training row, b rows of o->n (dense rows: one
+ * BLAS product per block; sparse rows: b must be 1).
+ */
+static void sims(const struct tr_ood *o, const struct tr_feats *X, size_t i0, size_t b, double *out)
 {
 	if (o->dense) {
 		gsl_matrix_const_view t = gsl_matrix_const_view_array(o->x, o->n, (size_t)o->dim);
-		gsl_vector_const_view q = gsl_vector_const_view_array(X->dense + i * (size_t)o->dim, (size_t)o->dim);
-		gsl_vector_view s = gsl_vector_view_array(out, o->n);
-		gsl_blas_dgemv(CblasNoTrans, 1.0, &t.matrix, &q.vector, 0.0, &s.vector);
+		gsl_matrix_const_view q = gsl_matrix_const_view_array(X->dense + i0 * (size_t)o->dim, b, (size_t)o->dim);
+		gsl_matrix_view s = gsl_matrix_view_array(out, b, o->n);
+		gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &q.matrix, &t.matrix, 0.0, &s.matrix);
 	} else {
-		tr_sparse_index_dots(o->ix, X->rows[i], out);
+		tr_sparse_index_dots(o->ix, X->rows[i0], out);
 	}
 }
 
@@ -70,7 +75,8 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
 {
 	*out = NULL;
 	struct tr_ood *o = tr_calloc(1, sizeof *o);
-	double *dist = tr_malloc((X->n ? X->n : 1) * sizeof *dist), *sim = tr_malloc((X->n ? X->n : 1) * sizeof *sim);
+	size_t block = X->dense ? OOD_BLOCK : 1;
+	double *dist = tr_malloc((X->n ? X->n : 1) * sizeof *dist), *sim = tr_malloc((X->n ? X->n : 1) * block * sizeof *sim);
 	double *buf = tr_malloc((X->n ? X->n : 1) * sizeof *buf);
 	if (!o || !dist || !sim || !buf || !(o->thr = tr_malloc((size_t)K * sizeof *o->thr)))
 		goto oom;
@@ -89,9 +95,11 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
 		tr_ood_free(o);
 		return tr_fail(e, "out of memory while fitting the ood guard (BLAS needs %.0f MB)", TR_BLAS_BUFFER / 1e6);
 	}
-	for (size_t i = 0; i < X->n; i++) {
-		sims(o, X, i, sim);
-		dist[i] = mean_knn_distance(sim, X->n, i);
+	for (size_t i0 = 0; i0 < X->n; i0 += block) {
+		size_t b = X->n - i0 < block ? X->n - i0 : block;
+		sims(o, X, i0, b, sim);
+		for (size_t r = 0; r < b; r++)
+			dist[i0 + r] = mean_knn_distance(sim + r * X->n, X->n, i0 + r);
 	}
 	if (o->dense)
 		tr_blas_end();
@@ -125,25 +133,43 @@ int tr_ood_far(const struct tr_ood *o, int label, double d)
 	return d > t;
 }
 
-int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, double *dist, struct tr_err *e)
+int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int *need, double *dist, struct tr_err *e)
 {
 	if (X->dim != o->dim || !!X->dense != o->dense)
 		return tr_fail(e, "ood: rows differ from the training rows in kind or dimension");
-	double *sim = tr_malloc((o->n ? o->n : 1) * sizeof *sim);
-	if (!sim)
+	size_t block = o->dense ? OOD_BLOCK : 1, d = (size_t)o->dim;
+	double *sim = tr_malloc((o->n ? o->n : 1) * block * sizeof *sim);
+	double *q = o->dense ? tr_malloc(block * d * sizeof *q) : NULL;
+	size_t *at = tr_malloc(block * sizeof *at);
+	if (!sim || !at || (o->dense && !q)) {
+		tr_free(sim), tr_free(q), tr_free(at);
 		return tr_fail(e, "ood: out of memory");
+	}
 	if (o->dense && tr_blas_begin()) {
-		tr_free(sim);
+		tr_free(sim), tr_free(q), tr_free(at);
 		return tr_fail(e, "out of memory while checking inputs against the ood guard (BLAS needs %.0f MB)",
 			       TR_BLAS_BUFFER / 1e6);
 	}
-	for (size_t i = 0; i < X->n; i++) {
-		sims(o, X, i, sim);
-		dist[i] = mean_knn_distance(sim, o->n, (size_t)-1);
+	struct tr_feats Q = {.dim = X->dim, .dense = q};
+	for (size_t i = 0; i < X->n;) {
+		size_t b = 0; /* the next rows that need a distance, up to a block */
+		for (; i < X->n && b < block; i++) {
+			dist[i] = NAN;
+			if (!need || need[i])
+				at[b++] = i;
+		}
+		if (b == 0)
+			continue;
+		if (o->dense)
+			for (size_t r = 0; r < b; r++)
+				memcpy(q + r * d, X->dense + at[r] * d, d * sizeof *q);
+		sims(o, o->dense ? &Q : X, o->dense ? 0 : at[0], b, sim);
+		for (size_t r = 0; r < b; r++)
+			dist[at[r]] = mean_knn_distance(sim + r * o->n, o->n, (size_t)-1);
 	}
 	if (o->dense)
 		tr_blas_end();
-	tr_free(sim);
+	tr_free(sim), tr_free(q), tr_free(at);
 	return 0;
 }
 

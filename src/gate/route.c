@@ -55,8 +55,9 @@ int tr_policy_route(const struct tr_policy *p, const struct tr_trace *rows, cons
 	struct tr_stage_scores st[TR_MAX_STAGES];
 	double *score = tr_malloc((size_t)p->n_stages * n * sizeof *score);
 	double *dist = p->ood ? tr_malloc(n * sizeof *dist) : NULL;
+	int *need = p->ood ? tr_malloc(n * sizeof *need) : NULL;
 	int *pred = tr_malloc((size_t)p->n_stages * n * sizeof *pred), rc = -1;
-	if (!score || !pred || (p->ood && !dist)) {
+	if (!score || !pred || (p->ood && (!dist || !need))) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
@@ -65,12 +66,18 @@ int tr_policy_route(const struct tr_policy *p, const struct tr_trace *rows, cons
 		if (tr_stage_score(p->st[s].s, &p->st[s].acc, &X, score + (size_t)s * n, pred + (size_t)s * n, e))
 			goto out;
 	}
-	if (p->ood && tr_ood_distances(p->ood, &X, dist, e))
-		goto out;
-	tr_route_decide(st, p->n_stages, p->ood, dist, n, out);
+	/* the guard only ever looks at handled rows: search the training rows for those alone */
+	tr_route_decide(st, p->n_stages, NULL, NULL, n, out);
+	if (p->ood) {
+		for (size_t i = 0; i < n; i++)
+			need[i] = out[i].handled;
+		if (tr_ood_distances(p->ood, &X, need, dist, e))
+			goto out;
+		tr_route_decide(st, p->n_stages, p->ood, dist, n, out);
+	}
 	rc = 0;
 out:
-	tr_free(score), tr_free(pred), tr_free(dist);
+	tr_free(score), tr_free(pred), tr_free(dist), tr_free(need);
 	tr_feats_free(&X);
 	return rc;
 }

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const struct tr_family *const tr_families[] = {&tr_family_liblinear, &tr_family_libsvm, &tr_family_knn, NULL};
+const struct tr_family *const tr_families[] = {&tr_family_liblinear, &tr_family_libsvm, &tr_family_knn, &tr_family_softmax, NULL};
 
 const struct tr_family *tr_family_find(const char *name)
 {
@@ -19,6 +19,20 @@ const struct tr_family *tr_family_find(const char *name)
 		if (strcmp(tr_families[i]->name, name) == 0)
 			return tr_families[i];
 	return NULL;
+}
+
+const char *tr_family_list(const char *sep)
+{
+	static _Thread_local char buf[256];
+	size_t len = 0;
+	buf[0] = 0;
+	for (int i = 0; tr_families[i]; i++) {
+		int n = snprintf(buf + len, sizeof buf - len, "%s%s", i ? sep : "", tr_families[i]->name);
+		if (n < 0 || (size_t)n >= sizeof buf - len)
+			break;
+		len += (size_t)n;
+	}
+	return buf;
 }
 
 /* Parses a comma-separated list of values for hparam h into g. */

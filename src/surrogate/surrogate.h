@@ -46,6 +46,8 @@ struct tr_family {
 
 extern const struct tr_family *const tr_families[];
 const struct tr_family *tr_family_find(const char *name);
+/* The families' names joined by sep (a thread-local buffer, valid until the next call). */
+const char *tr_family_list(const char *sep);
 
 /* A hyperparameter grid: for each hparam of the family, the values to try. */
 struct tr_grid {
@@ -93,6 +95,6 @@ void tr_argmax_rows(const double *proba, size_t n, int K, int *pred);
 double tr_macro_f1(const int *y, const int *pred, size_t n, int K);
 
 /* The families (one file each). */
-extern const struct tr_family tr_family_liblinear, tr_family_libsvm, tr_family_knn;
+extern const struct tr_family tr_family_liblinear, tr_family_libsvm, tr_family_knn, tr_family_softmax;
 
 #endif

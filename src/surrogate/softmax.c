@@ -1,0 +1,371 @@
+/*
+ * softmax.c - one multinomial logistic regression over all labels (instead of one-vs-rest problems),
+ * L2-regularised like liblinear's: minimise C * sum_i -log p(y_i | x_i) + |W|^2 / 2, the bias a
+ * regularised feature of value 1. Loss and gradient are two matrix products (dense rows: BLAS dgemm
+ * through GSL's CBLAS, linked to OpenBLAS; sparse rows: loops over the non-zeros), minimised by GSL's
+ * BFGS (gsl_multimin vector_bfgs2) from W = 0. Deterministic: no random draw, one BLAS thread.
+ *
+ * Only labels present in the training rows get a column (others get probability 0), and sparse rows
+ * are optimised over the features that occur in the training rows only (the others' weights are
+ * exactly 0 at the optimum); the saved model holds the full (dim + 1) x labels weight matrix.
+ */
+#include <gsl/gsl_cblas.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_multimin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "surrogate.h"
+
+#define SM_EPS 1e-3	  /* stop when |gradient| <= SM_EPS * |gradient at W = 0| */
+#define SM_MAX_ITER 2000  /* BFGS iterations at most */
+#define SM_BLOCK 512	  /* rows per product when predicting */
+
+struct sm_model {
+	int K, Kc, dim;
+	int *label; /* Kc global labels, ascending */
+	double *W;  /* (dim + 1) x Kc, row-major; row dim is the bias */
+};
+
+static void sm_free(void *model)
+{
+	struct sm_model *m = model;
+	if (!m)
+		return;
+	tr_free(m->label), tr_free(m->W);
+	tr_free(m);
+}
+
+/* Row-wise softmax of z (n x Kc) in place; returns sum_i log-normaliser - z_i,y_i when y is given. */
+static double softmax_rows(double *z, size_t n, int Kc, const int *y)
+{
+	double loss = 0;
+	for (size_t i = 0; i < n; i++) {
+		double *r = z + i * (size_t)Kc, mx = r[0], s = 0;
+		for (int c = 1; c < Kc; c++)
+			if (r[c] > mx)
+				mx = r[c];
+		double zy = y ? r[y[i]] : 0;
+		for (int c = 0; c < Kc; c++)
+			s += r[c] = exp(r[c] - mx);
+		for (int c = 0; c < Kc; c++)
+			r[c] /= s;
+		if (y)
+			loss += mx + log(s) - zy;
+	}
+	return loss;
+}
+
+/* The training problem: rows over d compact features (+ bias), labels 0..Kc-1. */
+struct sm_prob {
+	size_t n;
+	int d, Kc;
+	const double *X;	      /* dense: n x d, or NULL */
+	struct tr_node *const *rows;  /* sparse rows (indices 1-based, global) */
+	const int *col;		      /* sparse: global feature index - 1 -> compact feature */
+	const int *y;		      /* compact labels */
+	double C;
+	double *Z;		      /* n x Kc: P - Y at `at` */
+	double *at, loss;	      /* the last point evaluated ((d + 1) x Kc) and its summed loss */
+	int cached;
+};
+
+/* Z = X W + b for the problem's rows (W is (d + 1) x Kc, the last row the bias). */
+static void scores(const struct sm_prob *p, const double *W, double *Z)
+{
+	size_t Kc = (size_t)p->Kc;
+	for (size_t i = 0; i < p->n; i++)
+		memcpy(Z + i * Kc, W + (size_t)p->d * Kc, Kc * sizeof *Z);
+	if (p->X) {
+		cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p->n, p->Kc, p->d, 1.0, p->X, p->d, W,
+			    p->Kc, 1.0, Z, p->Kc);
+		return;
+	}
+	for (size_t i = 0; i < p->n; i++)
+		for (const struct tr_node *x = p->rows[i]; x->index != -1; x++) {
+			const double *w = W + (size_t)p->col[x->index - 1] * Kc;
+			double *z = Z + i * Kc;
+			for (size_t c = 0; c < Kc; c++)
+				z[c] += x->value * w[c];
+		}
+}
+
+/* Sum of squares in a plain loop: BLAS level-1 kernels are picked by CPU model at run time, and a
+ * different pick (another machine, valgrind) would change the model's last bits. */
+static double sum_sq(const double *x, size_t n)
+{
+	double s = 0;
+	for (size_t j = 0; j < n; j++)
+		s += x[j] * x[j];
+	return s;
+}
+
+/*
+ * The objective at v, scaled by 1/(C n) (the same minimiser): mean cross-entropy + |W|^2 / (2 C n).
+ * Leaves P - Y in p->Z for the gradient. GSL's line search asks for f and then the gradient at the
+ * same point: the last point is remembered so that its products are not computed twice.
+ */
+static double objective(struct sm_prob *p, const gsl_vector *v)
+{
+	size_t Kc = (size_t)p->Kc, n = p->n;
+	if (!p->cached || memcmp(p->at, v->data, v->size * sizeof *p->at) != 0) {
+		scores(p, v->data, p->Z);
+		p->loss = softmax_rows(p->Z, n, p->Kc, p->y);
+		for (size_t i = 0; i < n; i++)
+			p->Z[i * Kc + (size_t)p->y[i]] -= 1;
+		memcpy(p->at, v->data, v->size * sizeof *p->at);
+		p->cached = 1;
+	}
+	double sq = sum_sq(v->data, v->size);
+	return p->loss / (double)n + sq / (2 * p->C * (double)n);
+}
+
+static double sm_f(const gsl_vector *v, void *arg)
+{
+	return objective(arg, v);
+}
+
+static void sm_fdf(const gsl_vector *v, void *arg, double *f, gsl_vector *g)
+{
+	struct sm_prob *p = arg;
+	size_t Kc = (size_t)p->Kc, n = p->n;
+	*f = objective(p, v);
+	double inv = 1.0 / (double)n, reg = 1.0 / (p->C * (double)n);
+	/* g = X^T (P - Y) / n + W / (C n) */
+	memcpy(g->data, v->data, v->size * sizeof *g->data);
+	if (p->X) {
+		cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->d, p->Kc, (int)n, inv, p->X, p->d, p->Z,
+			    p->Kc, reg, g->data, p->Kc);
+	} else {
+		for (size_t j = 0; j < (size_t)p->d * Kc; j++)
+			g->data[j] *= reg;
+		for (size_t i = 0; i < n; i++)
+			for (const struct tr_node *x = p->rows[i]; x->index != -1; x++) {
+				double *gr = g->data + (size_t)p->col[x->index - 1] * Kc;
+				const double *r = p->Z + i * Kc;
+				for (size_t c = 0; c < Kc; c++)
+					gr[c] += inv * x->value * r[c];
+			}
+	}
+	double *gb = g->data + (size_t)p->d * Kc;
+	for (size_t c = 0; c < Kc; c++)
+		gb[c] *= reg;
+	for (size_t i = 0; i < n; i++)
+		for (size_t c = 0; c < Kc; c++)
+			gb[c] += inv * p->Z[i * Kc + c];
+}
+
+static void sm_df(const gsl_vector *v, void *arg, gsl_vector *g)
+{
+	double f;
+	sm_fdf(v, arg, &f, g);
+}
+
+/* Minimises the problem from W = 0 into W ((d + 1) x Kc). */
+static int minimise(struct sm_prob *p, double *W, struct tr_err *e)
+{
+	size_t np = ((size_t)p->d + 1) * (size_t)p->Kc;
+	gsl_multimin_function_fdf fdf = {.f = sm_f, .df = sm_df, .fdf = sm_fdf, .n = np, .params = p};
+	gsl_vector *x = gsl_vector_calloc(np);
+	gsl_multimin_fdfminimizer *s = gsl_multimin_fdfminimizer_alloc(gsl_multimin_fdfminimizer_vector_bfgs2, np);
+	int rc = 0;
+	if (!x || !s || gsl_multimin_fdfminimizer_set(s, &fdf, x, 1.0, 0.1)) {
+		rc = tr_fail(e, "softmax: cannot start the minimiser for %zu weights (out of memory?)", np);
+		goto out;
+	}
+	const gsl_vector *gr0 = gsl_multimin_fdfminimizer_gradient(s);
+	double g0 = sqrt(sum_sq(gr0->data, gr0->size));
+	for (int it = 0; it < SM_MAX_ITER; it++) {
+		if (gsl_multimin_fdfminimizer_iterate(s)) /* GSL_ENOPROG: as close as double precision gets */
+			break;
+		if (gsl_multimin_test_gradient(gsl_multimin_fdfminimizer_gradient(s), SM_EPS * g0) == GSL_SUCCESS)
+			break;
+	}
+	memcpy(W, gsl_multimin_fdfminimizer_x(s)->data, np * sizeof *W);
+out:
+	gsl_multimin_fdfminimizer_free(s);
+	gsl_vector_free(x);
+	return rc;
+}
+
+static int sm_train(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
+		    void **model, struct tr_err *e)
+{
+	(void)seed; /* nothing random */
+	tr_gsl_init();
+	struct sm_model *m = tr_calloc(1, sizeof *m);
+	int *cls = tr_malloc((size_t)K * sizeof *cls), *yc = tr_malloc(X->n * sizeof *yc);
+	int *col = NULL, *feat = NULL, d = X->dim, rc = -1;
+	double *W = NULL, *Z = NULL, *at = NULL;
+	if (!m || !cls || !yc)
+		goto oom;
+	*m = (struct sm_model){.K = K, .dim = X->dim};
+	for (int c = 0; c < K; c++)
+		cls[c] = -1;
+	for (size_t i = 0; i < X->n; i++)
+		cls[y[i]] = 0;
+	for (int c = 0; c < K; c++)
+		if (cls[c] == 0)
+			cls[c] = m->Kc++;
+	if (!(m->label = tr_malloc((size_t)m->Kc * sizeof *m->label)))
+		goto oom;
+	for (int c = 0; c < K; c++)
+		if (cls[c] >= 0)
+			m->label[cls[c]] = c;
+	for (size_t i = 0; i < X->n; i++)
+		yc[i] = cls[y[i]];
+	if (!X->dense) { /* compact the features that occur in the training rows */
+		if (!(col = tr_malloc((size_t)X->dim * sizeof *col + 1)) ||
+		    !(feat = tr_malloc((size_t)X->dim * sizeof *feat + 1)))
+			goto oom;
+		for (int j = 0; j < X->dim; j++)
+			col[j] = -1;
+		for (size_t i = 0; i < X->n; i++)
+			for (const struct tr_node *x = X->rows[i]; x->index != -1; x++)
+				col[x->index - 1] = 0;
+		d = 0;
+		for (int j = 0; j < X->dim; j++)
+			if (col[j] == 0)
+				feat[d] = j, col[j] = d++;
+	}
+	size_t Kc = (size_t)m->Kc;
+	W = tr_malloc(((size_t)d + 1) * Kc * sizeof *W);
+	Z = tr_malloc(X->n * Kc * sizeof *Z);
+	at = tr_malloc(((size_t)d + 1) * Kc * sizeof *at);
+	m->W = tr_calloc(((size_t)X->dim + 1) * Kc, sizeof *m->W);
+	if (!W || !Z || !at || !m->W)
+		goto oom;
+	struct sm_prob p = {.n = X->n, .d = d, .Kc = m->Kc, .X = X->dense, .rows = X->rows, .col = col, .y = yc,
+			    .C = hp[0], .Z = Z, .at = at};
+	if (X->dense && tr_blas_begin()) {
+		tr_fail(e, "out of memory while training softmax (BLAS needs %.0f MB)", TR_BLAS_BUFFER / 1e6);
+		goto out;
+	}
+	int bad = minimise(&p, W, e);
+	if (X->dense)
+		tr_blas_end();
+	if (bad)
+		goto out;
+	if (X->dense)
+		memcpy(m->W, W, ((size_t)d + 1) * Kc * sizeof *W);
+	else {
+		for (int j = 0; j < d; j++)
+			memcpy(m->W + (size_t)feat[j] * Kc, W + (size_t)j * Kc, Kc * sizeof *W);
+		memcpy(m->W + (size_t)X->dim * Kc, W + (size_t)d * Kc, Kc * sizeof *W);
+	}
+	*model = m;
+	m = NULL;
+	rc = 0;
+	goto out;
+oom:
+	tr_fail(e, "softmax: out of memory for %zu rows", X->n);
+out:
+	sm_free(m);
+	tr_free(cls), tr_free(yc), tr_free(col), tr_free(feat), tr_free(W), tr_free(Z), tr_free(at);
+	return rc;
+}
+
+static int sm_predict(const void *model, const struct tr_feats *X, double *proba, struct tr_err *e)
+{
+	const struct sm_model *m = model;
+	size_t Kc = (size_t)m->Kc, K = (size_t)m->K;
+	double *Z = tr_malloc(SM_BLOCK * Kc * sizeof *Z);
+	if (!Z)
+		return tr_fail(e, "softmax: out of memory");
+	if (X->dense && X->dim != m->dim) {
+		tr_free(Z);
+		return tr_fail(e, "softmax: rows of dimension %d for a model of dimension %d", X->dim, m->dim);
+	}
+	if (X->dense && tr_blas_begin()) {
+		tr_free(Z);
+		return tr_fail(e, "out of memory while predicting with softmax (BLAS needs %.0f MB)", TR_BLAS_BUFFER / 1e6);
+	}
+	for (size_t i0 = 0; i0 < X->n; i0 += SM_BLOCK) {
+		size_t b = X->n - i0 < SM_BLOCK ? X->n - i0 : SM_BLOCK;
+		for (size_t i = 0; i < b; i++)
+			memcpy(Z + i * Kc, m->W + (size_t)m->dim * Kc, Kc * sizeof *Z);
+		if (X->dense) {
+			cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, m->Kc, m->dim, 1.0,
+				    X->dense + i0 * (size_t)m->dim, m->dim, m->W, m->Kc, 1.0, Z, m->Kc);
+		} else {
+			for (size_t i = 0; i < b; i++)
+				for (const struct tr_node *x = X->rows[i0 + i]; x->index != -1; x++) {
+					if (x->index < 1 || x->index > m->dim)
+						continue; /* a feature the model never saw has weight 0 */
+					const double *w = m->W + (size_t)(x->index - 1) * Kc;
+					double *z = Z + i * Kc;
+					for (size_t c = 0; c < Kc; c++)
+						z[c] += x->value * w[c];
+				}
+		}
+		softmax_rows(Z, b, m->Kc, NULL);
+		for (size_t i = 0; i < b; i++) {
+			double *row = proba + (i0 + i) * K;
+			memset(row, 0, K * sizeof *row);
+			for (size_t c = 0; c < Kc; c++)
+				row[m->label[c]] = Z[i * Kc + c];
+		}
+	}
+	if (X->dense)
+		tr_blas_end();
+	tr_free(Z);
+	return 0;
+}
+
+/* Field by field: int32 K, labels, dim; int32 label[labels]; double W[(dim + 1) x labels]. */
+static int sm_save(const void *model, struct tr_buf *out)
+{
+	const struct sm_model *m = model;
+	int32_t head[3] = {m->K, m->Kc, m->dim};
+	return tr_buf_add(out, head, sizeof head) || tr_buf_add(out, m->label, (size_t)m->Kc * sizeof *m->label) ||
+	       tr_buf_add(out, m->W, ((size_t)m->dim + 1) * (size_t)m->Kc * sizeof *m->W);
+}
+
+static int sm_load(const char *what, struct tr_cursor *in, int K, void **model, struct tr_err *e)
+{
+	int32_t head[3];
+	if (tr_cursor_take(in, head, sizeof head) || head[0] != K || head[1] < 1 || head[1] > head[0] || head[2] < 0 ||
+	    head[2] > TR_MAX_DIM)
+		return tr_fail(e, "%s: corrupt softmax model header", what);
+	double need = (double)head[1] * sizeof(int32_t) + ((double)head[2] + 1) * head[1] * sizeof(double);
+	if (need > (double)(in->end - in->p))
+		return tr_fail(e, "%s: truncated softmax model (%.0f bytes announced)", what, need);
+	struct sm_model *m = tr_calloc(1, sizeof *m);
+	if (!m)
+		return tr_fail(e, "%s: out of memory", what);
+	*m = (struct sm_model){.K = head[0], .Kc = head[1], .dim = head[2]};
+	size_t nw = ((size_t)m->dim + 1) * (size_t)m->Kc;
+	m->label = tr_malloc((size_t)m->Kc * sizeof *m->label);
+	m->W = tr_malloc(nw * sizeof *m->W);
+	int bad = !m->label || !m->W || tr_cursor_take(in, m->label, (size_t)m->Kc * sizeof *m->label) ||
+		  tr_cursor_take(in, m->W, nw * sizeof *m->W);
+	for (int c = 0; !bad && c < m->Kc; c++)
+		bad = m->label[c] < 0 || m->label[c] >= m->K || (c > 0 && m->label[c] <= m->label[c - 1]);
+	for (size_t j = 0; !bad && j < nw; j++)
+		bad = !isfinite(m->W[j]);
+	if (bad) {
+		sm_free(m);
+		return tr_fail(e, "%s: truncated or corrupt softmax model", what);
+	}
+	*model = m;
+	return 0;
+}
+
+static const struct tr_hparam sm_hparams[] = {
+	{"C", "1,10,100", 1e-6, 1e6, 0, 0},
+	{NULL, NULL, 0, 0, 0, 0},
+};
+
+const struct tr_family tr_family_softmax = {
+	.name = "softmax",
+	.caps = TR_CAP_PROBA | TR_CAP_SPARSE | TR_CAP_DENSE,
+	.about = "multinomial logistic regression, L2-regularised, BFGS on BLAS products",
+	.hparams = sm_hparams,
+	.thread_safe = 1,
+	.train = sm_train,
+	.predict = sm_predict,
+	.save = sm_save,
+	.load = sm_load,
+	.free = sm_free,
+};
