@@ -23,7 +23,9 @@ untimed() { awk -F'\t' -v OFS='\t' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i =
 untimed "$SCRATCH/local/tables/quick.tsv" >a.tsv
 untimed "$SCRATCH/slurm/tables/quick.tsv" >b.tsv
 check "the same table (timings aside)" cmp -s a.tsv b.tsv
-check "the collector drew the figures" [ "$(ls "$SCRATCH/slurm/figures" | wc -l)" -eq 12 ]
+nfig=$(ls "$ROOT"/plots/fig*.gp | wc -l)
+check "the collector drew the figures (as many as the local run, at least 6 scripts x PNG+SVG)" \
+	sh -c "[ \"\$(ls '$SCRATCH/slurm/figures' | wc -l)\" -eq \"\$(ls '$SCRATCH/local/figures' | wc -l)\" ] && [ \"\$(ls '$SCRATCH/slurm/figures' | wc -l)\" -ge 12 ] && [ $nfig -ge 6 ]"
 check "a log per task" [ "$(ls "$SCRATCH/slurm/slurm" | grep -c '^quick-[0-9]*\.log$')" -eq 16 ]
 check "task logs say which cell" grep -q '^tracer cell 0 of ' "$SCRATCH/slurm/slurm/quick-0.log"
 
