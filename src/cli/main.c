@@ -20,6 +20,7 @@ const struct tr_verb tr_verbs[] = {
 	{"fit", "fit a parity-gated routing policy and write its directory", cmd_fit_usage, cmd_fit},
 	{"route", "route inputs (JSONL on stdin) with a fitted policy", cmd_route_usage, cmd_route},
 	{"eval", "evaluate a fitted policy on held-out traffic", cmd_eval_usage, cmd_eval},
+	{"serve", "serve a policy over HTTP (route, batch, feedback, health, metrics)", cmd_serve_usage, cmd_serve},
 	{"sweep", "compute an experiment spec's cells into results/", cmd_sweep_usage, cmd_sweep},
 	{"collect", "summarise finished cells into tables and PAPER.md", cmd_collect_usage, cmd_collect},
 	{"monitor", "feed audited answers to a policy's drift monitor, or show it", cmd_monitor_usage, cmd_monitor},
