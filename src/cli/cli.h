@@ -35,10 +35,11 @@ int cmd_audit(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_scan(int argc, char **argv);
 
 extern const char cmd_help_usage[], cmd_datasets_usage[], cmd_traces_usage[], cmd_train_surrogate_usage[],
 	cmd_fit_usage[], cmd_route_usage[], cmd_eval_usage[], cmd_sweep_usage[], cmd_collect_usage[],
-	cmd_audit_usage[], cmd_replay_usage[], cmd_monitor_usage[], cmd_serve_usage[];
+	cmd_audit_usage[], cmd_replay_usage[], cmd_monitor_usage[], cmd_serve_usage[], cmd_scan_usage[];
 
 /* Prints "tracer: msg" on stderr and returns TR_EXIT_DATA. */
 int tr_cli_data_error(const struct tr_err *e);

@@ -17,6 +17,7 @@ const struct tr_verb tr_verbs[] = {
 	{"traces", "export a trace set as reference trace JSONL", cmd_traces_usage, cmd_traces},
 	{"train-surrogate", "fit one surrogate family and score it on the test part", cmd_train_surrogate_usage,
 	 cmd_train_surrogate},
+	{"scan", "a first read of a trace set: labels, duplicates, agreement, coverage per gate rule", cmd_scan_usage, cmd_scan},
 	{"fit", "fit a parity-gated routing policy and write its directory", cmd_fit_usage, cmd_fit},
 	{"route", "route inputs (JSONL on stdin) with a fitted policy", cmd_route_usage, cmd_route},
 	{"eval", "evaluate a fitted policy on held-out traffic", cmd_eval_usage, cmd_eval},
