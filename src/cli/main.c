@@ -19,6 +19,7 @@ const struct tr_verb tr_verbs[] = {
 	 cmd_train_surrogate},
 	{"scan", "a first read of a trace set: labels, duplicates, agreement, coverage per gate rule", cmd_scan_usage, cmd_scan},
 	{"fit", "fit a parity-gated routing policy and write its directory", cmd_fit_usage, cmd_fit},
+	{"update", "refit a policy on its own traces plus new ones, with lineage", cmd_update_usage, cmd_update},
 	{"route", "route inputs (JSONL on stdin) with a fitted policy", cmd_route_usage, cmd_route},
 	{"eval", "evaluate a fitted policy on held-out traffic", cmd_eval_usage, cmd_eval},
 	{"serve", "serve a policy over HTTP (route, batch, feedback, health, metrics)", cmd_serve_usage, cmd_serve},
