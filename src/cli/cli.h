@@ -72,5 +72,7 @@ int tr_cli_out_check(const char *dir, int force, struct tr_err *e);
 struct tr_policy;
 struct tr_traceset;
 int tr_cli_keep_traces(struct tr_policy *p, const struct tr_traceset *ts, const char *grid, struct tr_err *e);
+/* `tracer audit NEW TRAFFIC --compare OLD` (audit_compare.c): prints what changed, as Markdown. */
+int tr_cli_audit_compare(const char *newdir, const char *olddir, const char *traffic, int top, struct tr_err *e);
 
 #endif

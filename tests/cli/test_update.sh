@@ -29,6 +29,17 @@ check "update then eval = fresh fit then eval, byte for byte" cmp e1 e2
 "$TRACER" route fresh --batch 500 <traffic.jsonl >d1
 check "and every decision" cmp d1 d2
 
+# what changed
+ok "audit --compare" "$TRACER" audit pol2 traffic.jsonl --compare pol --top 5
+has "^Lineage: updated from a parent with manifest SHA-256 [0-9a-f]{12} \(the compared policy\), 2005 \+ 400 traces" "lineage shown"
+has "^\| traces used \| 2005 \| 2405 \|$" "trace counts"
+has "^\| stage 1 threshold \| [0-9.]+ \| [0-9.]+ \|$" "thresholds"
+has "^On 463 inputs of traffic.jsonl: [0-9]+ handled before are now deferred" "changed decisions"
+check "five labels listed" [ "$(grep -c '^| [a-z_]* | [0-9]* | [0-9.]* | [0-9.]* | [+-][0-9.]* |$' out)" -eq 5 ]
+check "--compare writes nothing" [ ! -e pol2/audit ]
+ok "compared the other way round" "$TRACER" audit pol traffic.jsonl --compare pol2
+check "no lineage for the parent" sh -c "! grep -q '^Lineage' out"
+
 # a new trace with an old id replaces it
 zstd -dc pol/traces.jsonl.zst | head -n 1 | sed 's/"teacher":"[^"]*"/"teacher":"card_linking"/' >fix.jsonl
 ok "update with a corrected trace" "$TRACER" update pol fix.jsonl --out pol3
