@@ -1,6 +1,6 @@
 /*
  * cmd_scan.c - `tracer scan TRACES`: a first read of a trace file before a full fit: rows, labels, duplicates,
- * input lengths, the surrogate's held-out agreement with the teacher, and the calibration coverage each gate
+ * input lengths, the surrogate's held-out (and, with --cv, cross-validated) agreement with the teacher, and the calibration coverage each gate
  * rule gives at the default targets. The coverage comes from the fit's own steps (tr_fit_new, tr_fit_gate)
  * on a reduced problem (one grid point, capped rows, no OOD guard), so it is the gate `fit` runs, cheaper.
  */
@@ -15,12 +15,15 @@
 
 const char cmd_scan_usage[] =
 	"usage: tracer scan TRACES|DATASET:TEACHER [--cap N] [--grid SPEC] [--backend {backends}] [--seed N]\n"
+	"           [--cv K]\n"
 	"  A first read of a trace set in seconds: rows, labels and their counts, duplicated inputs (and those\n"
-	"  whose teacher answers differ), input lengths, the surrogate's agreement with the teacher on held-out\n"
-	"  rows, and for every gate rule ({rules}) the calibration coverage and statistic it would deploy at\n"
-	"  the default targets. Cheaper than `fit`: one grid point (default C=10 for liblinear, else the family's\n"
-	"  defaults), at most --cap traces (default 4000), no OOD guard; the estimates are the gate's own on that\n"
-	"  reduced fit (calibration rows only, no test traffic). Progress on stderr.\n";
+	"  whose teacher answers differ), input lengths, the surrogate's agreement with the teacher on the\n"
+	"  held-out calibration rows (with --cv K also K-fold cross-validated, tf-idf and surrogate refitted\n"
+	"  per fold: K more trainings), and for every gate rule ({rules}) the calibration coverage and\n"
+	"  statistic it would deploy at the default targets. Cheaper than `fit`: one grid point (default C=10\n"
+	"  for liblinear, else the family's defaults), at most --cap traces (default 4000), no OOD guard; the\n"
+	"  estimates are the gate's own on that reduced fit (calibration rows only, no test traffic).\n"
+	"  Progress on stderr.\n";
 
 static double now(void)
 {
@@ -125,6 +128,71 @@ static int describe(const struct tr_traceset *ts, struct tr_err *e)
 	return 0;
 }
 
+/*
+ * K-fold cross-validated agreement of the surrogate with the teacher: folds from tr_split_traces (per
+ * teacher label, group keys together) over at most `cap` traces (every n/cap-th); on each fold tf-idf and
+ * the surrogate (one grid point) are fitted on the other folds only. *agree and *n count the held-out rows.
+ */
+#define SCAN_MAX_FOLDS 10
+static int cv_agreement(const struct tr_traceset *ts, const struct tr_fit_options *o, int folds, size_t *agree,
+			size_t *n, struct tr_err *e)
+{
+	const struct tr_rows *r = &ts->part[TR_PART_TRACES];
+	size_t m = o->cap && r->n > o->cap ? o->cap : r->n;
+	size_t *idx = tr_calloc(m, sizeof *idx), *tr = tr_calloc(m, sizeof *tr), *te = tr_calloc(m, sizeof *te);
+	int *part = tr_calloc(m, sizeof *part), *y = tr_calloc(m, sizeof *y), *pred = tr_calloc(m, sizeof *pred);
+	int K = ts->labels.n, rc = 0;
+	*agree = *n = 0;
+	if (!idx || !tr || !te || !part || !y || !pred)
+		rc = tr_fail(e, "out of memory");
+	for (size_t i = 0; !rc && i < m; i++)
+		idx[i] = (size_t)((double)i * (double)r->n / (double)m);
+	double frac[SCAN_MAX_FOLDS];
+	for (int f = 0; f < folds; f++)
+		frac[f] = 1.0 / folds;
+	if (!rc)
+		rc = tr_split_traces(r->v, idx, m, frac, folds, o->seed, 0, part, e);
+	const struct tr_family *fam = tr_family_find(o->backend);
+	struct tr_grid g;
+	if (!rc)
+		rc = tr_grid_parse(fam, o->grid, &g, e);
+	for (int f = 0; !rc && f < folds; f++) {
+		size_t ntr = 0, nte = 0;
+		for (size_t i = 0; i < m; i++) {
+			if (part[i] == f)
+				te[nte++] = idx[i];
+			else
+				y[ntr] = r->v[idx[i]].teacher, tr[ntr++] = idx[i];
+		}
+		if (!ntr || !nte)
+			continue;
+		struct tr_tfidf_params tp = TR_TFIDF_DEFAULTS;
+		struct tr_featurizer *fz = NULL;
+		struct tr_feats Xt = {0}, Xe = {0}, none = {0};
+		struct tr_surrogate *s = NULL;
+		double *proba = NULL;
+		rc = tr_feat_fit_tfidf(r->v, tr, ntr, &tp, &fz, e) || tr_feat_transform_text(fz, r->v, tr, ntr, &Xt, e) ||
+		     tr_feat_transform_text(fz, r->v, te, nte, &Xe, e) ||
+		     tr_surrogate_fit(fam, &g, &Xt, y, &none, NULL, K, o->seed, 0, &s, NULL, e);
+		if (!rc && !(proba = tr_malloc(nte * (size_t)K * sizeof *proba)))
+			rc = tr_fail(e, "out of memory");
+		if (!rc)
+			rc = tr_surrogate_predict(s, &Xe, proba, e);
+		if (!rc) {
+			tr_argmax_rows(proba, nte, K, pred);
+			for (size_t i = 0; i < nte; i++)
+				*agree += pred[i] == r->v[te[i]].teacher;
+			*n += nte;
+		}
+		tr_free(proba);
+		tr_surrogate_free(s);
+		tr_feats_free(&Xt), tr_feats_free(&Xe);
+		tr_featurizer_free(fz);
+	}
+	tr_free(idx), tr_free(tr), tr_free(te), tr_free(part), tr_free(y), tr_free(pred);
+	return rc;
+}
+
 int cmd_scan(int argc, char **argv)
 {
 	struct tr_fit_options o = {.backend = "liblinear", .rule = &tr_rule_ltt, .target = 0.95, .delta = 0.10,
@@ -134,6 +202,7 @@ int cmd_scan(int argc, char **argv)
 	memcpy(o.targets, defaults, sizeof defaults);
 	const char *set = NULL;
 	unsigned long long u;
+	int folds = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (a[0] != '-' && !set)
@@ -148,6 +217,10 @@ int cmd_scan(int argc, char **argv)
 			if (tr_cli_count(v, &u))
 				return tr_cli_usage_error("scan", "bad seed \"%s\"", v);
 			o.seed = u, i++;
+		} else if (strcmp(a, "--cv") == 0) {
+			if (tr_cli_count(v, &u) || u < 2 || u > SCAN_MAX_FOLDS)
+				return tr_cli_usage_error("scan", "--cv takes 2 to %d folds, got \"%s\"", SCAN_MAX_FOLDS, v);
+			folds = (int)u, i++;
 		} else if (strcmp(a, "--grid") == 0)
 			o.grid = v, i++;
 		else if (strcmp(a, "--backend") == 0)
@@ -169,6 +242,15 @@ int cmd_scan(int argc, char **argv)
 	int rc = describe(&ts, &e);
 	fflush(stdout);
 	struct tr_fit *f = NULL;
+	if (!rc && folds) {
+		size_t ka, na;
+		fprintf(stderr, "scan: %.1f s: %d-fold cross-validation of the surrogate\n", now() - t0, folds);
+		rc = cv_agreement(&ts, &o, folds, &ka, &na, &e);
+		if (!rc && na)
+			printf("cross-validated    agreement %.4f with the teacher (%d folds over %zu traces, %zu agree)\n",
+			       (double)ka / (double)na, folds, na, ka);
+		fflush(stdout);
+	}
 	if (!rc) {
 		fprintf(stderr, "scan: %.1f s: fitting the surrogate and the acceptor (%s, %s, at most %zu traces)\n", now() - t0,
 			o.backend, o.grid ? o.grid : "default grid", o.cap);

@@ -20,6 +20,10 @@ check "progress on stderr" grep -q '^scan: done in ' err
 ok "scan with duplicates" "$TRACER" scan dup.jsonl
 has "^duplicates         2 rows repeat an earlier input \(1 distinct inputs; 1 of them with differing teacher answers\)" "duplicates found"
 ok "the scan repeats itself" sh -c "'$TRACER' scan dup.jsonl >a.txt 2>/dev/null && '$TRACER' scan dup.jsonl >b.txt 2>/dev/null && cmp a.txt b.txt"
+check "no cross-validation unless asked" sh -c "! grep -q '^cross-validated' out"
+ok "scan with 3-fold cross-validation" "$TRACER" scan "$T" --cv 3
+has "^cross-validated    agreement 0\.[0-9]{4} with the teacher \(3 folds over 211 traces, [0-9]+ agree\)$" "cross-validated agreement"
+fails 2 "--cv takes 2 to 10 folds" "--cv 1" "$TRACER" scan "$T" --cv 1
 fails 1 "nope.jsonl" "a missing file" "$TRACER" scan nope.jsonl
 fails 1 "malformed.jsonl:[0-9]+" "a malformed file names its line" "$TRACER" scan "$FIX/bad/malformed.jsonl"
 fails 2 "expected traces" "no argument" "$TRACER" scan
