@@ -136,14 +136,20 @@ req GET /health
 check "and the old policy keeps serving" [ "$code" = 200 ]
 ok "refit with another seed (replaces pol)" "$TRACER" fit banking77:gpt-4o --grid C=10 --target 0.80 --seed 1 --out pol
 sha1=$(sha256sum pol/manifest.json | cut -d' ' -f1)
-head -n 1 test.jsonl >one.json
-cfg /route one.json 600 load >load3.cfg
-$C -S --no-progress-meter --parallel --parallel-max 50 -K load3.cfg >lcodes &
+# a long load (1000 batches of 50 inputs, 50 at a time); SIGHUP while it runs
+cfg /route/batch fifty.jsonl 1000 load >load.cfg
+$C -S --no-progress-meter --parallel --parallel-max 50 -K load.cfg >lcodes &
 lpid=$!
-sleep 0.3
+sleep 0.5
 kill -HUP $spid
+kill -0 $lpid 2>/dev/null
+check "the load was still running when SIGHUP arrived" [ $? = 0 ]
 wait $lpid
-check "600 requests during the reload: all 200" [ "$(grep -c '^200$' lcodes)" -eq 600 ]
+check "1000 requests during the reload: all 200" [ "$(grep -c '^200$' lcodes)" -eq 1000 ]
+# the old policy's gate was closed by the feedback above, the refit's monitor is new: answers of both
+closed=$(grep -l '"gate":"closed"' load.[0-9]* | wc -l)
+check "the load was answered by the old policy, then by the new one ($closed of 1000 by the old)" \
+	sh -c "[ $closed -gt 0 ] && [ $closed -lt 1000 ]"
 sleep 0.3
 req GET /health
 check "the new policy serves after SIGHUP" grep -q "\"policy_sha256\":\"$sha1\".*\"gate\":\"open\",\"reloads\":1" body
