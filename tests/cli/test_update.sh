@@ -17,9 +17,7 @@ check "counts in the lineage" sh -c "tr -d ' \n' <pol2/manifest.json | grep -q '
 { zstd -dc pol/traces.jsonl.zst; cat new.jsonl; } >union.jsonl
 ok "a fresh fit on the union, same settings" "$TRACER" fit union.jsonl --grid C=10 --target 0.80 --out fresh
 check "the updated policy keeps the union" sh -c "zstd -dc pol2/traces.jsonl.zst | cmp - union.jsonl"
-# ood.bin.zst is left out: it still serialises a struct with padding (issue 16 item 5, branch safety-det);
-# the OOD guard's decisions are compared through eval below
-for f in featurizer.txt stage1.model.zst acceptor1.model.zst frontier.json gate_audit.json; do
+for f in featurizer.txt stage1.model.zst acceptor1.model.zst ood.bin.zst frontier.json gate_audit.json; do
 	check "update = fresh fit: $f byte for byte" cmp pol2/$f fresh/$f
 done
 ok "eval the updated policy" sh -c "'$TRACER' eval pol2 traffic.jsonl | tail -n +2 >e2"
