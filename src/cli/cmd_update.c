@@ -17,13 +17,13 @@ const char cmd_update_usage[] =
 	"usage: tracer update POLICY NEW_TRACES --out NEW_POLICY [--force]\n"
 	"  Refits the policy in POLICY on its own traces (POLICY/traces.jsonl.zst, which `fit` keeps) plus\n"
 	"  NEW_TRACES (a trace JSONL file, or DATASET:TEACHER for its traces part), with the parent's settings\n"
-	"  (backend, grid, gate rule, targets, delta, seed, cap, OOD guard, split, calibration). The union is the parent's traces in\n"
-	"  order, less those whose id appears in NEW_TRACES, then NEW_TRACES in order (a new trace replaces an\n"
-	"  old one with the same id); it is kept as NEW_POLICY/traces.jsonl.zst, so a fresh `tracer fit` on\n"
-	"  that union with the same settings gives the same models and decisions. manifest.json gets\n"
-	"  \"lineage\": the parent's manifest SHA-256 and the trace counts. Policies fitted on embeddings cannot\n"
-	"  be updated (the new traces carry no embeddings). Compare with `tracer audit NEW_POLICY TRAFFIC`\n"
-	"  against the parent's audit.\n";
+	"  (backend, grid, gate rule, targets, delta, seed, cap, OOD guard, split, calibration). The union is\n"
+	"  the parent's traces in order, less those whose id appears in NEW_TRACES, then NEW_TRACES in order (a\n"
+	"  new trace replaces an old one with the same id); it is kept as NEW_POLICY/traces.jsonl.zst, so a\n"
+	"  fresh `tracer fit` on that union with the same settings gives the same models and decisions.\n"
+	"  manifest.json gets \"lineage\": the parent's manifest SHA-256 and the trace counts. Policies fitted on\n"
+	"  embeddings cannot be updated (the new traces carry no embeddings). `tracer audit NEW_POLICY TRAFFIC\n"
+	"  --compare POLICY` shows what changed.\n";
 
 int tr_cli_keep_traces(struct tr_policy *p, const struct tr_traceset *ts, const char *grid, struct tr_err *e)
 {

@@ -12,7 +12,7 @@ has "^agreement          0\.[0-9]{4} with the teacher on the [0-9]+ held-out cal
 for r in point cp-holdout ltt; do
 	check "a coverage table for gate $r" grep -q "^gate $r " out
 done
-check "seven default targets per rule" [ "$(grep -c -E '^  0\.(80|85|90|95|97|98|99) ' out)" -eq 21 ]
+check "seven default targets per rule" [ "$(grep -c -E '^  0\.(80|85|90|95|97|98|99) ' out)" -eq $((7 * $(grep -c '^gate ' out))) ]
 check "progress on stderr" grep -q '^scan: done in ' err
 # duplicates: the same input twice with another teacher answer, once more with the same
 { cat "$T"; printf '%s\n' '{"id":"d1","input":"where is my parcel now","teacher":"shipping"}' \
