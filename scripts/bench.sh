@@ -97,20 +97,49 @@ n=$(wc -l <many.$$)
 : >wall.$$
 i=0
 while [ $i -lt "$REPS" ]; do
-	/usr/bin/time -f "%e" -o t.$$ ./tracer route "$pol/p" <many.$$ >/dev/null
+	/usr/bin/time -f "%e" -o t.$$ ./tracer route "$pol/p" --batch 256 <many.$$ >/dev/null
 	cat t.$$ >>wall.$$
 	i=$((i + 1))
 done
-printf 'route (OOD guard on)\tbanking77:gold\t%.0f\tinputs/s/core\n' "$(awk -v n="$n" -v t="$(median <wall.$$)" 'BEGIN { print n / t }')" >>"$tmp"
+printf 'route --batch 256 (OOD guard on)\tbanking77:gold\t%.0f\tinputs/s/core\n' "$(awk -v n="$n" -v t="$(median <wall.$$)" 'BEGIN { print n / t }')" >>"$tmp"
 ./tracer fit banking77:gold --no-ood --out "$pol/q" >/dev/null
 : >wall.$$
 i=0
 while [ $i -lt "$REPS" ]; do
-	/usr/bin/time -f "%e" -o t.$$ ./tracer route "$pol/q" <many.$$ >/dev/null
+	/usr/bin/time -f "%e" -o t.$$ ./tracer route "$pol/q" --batch 256 <many.$$ >/dev/null
 	cat t.$$ >>wall.$$
 	i=$((i + 1))
 done
-printf 'route (--no-ood)\tbanking77:gold\t%.0f\tinputs/s/core\n' "$(awk -v n="$n" -v t="$(median <wall.$$)" 'BEGIN { print n / t }')" >>"$tmp"
+printf 'route --batch 256 (--no-ood)\tbanking77:gold\t%.0f\tinputs/s/core\n' "$(awk -v n="$n" -v t="$(median <wall.$$)" 'BEGIN { print n / t }')" >>"$tmp"
+
+# route streaming (a flush per line, the default), --no-ood policy
+/usr/bin/time -f "%e" -o t.$$ ./tracer route "$pol/q" <many.$$ >/dev/null
+printf 'route, flushed per line (--no-ood)\tbanking77:gold\t%.0f\tinputs/s/core\n' "$(awk -v n="$n" -v t="$(cat t.$$)" 'BEGIN { print n / t }')" >>"$tmp"
+
+# tracer serve on 127.0.0.1 (ephemeral port, a thread per core), closed-loop load from build/bench/serve_load:
+# C keep-alive connections POST the same body for SERVE_SECONDS; requests/s, p50 and p99 latency (ms)
+SERVE_SECONDS=${SERVE_SECONDS:-10}
+head -n 1 one.$$ >req1.$$
+head -n 50 one.$$ >req50.$$
+serve_bench() { # POLICY LABEL PATH BODY CONNECTIONS INPUTS_PER_REQUEST
+	./tracer serve "$1" --listen 127.0.0.1:0 --feedback-out /dev/null >srv.$$ 2>/dev/null &
+	spid=$!
+	k=0
+	while [ $k -lt 100 ] && ! grep -q '^listening' srv.$$; do sleep 0.1; k=$((k + 1)); done
+	port=$(sed -n 's/^listening on http:\/\/127.0.0.1://p' srv.$$)
+	r=$(build/bench/serve_load "$port" "$3" "$4" "$5" "$SERVE_SECONDS")
+	kill -TERM $spid; wait $spid || true
+	printf 'serve %s, %s connections\tbanking77:gold\t%s\trequests/s\n' "$2" "$5" "$(echo "$r" | cut -f3)" >>"$tmp"
+	[ "$6" = 1 ] || printf 'serve %s, %s connections\tbanking77:gold\t%s\tinputs/s\n' "$2" "$5" \
+		"$(echo "$r" | awk -F'\t' -v k="$6" '{ print $3 * k }')" >>"$tmp"
+	printf 'serve %s, %s connections: p50 latency\tbanking77:gold\t%s\tms\n' "$2" "$5" "$(echo "$r" | cut -f4)" >>"$tmp"
+	printf 'serve %s, %s connections: p99 latency\tbanking77:gold\t%s\tms\n' "$2" "$5" "$(echo "$r" | cut -f5)" >>"$tmp"
+	printf 'serve %s, %s connections: non-200 answers\tbanking77:gold\t%s\trequests\n' "$2" "$5" "$(echo "$r" | cut -f6)" >>"$tmp"
+}
+serve_bench "$pol/q" "POST /route (--no-ood)" /route req1.$$ 16 1
+serve_bench "$pol/q" "POST /route/batch of 50 (--no-ood)" /route/batch req50.$$ 4 50
+serve_bench "$pol/p" "POST /route (OOD guard on)" /route req1.$$ 16 1
+rm -f req1.$$ req50.$$ srv.$$
 
 # how fit time grows with the number of traces: slope of log(seconds) on log(traces)
 : >grow.$$

@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="build-essential pkg-config libcsv-dev libjansson-dev libzstd-dev zstd nettle-dev libgsl-dev
-libopenblas-dev liblinear-dev libsvm-dev libxxhash-dev gnuplot-nox curl time valgrind"
+libopenblas-dev liblinear-dev libsvm-dev libxxhash-dev libmicrohttpd-dev gnuplot-nox curl time valgrind"
 
 # `make fuzz` also needs clang and its libFuzzer runtime
 [ "${FUZZ:-}" = 1 ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"

@@ -34,10 +34,13 @@ int cmd_collect(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_scan(int argc, char **argv);
+int cmd_update(int argc, char **argv);
 
 extern const char cmd_help_usage[], cmd_datasets_usage[], cmd_traces_usage[], cmd_train_surrogate_usage[],
 	cmd_fit_usage[], cmd_route_usage[], cmd_eval_usage[], cmd_sweep_usage[], cmd_collect_usage[],
-	cmd_audit_usage[], cmd_replay_usage[], cmd_monitor_usage[];
+	cmd_audit_usage[], cmd_replay_usage[], cmd_monitor_usage[], cmd_serve_usage[], cmd_scan_usage[], cmd_update_usage[];
 
 /* Prints "tracer: msg" on stderr and returns TR_EXIT_DATA. */
 int tr_cli_data_error(const struct tr_err *e);
@@ -61,5 +64,15 @@ int tr_cli_output(const char *path, const char *buf, size_t len, struct tr_err *
  * that says how to proceed.
  */
 int tr_cli_out_check(const char *dir, int force, struct tr_err *e);
+
+/*
+ * Keeps the traces part of ts in the policy (written as traces.jsonl.zst) and records the --grid given
+ * (null: the family's default) in its manifest, so `tracer update` can refit under the same settings.
+ */
+struct tr_policy;
+struct tr_traceset;
+int tr_cli_keep_traces(struct tr_policy *p, const struct tr_traceset *ts, const char *grid, struct tr_err *e);
+/* `tracer audit NEW TRAFFIC --compare OLD` (audit_compare.c): prints what changed, as Markdown. */
+int tr_cli_audit_compare(const char *newdir, const char *olddir, const char *traffic, int top, struct tr_err *e);
 
 #endif

@@ -18,6 +18,7 @@
 
 const char cmd_audit_usage[] =
 	"usage: tracer audit DIR TRAFFIC [--out OUT] [--queries Q] [--cost C] [--top N] [--embeddings X.npy]\n"
+	"       tracer audit NEW TRAFFIC --compare OLD [--top N]\n"
 	"       tracer audit --results RESULTS --set SET [--spec experiments/flywheel.spec] [--rule ltt]\n"
 	"                    [--target 0.95] [--out OUT]\n"
 	"  --force: replace OUT even if tracer did not write it (it is moved aside intact, to OUT.replaced.N).\n"
@@ -28,7 +29,10 @@ const char cmd_audit_usage[] =
 	"  label and per input length where the surrogate handles and defers, the confusions behind deferrals,\n"
 	"  boundary pairs, representative inputs, and the LLM calls and cost for Q queries a day at $C a call\n"
 	"  (defaults 10000 and 0.002). The second form reads a sweep's cells: per label, the handled share at\n"
-	"  each trace count, the deltas between counts, and the labels that stopped improving.\n";
+	"  each trace count, the deltas between counts, and the labels that stopped improving.\n"
+	"  --compare OLD prints what changed from the policy OLD to NEW (after `tracer update`): lineage, gate\n"
+	"  decision and thresholds, and on TRAFFIC the coverage, agreement, changed decisions and coverage per\n"
+	"  label (the N largest changes); it writes nothing.\n";
 
 /*
  * Draws a chart with gnuplot, which never sees anything of the user's: the script (fixed text: `head`,
@@ -214,7 +218,7 @@ out:
 int cmd_audit(int argc, char **argv)
 {
 	const char *dir = NULL, *traffic = NULL, *out = NULL, *results = NULL, *set = NULL, *emb = NULL;
-	const char *rule = "ltt", *spec = NULL;
+	const char *rule = "ltt", *spec = NULL, *compare = NULL;
 	char specbuf[PATH_MAX], outbuf[PATH_MAX];
 	double target = 0.95;
 	struct tr_audit_opts o = {.queries = 10000, .cost = 0.002, .top = 15};
@@ -250,6 +254,8 @@ int cmd_audit(int argc, char **argv)
 			rule = v;
 		else if (strcmp(a, "--embeddings") == 0)
 			emb = v;
+		else if (strcmp(a, "--compare") == 0)
+			compare = v;
 		else if (strcmp(a, "--target") == 0) {
 			if (tr_cli_number(v, 0, 1, &target))
 				return tr_cli_usage_error("audit", "--target must be in (0, 1)");
@@ -284,6 +290,8 @@ int cmd_audit(int argc, char **argv)
 	}
 	if (!dir || !traffic)
 		return tr_cli_usage_error("audit", "expected DIR and TRAFFIC (or --results)");
+	if (compare)
+		return tr_cli_audit_compare(dir, compare, traffic, o.top, &e) ? tr_cli_data_error(&e) : TR_EXIT_OK;
 	if (!out) {
 		snprintf(outbuf, sizeof outbuf, "%s/audit", dir);
 		out = outbuf;

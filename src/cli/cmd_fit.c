@@ -19,9 +19,10 @@ const char cmd_fit_usage[] =
 	"  ({families}) at every target; deploys the best family at --target if it clears the gate, else\n"
 	"  refuses. Defaults: liblinear, ltt-plan, target 0.95, targets 0.80,0.85,0.90,0.95,0.97,0.98,0.99,\n"
 	"  delta 0.10, seed 0, cap 8000 traces (0 = no cap), OOD guard on. DIR is written atomically:\n"
-	"  manifest.json, frontier.json, gate_audit.json, report.md and the models. An existing DIR is replaced\n"
-	"  only when tracer wrote it (its manifest.json lists its files); --force moves any other DIR aside\n"
-	"  intact, to DIR.replaced.N.\n"
+	"  manifest.json, frontier.json, gate_audit.json, report.md, the models and traces.jsonl.zst (the\n"
+	"  traces, deduplicated by id, for `tracer update`). An existing DIR is replaced only when tracer\n"
+	"  wrote it (its manifest.json lists its files); --force moves any other DIR aside intact, to\n"
+	"  DIR.replaced.N.\n"
 	"  Guarantees: ltt and ltt-plan prove P(agreement on handled < target) <= delta for the handled set the\n"
 	"  gate tested (before the OOD guard) on traffic drawn independently from the traces' distribution (not\n"
 	"  for rows sharing a group key; ltt: not for rsb); ltt-plan plans on validation rows and tests one\n"
@@ -145,6 +146,8 @@ int cmd_fit(int argc, char **argv)
 	}
 	struct tr_policy *p;
 	int rc = tr_policy_fit(&ts, set, &o, &p, &e);
+	if (!rc && (rc = tr_cli_keep_traces(p, &ts, o.grid, &e)))
+		tr_policy_free(p);
 	if (!rc) {
 		rc = tr_policy_write(p, dir, force, aside, sizeof aside, &e);
 		if (!rc && aside[0])

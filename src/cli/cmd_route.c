@@ -1,131 +1,108 @@
 /*
- * cmd_route.c - `tracer route DIR < inputs.jsonl > decisions.jsonl`: one decision per input line, on a
- * stream (inputs are read and answered in batches of ROUTE_BATCH lines; memory grows only with the ids
- * seen, kept to refuse a duplicate as trace files do).
+ * cmd_route.c - `tracer route DIR < inputs.jsonl > decisions.jsonl`: one decision line out per input line
+ * in, streamed: each line (or each batch of --batch N lines) is answered and flushed before the next is
+ * read, so a caller can hold a pipe open and wait for each answer. A bad line yields an error record in
+ * its place and routing goes on (--on-error stop: the first bad line ends the run).
  */
-#include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../drift/drift.h"
 #include "cli.h"
+#include "route_io.h"
 
-#define ROUTE_BATCH 256
+#define ROUTE_BATCH_MAX 65536
 
 const char cmd_route_usage[] =
-	"usage: tracer route DIR [--fallback-field NAME] [--audit-rate R] [--audit-seed S]\n"
-	"           < inputs.jsonl > decisions.jsonl\n"
+	"usage: tracer route DIR [--batch N] [--on-error continue|stop] [--fallback-field NAME] [--audit-rate R]\n"
+	"           [--audit-seed S] < inputs.jsonl > decisions.jsonl\n"
 	"  Each input line is a JSON object with the text under \"input\" (or query, text, prompt, question),\n"
 	"  \"input_b\" for pairs, an optional \"id\", and \"embedding\" (a list of numbers) for policies fitted on\n"
 	"  embeddings. Each output line: {\"id\", \"label\" (null when deferred), \"decision\": handled|deferred,\n"
-	"  \"score\", \"stage\", \"ood\"}. With --fallback-field NAME a deferred row takes its label from that input\n"
-	"  field (the teacher's answer, for offline replay) and \"source\" says which answered. Lines follow the\n"
-	"  rules of trace files (a byte order mark, CRLF and blank lines are fine; a duplicated key or id is an\n"
-	"  error naming stdin:LINE).\n"
+	"  \"score\", \"stage\", \"ood\"}, in input order. Output is flushed after every line (with --batch N,\n"
+	"  after every N lines and at the end: fewer writes, same lines). A bad line gets the record\n"
+	"  {\"line\": N, \"error\": \"...\"} in its place and routing goes on; the exit status is then 1 and stderr\n"
+	"  counts the failures. --on-error stop ends the run at the first bad line (the decisions before it are\n"
+	"  already written). With --fallback-field NAME a deferred row takes its label from that input field (the\n"
+	"  teacher's answer, for offline replay) and \"source\" says which answered. Lines follow the rules of\n"
+	"  trace files (a byte order mark, CRLF and blank lines are fine; a duplicated key or id is an error).\n"
 	"  Drift guard: when the policy's monitor (DIR.monitor, see `tracer monitor`) has closed the gate, every\n"
 	"  input is deferred and lines carry \"gate\": \"closed\". With a monitor, or --audit-rate R, handled lines\n"
 	"  carry \"audit\": true for the inputs to send to the teacher as well (a hash of the id under the\n"
 	"  monitor's audit seed, or --audit-seed S); feed the teacher's answers to `tracer monitor DIR`.\n";
 
 struct batch {
-	struct tr_trace rows[ROUTE_BATCH];
-	size_t idx[ROUTE_BATCH];
-	json_t *fallback[ROUTE_BATCH];
+	struct tr_route_in *in;
+	size_t *idx;
+	struct tr_trace *rows;
+	struct tr_decision *d;
 	double *emb;
-	size_t n;
+	size_t n, cap;
 	int dim;
 };
 
 static void batch_clear(struct batch *b)
 {
-	for (size_t i = 0; i < b->n; i++) {
-		tr_free(b->rows[i].id), tr_free(b->rows[i].input), tr_free(b->rows[i].input_b);
-		tr_free(b->rows[i].group);
-		json_decref(b->fallback[i]);
-	}
-	memset(b->rows, 0, sizeof b->rows);
+	for (size_t i = 0; i < b->n; i++)
+		tr_route_in_free(&b->in[i]);
 	b->n = 0;
 }
 
-/*
- * Reads one line of stdin into the batch through the trace reader every command uses (same BOM,
- * duplicate-key and duplicate-id rules, errors naming stdin:LINE); then the route-only fields.
- */
-static int parse(struct tr_trace_reader *rd, const struct tr_policy *p, const char *field, const char *s,
-		 size_t len, struct batch *b, struct tr_err *e)
+static void batch_free(struct batch *b)
 {
-	struct tr_trace_line l;
-	int got;
-	if (tr_trace_reader_line(rd, s, len, &l, &got, e))
-		return -1;
-	if (!got)
-		return 0;
-	size_t lineno = tr_trace_reader_lines(rd);
-	const char *bad = p->fz && tr_featurizer_kind(p->fz) == TR_FEAT_NPY
-				  ? tr_trace_line_embedding(&l, b->dim, b->emb + b->n * (size_t)b->dim)
-				  : NULL;
-	if (bad) {
-		tr_trace_line_free(&l);
-		return tr_fail(e, "stdin:%zu: %s", lineno, bad);
-	}
-	b->rows[b->n] = l.t;
-	b->fallback[b->n] = field ? json_incref(json_object_get(l.json, field)) : NULL;
-	b->idx[b->n] = b->n;
-	b->n++;
-	memset(&l.t, 0, sizeof l.t);
-	tr_trace_line_free(&l);
-	return 0;
+	batch_clear(b);
+	tr_free(b->in), tr_free(b->idx), tr_free(b->rows), tr_free(b->d), tr_free(b->emb);
 }
 
-/* The drift guard's view of routing: a closed gate, and which handled inputs are audited. */
-struct guard {
-	int closed, audits;
-	double rate;
-	uint64_t seed;
-};
+static int batch_init(struct batch *b, const struct tr_policy *p, size_t cap)
+{
+	memset(b, 0, sizeof *b);
+	b->cap = cap;
+	b->dim = p->fz && tr_featurizer_kind(p->fz) == TR_FEAT_NPY ? tr_featurizer_dim(p->fz) : 0;
+	b->in = tr_calloc(cap, sizeof *b->in);
+	b->idx = tr_calloc(cap, sizeof *b->idx);
+	b->rows = tr_calloc(cap, sizeof *b->rows);
+	b->d = tr_calloc(cap, sizeof *b->d);
+	b->emb = b->dim ? tr_malloc(cap * (size_t)b->dim * sizeof *b->emb) : NULL;
+	return b->in && b->idx && b->rows && b->d && (!b->dim || b->emb) ? 0 : -1;
+}
 
-static int flush(const struct tr_policy *p, const char *field, const struct guard *g, struct batch *b,
+static int put_line(json_t *o, struct tr_err *e)
+{
+	char *s = tr_route_dumps(o);
+	json_decref(o);
+	if (!s)
+		return tr_fail(e, "out of memory");
+	int bad = puts(s) < 0;
+	free(s);
+	return bad ? tr_fail(e, "stdout: write failed") : 0;
+}
+
+/* Routes the pending lines, writes their decisions in order and flushes stdout. */
+static int flush(const struct tr_policy *p, const char *field, const struct tr_guard *g, struct batch *b,
 		 struct tr_err *e)
 {
-	struct tr_decision d[ROUTE_BATCH];
-	if (tr_policy_route(p, b->rows, b->idx, b->n, b->emb, b->n, b->dim, d, e))
-		return -1;
-	for (size_t i = 0; g->closed && i < b->n; i++)
-		d[i].handled = 0, d[i].label = -1, d[i].stage = 0;
-	for (size_t i = 0; i < b->n; i++) {
-		json_t *o = json_pack("{s:s}", "id", b->rows[i].id);
-		json_t *label = d[i].handled ? json_string(p->labels.names[d[i].label]) : json_null();
-		if (field && !d[i].handled && b->fallback[i])
-			label = json_incref(b->fallback[i]);
-		json_object_set_new(o, "label", label);
-		json_object_set_new(o, "decision", json_string(d[i].handled ? "handled" : "deferred"));
-		json_object_set_new(o, "score", isfinite(d[i].score) ? json_real(d[i].score) : json_null());
-		json_object_set_new(o, "stage", d[i].handled ? json_integer(d[i].stage) : json_null());
-		json_object_set_new(o, "ood", json_boolean(d[i].ood));
-		if (g->closed)
-			json_object_set_new(o, "gate", json_string("closed"));
-		if (g->audits)
-			json_object_set_new(o, "audit", json_boolean(d[i].handled && tr_audit_pick(b->rows[i].id, g->seed, g->rate)));
-		if (field)
-			json_object_set_new(o, "source", json_string(d[i].handled ? "surrogate" : "teacher"));
-		char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
-		json_decref(o);
-		if (!s)
-			return tr_fail(e, "out of memory");
-		puts(s);
-		free(s);
+	for (size_t i = 0; i < b->n; i++)
+		b->rows[i] = b->in[i].t, b->idx[i] = i;
+	int rc = b->n ? tr_policy_route(p, b->rows, b->idx, b->n, b->emb, b->n, b->dim, b->d, e) : 0;
+	if (!rc)
+		tr_guard_apply(g, b->d, b->n);
+	for (size_t i = 0; !rc && i < b->n; i++) {
+		json_t *o = tr_route_decision_json(p, &b->in[i], &b->d[i], g, field);
+		rc = o ? put_line(o, e) : tr_fail(e, "out of memory");
 	}
 	batch_clear(b);
-	return ferror(stdout) ? tr_fail(e, "stdout: write failed") : 0;
+	if (!rc && fflush(stdout) != 0)
+		rc = tr_fail(e, "stdout: write failed");
+	return rc;
 }
 
 int cmd_route(int argc, char **argv)
 {
 	const char *dir = NULL, *field = NULL;
-	struct guard g = {0};
-	unsigned long long seed = 0;
+	struct tr_guard g = {0};
+	unsigned long long seed = 0, batch = 1;
+	int stop = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--fallback-field") == 0 && i + 1 < argc)
 			field = argv[++i];
@@ -136,8 +113,15 @@ int cmd_route(int argc, char **argv)
 		} else if (strcmp(argv[i], "--audit-seed") == 0 && i + 1 < argc) {
 			if (tr_cli_count(argv[++i], &seed))
 				return tr_cli_usage_error("route", "bad audit seed \"%s\"", argv[i]);
-		}
-		else if (argv[i][0] != '-' && !dir)
+		} else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+			if (tr_cli_count(argv[++i], &batch) || batch < 1 || batch > ROUTE_BATCH_MAX)
+				return tr_cli_usage_error("route", "bad batch size \"%s\" (1 to %d)", argv[i], ROUTE_BATCH_MAX);
+		} else if (strcmp(argv[i], "--on-error") == 0 && i + 1 < argc) {
+			i++;
+			if (strcmp(argv[i], "stop") != 0 && strcmp(argv[i], "continue") != 0)
+				return tr_cli_usage_error("route", "bad --on-error \"%s\" (continue or stop)", argv[i]);
+			stop = strcmp(argv[i], "stop") == 0;
+		} else if (argv[i][0] != '-' && !dir)
 			dir = argv[i];
 		else
 			return tr_cli_usage_error("route", "unexpected argument \"%s\"", argv[i]);
@@ -162,31 +146,56 @@ int cmd_route(int argc, char **argv)
 			g.rate = mon.audit_rate;
 		g.seed = mon.audit_seed;
 	}
-	struct batch *b = tr_calloc(1, sizeof *b);
-	int dense = p->fz && tr_featurizer_kind(p->fz) == TR_FEAT_NPY;
-	if (b && dense) {
-		b->dim = tr_featurizer_dim(p->fz);
-		b->emb = tr_malloc(ROUTE_BATCH * (size_t)b->dim * sizeof *b->emb);
-	}
-	struct tr_trace_reader *rd = tr_trace_reader_new("stdin", TR_LINE_KEEP_JSON);
-	int rc = !b || (dense && !b->emb) || !rd ? tr_fail(&e, "out of memory") : 0;
-	char *line = NULL;
-	size_t cap = 0;
+	struct batch b;
+	int rc = batch_init(&b, p, (size_t)batch) ? tr_fail(&e, "out of memory") : 0;
+	char *line = NULL, first[sizeof e.msg] = "";
+	size_t cap = 0, lineno = 0, failed = 0;
 	ssize_t len;
+	/* the trace reader every command uses: BOM, blank lines, duplicate keys and ids, errors naming stdin:LINE */
+	struct tr_trace_reader *rd = rc ? NULL : tr_trace_reader_new("stdin", TR_LINE_KEEP_JSON);
+	if (!rc && !rd)
+		rc = tr_fail(&e, "out of memory");
 	while (!rc && (len = getline(&line, &cap, stdin)) >= 0) {
-		rc = parse(rd, p, field, line, (size_t)len, b, &e);
-		if (!rc && b->n == ROUTE_BATCH)
-			rc = flush(p, field, &g, b, &e);
+		struct tr_err le;
+		struct tr_trace_line l;
+		int got;
+		double *emb = b.dim ? b.emb + b.n * (size_t)b.dim : NULL;
+		int bad = tr_trace_reader_line(rd, line, (size_t)len, &l, &got, &le);
+		lineno = tr_trace_reader_lines(rd);
+		if (!bad && !got)
+			continue;
+		if (!bad && tr_route_from_line(p, "stdin", lineno, &l, field, &b.in[b.n], emb, &le) == 0) {
+			if (++b.n == b.cap)
+				rc = flush(p, field, &g, &b, &e);
+			continue;
+		}
+		if (stop) {
+			rc = flush(p, field, &g, &b, &e);
+			if (!rc)
+				e = le, rc = -1;
+			break;
+		}
+		/* the lines before keep their order: answer them, then the error record */
+		if (!failed++)
+			snprintf(first, sizeof first, "%s", le.msg);
+		rc = flush(p, field, &g, &b, &e);
+		if (!rc)
+			rc = put_line(tr_route_error_json(lineno, le.msg), &e);
+		if (!rc && fflush(stdout) != 0)
+			rc = tr_fail(&e, "stdout: write failed");
 	}
-	if (!rc && b->n)
-		rc = flush(p, field, &g, b, &e);
+	if (!rc)
+		rc = flush(p, field, &g, &b, &e);
 	free(line);
 	tr_trace_reader_free(rd);
-	if (b) {
-		batch_clear(b);
-		tr_free(b->emb);
-		tr_free(b);
-	}
+	batch_free(&b);
 	tr_policy_free(p);
-	return rc ? tr_cli_data_error(&e) : TR_EXIT_OK;
+	if (rc)
+		return tr_cli_data_error(&e);
+	if (failed) {
+		fprintf(stderr, "tracer: %zu of the input lines failed (error records in the output; first: %s)\n", failed,
+			first);
+		return TR_EXIT_DATA;
+	}
+	return TR_EXIT_OK;
 }

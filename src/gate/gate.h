@@ -330,6 +330,10 @@ struct tr_policy {
 	/* the files of a fitted policy (owned) */
 	struct json_t *manifest, *frontier, *audit;
 	char *report; /* report.md */
+	/* the traces it was fitted on as reference trace JSONL (written as traces.jsonl.zst when set; owned;
+	 * not read back by tr_policy_load: `tracer update` reads the file) */
+	char *traces;
+	size_t traces_len;
 };
 
 /* Fits a policy on the traces part of ts. */

@@ -75,6 +75,7 @@ void tr_policy_free(struct tr_policy *p)
 	tr_ood_free(p->ood);
 	json_decref(p->manifest), json_decref(p->frontier), json_decref(p->audit);
 	tr_free(p->report);
+	tr_free(p->traces);
 	tr_free(p);
 }
 

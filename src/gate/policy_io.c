@@ -101,6 +101,8 @@ static int write_files(const struct tr_policy *p, const char *tmp, struct tr_err
 		rc = rc || acceptor_save(&p->st[s].acc, &b, e) || put(tmp, name, b.data, b.len, 1, e);
 		tr_buf_free(&b);
 	}
+	if (!rc && p->traces)
+		rc = put(tmp, "traces.jsonl.zst", p->traces, p->traces_len, 1, e);
 	if (!rc && p->ood) {
 		rc = tr_ood_save(p->ood, &b) ? tr_fail(e, "out of memory") : put(tmp, "ood.bin.zst", b.data, b.len, 1, e);
 		tr_buf_free(&b);

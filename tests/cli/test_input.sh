@@ -22,12 +22,17 @@ for f in dupkey.jsonl dupid.jsonl dupid-types.jsonl badgroup.jsonl badpair.jsonl
 	"$B/missing-input.jsonl" "$B/nonstring-input.jsonl" "$B/invalid-utf8.jsonl" "$B/binary.jsonl" \
 	"$B/duplicate-ids.jsonl"; do
 	n=$(basename "$f")
-	"$TRACER" route pol <"$f" >out 2>route.err
-	check "route refuses $n" [ $? -eq 1 ]
+	"$TRACER" route pol --on-error stop <"$f" >out 2>route.err
+	check "route --on-error stop refuses $n" [ $? -eq 1 ]
 	"$TRACER" traces export "$f" >out 2>file.err
 	check "traces export refuses $n" [ $? -eq 1 ]
 	sed "s|^tracer: [^ ]*$n:|tracer: stdin:|" file.err >file2.err
 	check "route and traces export say the same for $n ($(cat route.err))" cmp -s route.err file2.err
+	# streaming (the default): the same message in an error record, exit 1
+	"$TRACER" route pol <"$f" >out 2>/dev/null
+	check "route streams an error record for $n" [ $? -eq 1 ]
+	sed -n 's/^{"line":[0-9]*,"error":"\(.*\)"}$/tracer: \1/p' out | sed 's/\\"/"/g' | head -n 1 >rec.err
+	check "the record says what traces export says for $n ($(cat rec.err))" cmp -s rec.err file2.err
 done
 fails 1 'stdin:2: malformed JSON: duplicate object key' "route: duplicate keys" sh -c "'$TRACER' route pol <dupkey.jsonl"
 fails 1 'stdin:3: duplicated id "x" \(first on line 1\)' "route: duplicate ids" sh -c "'$TRACER' route pol <dupid.jsonl"

@@ -1,0 +1,30 @@
+# tracer scan: a first read of a trace file (counts, duplicates, lengths, agreement, coverage per rule).
+. "$(dirname "$0")/lib.sh"
+
+T=$FIX/audit/traces.jsonl
+ok "scan a trace file" "$TRACER" scan "$T"
+has "^traces             211 rows" "rows counted"
+has "^labels             4 \(largest 77 rows, smallest 1; 1 with a single row\)" "labels counted"
+has "^  shipping +77 +36\.5%" "largest label first"
+has "^duplicates         0 rows" "no duplicates in the fixture"
+has "^input length       characters: min [0-9]+, median" "length distribution"
+has "^agreement          0\.[0-9]{4} with the teacher on the [0-9]+ held-out calibration rows" "held-out agreement"
+for r in point cp-holdout ltt; do
+	check "a coverage table for gate $r" grep -q "^gate $r " out
+done
+check "seven default targets per rule" [ "$(grep -c -E '^  0\.(80|85|90|95|97|98|99) ' out)" -eq $((7 * $(grep -c '^gate ' out))) ]
+check "progress on stderr" grep -q '^scan: done in ' err
+# duplicates: the same input twice with another teacher answer, once more with the same
+{ cat "$T"; printf '%s\n' '{"id":"d1","input":"where is my parcel now","teacher":"shipping"}' \
+	'{"id":"d2","input":"where is my parcel now","teacher":"shipping"}' '{"id":"d3","input":"where is my parcel now","teacher":"refund"}'; } >dup.jsonl
+ok "scan with duplicates" "$TRACER" scan dup.jsonl
+has "^duplicates         2 rows repeat an earlier input \(1 distinct inputs; 1 of them with differing teacher answers\)" "duplicates found"
+ok "the scan repeats itself" sh -c "'$TRACER' scan dup.jsonl >a.txt 2>/dev/null && '$TRACER' scan dup.jsonl >b.txt 2>/dev/null && cmp a.txt b.txt"
+check "no cross-validation unless asked" sh -c "! grep -q '^cross-validated' out"
+ok "scan with 3-fold cross-validation" "$TRACER" scan "$T" --cv 3
+has "^cross-validated    agreement 0\.[0-9]{4} with the teacher \(3 folds over 211 traces, [0-9]+ agree\)$" "cross-validated agreement"
+fails 2 "--cv takes 2 to 10 folds" "--cv 1" "$TRACER" scan "$T" --cv 1
+fails 1 "nope.jsonl" "a missing file" "$TRACER" scan nope.jsonl
+fails 1 "malformed.jsonl:[0-9]+" "a malformed file names its line" "$TRACER" scan "$FIX/bad/malformed.jsonl"
+fails 2 "expected traces" "no argument" "$TRACER" scan
+finish
