@@ -99,6 +99,16 @@ static int put_json(const char *dir, const char *name, json_t *j, struct tr_err 
 	return rc;
 }
 
+/* A chart of the report: NAME.tsv (kept in the report) and NAME.png drawn from it into chart; 1 when drawn. */
+static int chart_files(const char *tmp, const char *name, const char *head, const char *plot, const struct tr_buf *tsv,
+		       char *chart, size_t size, struct tr_err *e)
+{
+	char file[64];
+	snprintf(chart, size, "%s/%s.png", tmp, name);
+	snprintf(file, sizeof file, "%s.tsv", name);
+	return put(tmp, file, tsv->data ? tsv->data : "", tsv->len, e) == 0 && draw(head, plot, tsv, chart) == 0;
+}
+
 /* The audit directory's manifest (written last) and its commit in place of outdir. */
 static int finish(const char *tmp, const char *outdir, int force, json_t *m, struct tr_err *e)
 {
@@ -142,12 +152,11 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	json_t *l;
 	json_array_foreach(json_object_get(rep, "per_label"), i, l)
 		tr_buf_printf(&tsv, "%zu\t%.6f\n", i + 1, json_real_value(json_object_get(l, "handled_share")));
-	snprintf(chart, sizeof chart, "%s/per_label.png", tmp);
-	int charts = put(tmp, "per_label.tsv", tsv.data ? tsv.data : "", tsv.len, e) == 0 &&
-		     draw("set terminal pngcairo size 1000,360 font ',9'\n"
-			  "set xlabel 'teacher labels, most handled first (rank)'\nset ylabel 'handled share'\n"
-			  "set yrange [0:1.02]\nset style fill solid 0.8\nset boxwidth 0.8\nset key off\n",
-			  "using 1:2 with boxes lc rgb '#2ca02c'", &tsv, chart) == 0;
+	int charts = chart_files(tmp, "per_label",
+				 "set terminal pngcairo size 1000,360 font ',9'\n"
+				 "set xlabel 'teacher labels, most handled first (rank)'\nset ylabel 'handled share'\n"
+				 "set yrange [0:1.02]\nset style fill solid 0.8\nset boxwidth 0.8\nset key off\n",
+				 "using 1:2 with boxes lc rgb '#2ca02c'", &tsv, chart, sizeof chart, e);
 	tr_buf_free(&tsv);
 	const char *ch[1] = {chart}, *cap[1] = {"Handled share per teacher label on the audited traffic"};
 	if (tr_audit_markdown(rep, 0, o->top, &md) || tr_audit_markdown(rep, 1, o->top, &term) ||
@@ -190,12 +199,11 @@ static int audit_plateaus(const char *results, const char *spec, const char *set
 	for (size_t i = 0; i < json_array_size(counts); i++)
 		tr_buf_printf(&tsv, "%lld\t%.6f\n", (long long)json_integer_value(json_array_get(counts, i)),
 			      json_number_value(json_array_get(cov, i)));
-	snprintf(chart, sizeof chart, "%s/coverage.png", tmp);
-	int charts = put(tmp, "coverage.tsv", tsv.data ? tsv.data : "", tsv.len, e) == 0 &&
-		     draw("set terminal pngcairo size 800,400 font ',9'\nset logscale x 2\n"
-			  "set xlabel 'traces used for fitting (count, log scale)'\n"
-			  "set ylabel 'coverage (share of test traffic handled)'\nset yrange [0:1.02]\nset key off\n",
-			  "using 1:2 with linespoints lw 2 pt 7", &tsv, chart) == 0;
+	int charts = chart_files(tmp, "coverage",
+				 "set terminal pngcairo size 800,400 font ',9'\nset logscale x 2\n"
+				 "set xlabel 'traces used for fitting (count, log scale)'\n"
+				 "set ylabel 'coverage (share of test traffic handled)'\nset yrange [0:1.02]\nset key off\n",
+				 "using 1:2 with linespoints lw 2 pt 7", &tsv, chart, sizeof chart, e);
 	if (tr_plateau_markdown(rep, &md) || tr_plateau_html(rep, charts ? chart : NULL, &html, e) ||
 	    put(tmp, "report.md", md.data, md.len, e) || put(tmp, "report.html", html.data, html.len, e) ||
 	    put_json(tmp, "report.json", rep, e) ||
