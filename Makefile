@@ -172,12 +172,11 @@ test-cluster:
 	@TRACER_BIN=$(abspath $(BIN)) sh tests/cluster/test_slurm.sh
 
 # Figures from $(RESULTS)/tables alone. TABLES=quick draws every figure from the quick spec's table.
+# The names reach scripts/plots.sh through the environment, never through gnuplot's command line.
+plots: export PLOT_RESULTS = $(RESULTS)
+plots: export PLOT_TABLES = $(TABLES)
 plots:
-	@mkdir -p $(RESULTS)/figures
-	@for f in plots/fig*.gp; do \
-		gnuplot -e "results='$(RESULTS)'; only='$(TABLES)'" $$f || exit 1; \
-	done
-	@echo "plots: $$(ls $(RESULTS)/figures | wc -l) files in $(RESULTS)/figures"
+	@scripts/plots.sh
 
 clean:
 	rm -rf $(BUILD) tracer

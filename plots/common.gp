@@ -1,4 +1,5 @@
-# Shared settings of the figure scripts. Called with -e "results='DIR'; only='SPEC'": tables are read
+# Shared settings of the figure scripts. scripts/plots.sh runs them with -e "results='.'; only='SPEC'" in a
+# private directory holding copies of the tables, so gnuplot never sees a user's path: tables are read
 # from DIR/tables/NAME.tsv (or all from DIR/tables/SPEC.tsv when `only` is set, as for the quick run)
 # and figures written to DIR/figures/ as PNG and SVG.
 if (!exists("results")) results = "results"

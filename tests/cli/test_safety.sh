@@ -95,4 +95,14 @@ ok "fit again" fit --out pol
 ok "export again" "$TRACER" traces export "$T" --out x.jsonl
 check "stale temporaries removed" sh -c '[ ! -e .pol.tmp.AbC123 ] && [ ! -e .x.jsonl.tmp.QwE456 ]'
 check "a temporary younger than the process (another run's) is kept" [ -e .x.jsonl.tmp.NeW789 ]
+# 8. `make plots` with a results directory named like a gnuplot command: the figure scripts run awk
+# through gnuplot's shell, so they only ever see a private copy of the tables under fixed names
+R="$SCRATCH/r'; system 'cd ~;touch PWNED8'; print '"
+mkdir -p "$R" && cp -r "$ROOT/results/tables" "$R/"
+ok "make plots RESULTS=<a gnuplot command>" make -s -C "$ROOT" plots RESULTS="$R"
+check "no command ran (make plots)" no_pwned
+check "figure 1 drawn into that directory" [ -s "$R/figures/fig1-coverage.png" ]
+printf 'set\tprotocol\nx\x27y\tofficial\n' >"$R/tables/flywheel.tsv"
+fails 1 "flywheel.tsv:2: a quote or backslash in a table cell" "a table cell with a quote is refused" \
+	env PLOT_RESULTS="$R" "$ROOT/scripts/plots.sh"
 finish
