@@ -91,7 +91,7 @@ static int put(const char *dir, const char *name, const char *data, size_t len, 
 
 static int put_json(const char *dir, const char *name, json_t *j, struct tr_err *e)
 {
-	char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+	char *s = tr_json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	if (!s)
 		return tr_fail(e, "out of memory");
 	int rc = put(dir, name, s, strlen(s), e);

@@ -82,7 +82,7 @@ int cmd_eval(int argc, char **argv)
 				      m.handled ? json_real(m.agreement) : json_null(), "e2e_agreement", m.e2e_agreement,
 				      "gold_accuracy", m.gold_n ? json_real(m.gold_accuracy) : json_null(), "target",
 				      p->target, "violation", m.violation, "ood", (json_int_t)m.ood, "family", family);
-		char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+		char *s = tr_json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		puts(s);
 		free(s);
 		json_decref(o);

@@ -50,7 +50,7 @@ int tr_route_parse_json(const struct tr_policy *p, const char *where, size_t lin
 	if (!json_is_object(o))
 		return tr_fail(e, "%s:%zu: expected a JSON object", where, lineno);
 	/* through the text, so an array item meets exactly the rules of a line */
-	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+	char *s = tr_json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (!s)
 		return tr_fail(e, "out of memory");
 	int rc = tr_route_parse(p, where, lineno, s, strlen(s), field, in, emb, e);
@@ -103,5 +103,5 @@ json_t *tr_route_error_json(size_t lineno, const char *msg)
 
 char *tr_route_dumps(const json_t *o)
 {
-	return o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) : NULL;
+	return o ? tr_json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 }

@@ -50,7 +50,7 @@ json_t *tr_route_decision_json(const struct tr_policy *p, const struct tr_route_
 			       const struct tr_guard *g, const char *field);
 /* The error record {"line": N, "error": msg}. */
 json_t *tr_route_error_json(size_t lineno, const char *msg);
-/* Compact JSON text of o (fixed key order, %.17g reals), or NULL; free with free(). */
+/* Compact JSON text of o (fixed key order, shortest round-trip reals: tr_json_dumps), or NULL; free with free(). */
 char *tr_route_dumps(const json_t *o);
 
 #endif

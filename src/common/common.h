@@ -133,6 +133,19 @@ int tr_dir_write_manifest(const char *tmp, struct json_t *manifest, struct tr_er
 int tr_dir_commit(const char *tmp, const char *dir, int force, char *aside, size_t asize, struct tr_err *e);
 int tr_dir_verify(const char *dir, struct json_t *manifest, struct tr_err *e);
 
+/*
+ * JSON (json.c). tr_json_dumps is json_dumps(j, flags) with every real written in its shortest form that
+ * reads back to the same double: %.15g, %.16g or %.17g, the first that round-trips (0.95, never
+ * 0.94999999999999996), always with a '.' or an exponent so that it stays a real. Every JSON file tracer
+ * writes goes through it, except experiment cells (their bytes are kept as they were: %.17g). The text is
+ * the caller's (free or tr_free); NULL when out of memory. tr_shortest_real writes that form of v into buf and
+ * returns its length (-1 when size is too small). tr_json_real: a number, or null for ±inf and NaN (JSON
+ * has neither; a writer that must tell them apart adds a companion field).
+ */
+char *tr_json_dumps(const struct json_t *j, size_t flags);
+int tr_shortest_real(double v, char *buf, size_t size);
+struct json_t *tr_json_real(double v);
+
 /* Markdown: appends s with what Markdown would interpret (and HTML) escaped, line breaks as spaces. */
 int tr_buf_md_escape(struct tr_buf *b, const char *s);
 

@@ -457,7 +457,7 @@ int tr_dir_write_manifest(const char *tmp, struct json_t *manifest, struct tr_er
 			tr_fail(e, "out of memory");
 		return -1;
 	}
-	char *s = json_dumps(manifest, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+	char *s = tr_json_dumps(manifest, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	if (!s)
 		return tr_fail(e, "out of memory serialising the manifest");
 	struct tr_buf b = {0};

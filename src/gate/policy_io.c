@@ -63,7 +63,7 @@ static int put(const char *dir, const char *name, const char *data, size_t len, 
 
 static int put_json(const char *dir, const char *name, const json_t *j, struct tr_err *e)
 {
-	char *s = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+	char *s = tr_json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	if (!s)
 		return tr_fail(e, "%s: cannot serialise", name);
 	size_t n = strlen(s);

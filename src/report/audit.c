@@ -229,7 +229,7 @@ int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traces
 					 d[i].handled ? "handled" : "deferred", "score", jreal(d[i].score), "top1",
 					 d[i].top1 >= 0 ? json_string(p->labels.names[d[i].top1]) : json_null(), "chars",
 					 (json_int_t)text_len(t));
-		char *s8 = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+		char *s8 = tr_json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		json_decref(line);
 		if (!s8 || tr_buf_puts(decisions, s8) || tr_buf_puts(decisions, "\n")) {
 			free(s8);

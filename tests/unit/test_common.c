@@ -1,4 +1,6 @@
-/* Unit tests of src/common: hashing, UTF-8, files, zstd, allocation hooks. */
+/* Unit tests of src/common: hashing, UTF-8, files, zstd, allocation hooks, JSON numbers. */
+#include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -100,8 +102,39 @@ static void test_reserve(void)
 	tr_blas_end();
 }
 
+/* Shortest round-trip reals: 0.95 stays 0.95, every double reads back exactly, strings are untouched. */
+static void test_json_reals(void)
+{
+	json_t *o = json_pack("{s:f, s:f, s:f, s:f, s:I, s:s, s:[f]}", "target", 0.95, "third", 1.0 / 3, "one", 1.0,
+			      "tiny", 1e-300, "n", (json_int_t)8000, "text", "0.94999999999999996 \"1.0\"", "a", -2.5e20);
+	json_object_set_new(o, "inf", tr_json_real(INFINITY));
+	json_object_set_new(o, "nan", tr_json_real(NAN));
+	char *s = tr_json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	CHECK(s && strcmp(s, "{\"target\":0.95,\"third\":0.3333333333333333,\"one\":1.0,\"tiny\":1e-300,\"n\":8000,"
+			     "\"text\":\"0.94999999999999996 \\\"1.0\\\"\",\"a\":[-2.5e+20],\"inf\":null,\"nan\":null}") == 0,
+	      "%s", s ? s : "(null)");
+	json_t *back = s ? json_loads(s, 0, NULL) : NULL;
+	CHECK(back && json_is_real(json_object_get(back, "one")), "1.0 reads back as a real");
+	CHECK(back && json_real_value(json_object_get(back, "third")) == 1.0 / 3, "1/3 round-trips");
+	free(s);
+	json_decref(back);
+	json_decref(o);
+	/* every double of a seeded sample reads back bit for bit, in at most 17 significant digits */
+	gsl_rng *r = tr_rng_new(17);
+	int bad = 0;
+	for (int i = 0; i < 20000; i++) {
+		double v = (gsl_rng_uniform(r) - 0.5) * pow(10, (double)(int)(gsl_rng_uniform_int(r, 80)) - 40);
+		char buf[64];
+		int n = tr_shortest_real(v, buf, sizeof buf);
+		bad += n < 0 || strtod(buf, NULL) != v || !strpbrk(buf, ".e");
+	}
+	gsl_rng_free(r);
+	CHECK(bad == 0, "%d of 20000 doubles did not round-trip", bad);
+}
+
 int main(void)
 {
+	test_json_reals();
 	test_reserve();
 	test_sha256();
 	test_utf8();
