@@ -109,6 +109,123 @@ static int chart_files(const char *tmp, const char *name, const char *head, cons
 	return put(tmp, file, tsv->data ? tsv->data : "", tsv->len, e) == 0 && draw(head, plot, tsv, chart) == 0;
 }
 
+/* A label as one TSV field: tabs and line breaks become spaces, double quotes (gnuplot's) single ones. */
+static void tsv_label(struct tr_buf *b, const char *s)
+{
+	for (; *s; s++)
+		tr_buf_add(b, *s == '\t' || *s == '\n' || *s == '\r' ? " " : *s == '"' ? "'" : s, 1);
+}
+
+/*
+ * per_label.tsv (every label, with a header) and the per-label chart: horizontal bars named by label, all
+ * of them up to 40 labels, else the 20 most and the 20 least handled. No chart for a refused policy (every
+ * share is 0: the report says why instead). 1 when the chart was drawn into chart.
+ */
+static int label_chart(const char *tmp, json_t *rep, int refused, char *chart, size_t size, struct tr_err *e)
+{
+	struct tr_buf tsv = {0}, data = {0}, head = {0};
+	json_t *per = json_object_get(rep, "per_label"), *l;
+	size_t n = json_array_size(per), i, shown = n <= 40 ? n : 41, row = shown;
+	tr_buf_puts(&tsv, "rank\tlabel\ttraces\thandled\thandled_share\tagreement_handled\n");
+	json_array_foreach(per, i, l)
+	{
+		json_t *agr = json_object_get(l, "agreement_handled");
+		tr_buf_printf(&tsv, "%zu\t", i + 1);
+		tsv_label(&tsv, json_string_value(json_object_get(l, "label")));
+		tr_buf_printf(&tsv, "\t%lld\t%lld\t%.6f\t", (long long)json_integer_value(json_object_get(l, "traces")),
+			      (long long)json_integer_value(json_object_get(l, "handled")),
+			      json_number_value(json_object_get(l, "handled_share")));
+		if (json_is_number(agr))
+			tr_buf_printf(&tsv, "%.6f\n", json_number_value(agr));
+		else
+			tr_buf_puts(&tsv, "NA\n");
+		if (n > 40 && i == 20)
+			tr_buf_printf(&data, "%zu\t(%zu labels not shown)\t0\n", row--, n - 40);
+		if (n <= 40 || i < 20 || i >= n - 20) {
+			tr_buf_printf(&data, "%zu\t", row--);
+			tsv_label(&data, json_string_value(json_object_get(l, "label")));
+			tr_buf_printf(&data, "\t%.6f\n", json_number_value(json_object_get(l, "handled_share")));
+		}
+	}
+	int drawn = 0;
+	char file[PATH_MAX];
+	snprintf(file, sizeof file, "%s/per_label.tsv", tmp);
+	snprintf(chart, size, "%s/per_label.png", tmp);
+	if (tr_write_atomic(file, tsv.data ? tsv.data : "", tsv.len, e) == 0 && !refused && shown &&
+	    tr_buf_printf(&head,
+			  "set terminal pngcairo size 900,%zu font ',9' noenhanced\n"
+			  "set xlabel 'handled share of the label''s audited inputs'\nset xrange [0:1]\nset yrange [0.4:%zu.6]\n"
+			  "set ytics scale 0\nset grid xtics\nset style fill solid 0.8\nset key off\n"
+			  "set title '%s' noenhanced\n",
+			  90 + 15 * shown, shown,
+			  n > 40 ? "teacher labels: the 20 most and the 20 least handled" : "teacher labels, most handled first") == 0)
+		drawn = draw(head.data, "using ($3/2):1:($3/2):(0.38):ytic(2) with boxxyerror lc rgb '#2ca02c'", &data,
+			     chart) == 0;
+	tr_buf_free(&tsv), tr_buf_free(&data), tr_buf_free(&head);
+	return drawn;
+}
+
+/*
+ * gate_walk.tsv and its chart: every threshold each family's gate examined (report.json's gate.families[].walk),
+ * calibration coverage on x and the rule's statistic on y, with the bound it had to meet (dashed), the deployed
+ * step and the step where each walk stopped. Family and rule names in the script are our table's, never the
+ * file's. 1 when drawn.
+ */
+static int walk_chart(const char *tmp, json_t *rep, char *chart, size_t size, struct tr_err *e)
+{
+	json_t *g = json_object_get(rep, "gate"), *f, *w;
+	const struct tr_rule *rule = tr_rule_find(json_string_value(json_object_get(g, "rule")));
+	int pvalue = rule && strcmp(rule->stat, "p_value") == 0, block = 0, rc = 0;
+	struct tr_buf data = {0}, plot = {0}, marks[2] = {{0}, {0}}, head = {0};
+	size_t i, j;
+	json_array_foreach(json_object_get(g, "families"), i, f)
+	{
+		json_t *walk = json_object_get(f, "walk");
+		const struct tr_pol_family *fam = tr_pol_family_find(json_string_value(json_object_get(f, "family")));
+		if (!json_array_size(walk))
+			continue;
+		tr_buf_printf(&data, "%s# %s\ncoverage\tstat\tbound\tpass\n", block ? "\n\n" : "", fam ? fam->name : "?");
+		json_array_foreach(walk, j, w)
+		{
+			double y = json_number_value(json_object_get(w, "stat")), b = json_number_value(json_object_get(w, "bound"));
+			char line[160];
+			snprintf(line, sizeof line, "%.6f\t%.6g\t%.6g\t%d\n", json_number_value(json_object_get(w, "coverage")),
+				 pvalue && y < 1e-12 ? 1e-12 : y, b, json_is_true(json_object_get(w, "pass")));
+			tr_buf_puts(&data, line);
+			if (json_is_true(json_object_get(w, "deployed")))
+				tr_buf_puts(&marks[0], line);
+			if (json_is_true(json_object_get(w, "stop")))
+				tr_buf_puts(&marks[1], line);
+		}
+		tr_buf_printf(&plot, "%s index %d using 1:2 every ::1 with linespoints lt %d pt 7 ps 0.5 title '%s', '' index %d "
+				     "using 1:3 every ::1 with steps lt %d dt 2 title '%s %s'",
+			      block ? ", ''" : "", block, block + 1, fam ? fam->name : "?", block, block + 1,
+			      fam ? fam->name : "?", pvalue ? "test level" : "α");
+		block++;
+	}
+	static const char *const mark_style[2] = {"pt 7 ps 2 lc rgb '#000000' title 'deployed'",
+						  "pt 6 ps 2.6 lw 2 lc rgb '#d62728' title 'walk stopped'"};
+	for (int m = 0; m < 2 && block; m++) {
+		if (!marks[m].data)
+			continue;
+		tr_buf_printf(&data, "\n\n# %s\ncoverage\tstat\tbound\tpass\n%s", m ? "stopped" : "deployed", marks[m].data);
+		tr_buf_printf(&plot, ", '' index %d using 1:2 every ::1 with points %s", block++, mark_style[m]);
+	}
+	snprintf(chart, size, "%s/gate_walk.png", tmp);
+	if (block &&
+	    tr_buf_printf(&head,
+			  "set terminal pngcairo size 900,420 font ',9' noenhanced\nset key outside right top\n"
+			  "set xlabel 'calibration coverage (share of calibration rows the threshold accepts)'\n"
+			  "set xrange [0:1.02]\nset grid\nset title '%s at α = %.2f: a threshold passes %s'\n%s",
+			  rule ? rule->name : "gate", json_number_value(json_object_get(g, "target")),
+			  pvalue ? "when its p-value is at or below the dashed test level" : "when its statistic is at or above α (dashed)",
+			  pvalue ? "set logscale y\nset format y '%g'\nset ylabel 'p-value of \"agreement < α\" (log scale)'\n"
+				 : "set ylabel 'calibration statistic'\n") == 0)
+		rc = chart_files(tmp, "gate_walk", head.data, plot.data, &data, chart, size, e);
+	tr_buf_free(&data), tr_buf_free(&plot), tr_buf_free(&marks[0]), tr_buf_free(&marks[1]), tr_buf_free(&head);
+	return rc;
+}
+
 /* The audit directory's manifest (written last) and its commit in place of outdir. */
 static int finish(const char *tmp, const char *outdir, int force, json_t *m, struct tr_err *e)
 {
@@ -146,21 +263,13 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 		goto out;
 	if (have_mon)
 		json_object_set_new(rep, "monitor", tr_monitor_json(&mon));
-	/* chart: handled share per label, most handled first */
-	struct tr_buf tsv = {0};
-	size_t i;
-	json_t *l;
-	json_array_foreach(json_object_get(rep, "per_label"), i, l)
-		tr_buf_printf(&tsv, "%zu\t%.6f\n", i + 1, json_real_value(json_object_get(l, "handled_share")));
-	int charts = chart_files(tmp, "per_label",
-				 "set terminal pngcairo size 1000,360 font ',9'\n"
-				 "set xlabel 'teacher labels, most handled first (rank)'\nset ylabel 'handled share'\n"
-				 "set yrange [0:1.02]\nset style fill solid 0.8\nset boxwidth 0.8\nset key off\n",
-				 "using 1:2 with boxes lc rgb '#2ca02c'", &tsv, chart, sizeof chart, e);
-	tr_buf_free(&tsv);
-	const char *ch[1] = {chart}, *cap[1] = {"Handled share per teacher label on the audited traffic"};
+	const char *family = json_string_value(json_object_get(json_object_get(json_object_get(rep, "gate"), "deployed"), "family"));
+	int refused = !family || strcmp(family, "refused") == 0;
+	char wchart[PATH_MAX + 32];
+	int drawn_label = label_chart(tmp, rep, refused, chart, sizeof chart, e);
+	int drawn_walk = walk_chart(tmp, rep, wchart, sizeof wchart, e);
 	if (tr_audit_markdown(rep, 0, o->top, &md) || tr_audit_markdown(rep, 1, o->top, &term) ||
-	    tr_audit_html(rep, ch, cap, charts, &html, e) || put(tmp, "report.md", md.data, md.len, e) ||
+	    tr_audit_html(rep, drawn_walk ? wchart : NULL, drawn_label ? chart : NULL, &html, e) || put(tmp, "report.md", md.data, md.len, e) ||
 	    put(tmp, "report.html", html.data, html.len, e) || put_json(tmp, "report.json", rep, e) ||
 	    put(tmp, "decisions.jsonl", dec.data ? dec.data : "", dec.len, e) ||
 	    finish(tmp, outdir, force,
@@ -169,8 +278,8 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 		   e))
 		goto out;
 	fputs(term.data, stdout);
-	fprintf(stderr, "audit: %s/report.md, report.html, report.json, decisions.jsonl%s\n", outdir,
-		charts ? "" : " (gnuplot unavailable: no chart)");
+	fprintf(stderr, "audit: %s/report.md, report.html, report.json, decisions.jsonl, per_label.tsv%s\n", outdir,
+		drawn_walk || drawn_label ? "" : " (gnuplot unavailable: no chart)");
 	rc = 0;
 out:
 	if (rc && tmp[0])

@@ -191,12 +191,23 @@ void tr_ood_free(struct tr_ood *o);
 
 /* ---- policies: families (families.c, fam_*.c), fit (fit.c, policy.c), files (policy_io.c), routing (route.c) ---- */
 
-#define TR_POLICY_FORMAT 2 /* 2: manifest.json lists every file with its SHA-256 */
+/* 2: manifest.json lists every file with its SHA-256; 3: an infinite threshold is null with a companion
+ * "<key>_inf" (tr_threshold_set), never the string "+inf" */
+#define TR_POLICY_FORMAT 3
 #define TR_MIN_COVERAGE 0.05 /* a family covering less does not deploy */
 #define TR_MAX_STAGES 2	     /* surrogate + acceptor stages a deployed policy chains */
 #define TR_MAX_TARGETS 16
 
 struct json_t; /* jansson's (opaque here): the JSON files of a fitted policy */
+
+/*
+ * A threshold in the policy's JSON files: o[key] is its number when finite; JSON has no infinity, so
+ * -inf (accepts every row) and +inf (accepts none: the stage is off, rsb answers with stage 1 alone)
+ * are null with a companion o["<key>_inf"] = "-inf" or "+inf". tr_threshold_get reads it back: the
+ * number, ±inf from the companion (null without one is -inf), NAN when key is absent or not a number.
+ */
+int tr_threshold_set(struct json_t *o, const char *key, double t);
+double tr_threshold_get(const struct json_t *o, const char *key);
 struct tr_fit; /* one fit in progress (fit.c; family files see its fields through fit.h) */
 
 /* Stage k of a family's policy at one target: borrowed from the fit that built it. */

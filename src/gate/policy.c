@@ -12,10 +12,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A threshold in JSON: null accepts every row; "+inf" accepts only what stage 1 handles (rsb). */
-static json_t *jthreshold(double t)
+int tr_threshold_set(json_t *o, const char *key, double t)
 {
-	return isfinite(t) ? json_real(t) : t > 0 ? json_string("+inf") : json_null();
+	char inf[48];
+	if ((size_t)snprintf(inf, sizeof inf, "%s_inf", key) >= sizeof inf)
+		return -1;
+	if (isfinite(t) || isnan(t))
+		return json_object_set_new(o, key, tr_json_real(t));
+	return json_object_set_new(o, key, json_null()) || json_object_set_new(o, inf, json_string(t > 0 ? "+inf" : "-inf"));
+}
+
+double tr_threshold_get(const json_t *o, const char *key)
+{
+	char inf[48];
+	json_t *v = json_object_get(o, key);
+	if (json_is_number(v))
+		return json_number_value(v);
+	if (!json_is_null(v) || (size_t)snprintf(inf, sizeof inf, "%s_inf", key) >= sizeof inf)
+		return NAN;
+	const char *c = json_string_value(json_object_get(o, inf));
+	return c && strcmp(c, "+inf") == 0 ? INFINITY : -INFINITY;
 }
 
 static json_t *result_json(const struct tr_fit *f, int fam, const struct tr_fam_result *x)
@@ -28,18 +44,22 @@ static json_t *result_json(const struct tr_fit *f, int fam, const struct tr_fam_
 	if (f->rule->plans && x->plan.start > 0)
 		json_object_set_new(o, "plan", json_pack("{s:i, s:i, s:f}", "start_level", x->plan.start, "backup_level",
 							 x->plan.backup, "predicted_coverage", x->plan.expected));
-	if (x->tried) {
-		json_object_set_new(o, "coverage", json_real(x->r.coverage));
-		json_object_set_new(o, "agreement", json_real(x->r.agreement));
-		json_object_set_new(o, "n", json_integer((json_int_t)x->r.n));
-		json_object_set_new(o, "k", json_integer((json_int_t)x->r.k));
-		json_object_set_new(o, f->rule->stat, x->r.deployed ? json_real(x->r.stat) : json_null());
-		json_object_set_new(o, "threshold", x->r.deployed ? jthreshold(x->r.threshold) : json_null());
+	if (x->tried) { /* what it would deploy; null for a family that cannot (its steps are in gate_audit.json) */
+		int d = x->r.deployed;
+		json_object_set_new(o, "coverage", d ? tr_json_real(x->r.coverage) : json_null());
+		json_object_set_new(o, "agreement", d ? tr_json_real(x->r.agreement) : json_null());
+		json_object_set_new(o, "n", d ? json_integer((json_int_t)x->r.n) : json_null());
+		json_object_set_new(o, "k", d ? json_integer((json_int_t)x->r.k) : json_null());
+		json_object_set_new(o, f->rule->stat, d ? tr_json_real(x->r.stat) : json_null());
+		if (d)
+			tr_threshold_set(o, "threshold", x->r.threshold);
+		else
+			json_object_set_new(o, "threshold", json_null());
 	}
 	for (int k = 0; k + 1 < x->v.n_stages; k++) { /* thresholds of the earlier stages */
 		char key[32];
 		snprintf(key, sizeof key, "stage%d_threshold", k + 1);
-		json_object_set_new(o, key, jthreshold(x->v.stage[k].threshold));
+		tr_threshold_set(o, key, x->v.stage[k].threshold);
 	}
 	return o;
 }
@@ -49,8 +69,12 @@ static json_t *steps_json(const struct tr_gate_result *r)
 	json_t *a = json_array();
 	for (size_t i = 0; i < r->n_steps; i++) {
 		const struct tr_gate_step *s = &r->steps[i];
-		json_t *o = json_pack("{s:o, s:I, s:I, s:f, s:b}", "threshold", jthreshold(s->threshold), "n",
-				      (json_int_t)s->n, "k", (json_int_t)s->k, "stat", s->stat, "pass", s->pass);
+		json_t *o = json_object();
+		tr_threshold_set(o, "threshold", s->threshold);
+		json_object_set_new(o, "n", json_integer((json_int_t)s->n));
+		json_object_set_new(o, "k", json_integer((json_int_t)s->k));
+		json_object_set_new(o, "stat", tr_json_real(s->stat));
+		json_object_set_new(o, "pass", json_boolean(s->pass));
 		if (!isnan(s->level))
 			json_object_set_new(o, "coverage_level", json_real(s->level));
 		if (s->part)
@@ -95,6 +119,12 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 	tr_buf_puts(&b, "# Routing policy\n\n- traces: ");
 	tr_buf_md_escape(&b, spec); /* a user's path: nothing in it may become Markdown or HTML */
 	tr_buf_printf(&b, " (%zu used: %zu train, %zu validation, %zu calibration)\n", f->n, f->ntr, f->nva, f->nca);
+	size_t total = f->ts->part[TR_PART_TRACES].n;
+	if (f->n < total) /* the cap keeps each label's share rounded to whole groups: the sum can pass the cap */
+		tr_buf_printf(&b, "- cap: %zu of %zu traces kept under --cap %zu; each teacher label keeps its share of the "
+				  "cap rounded to whole groups of identical inputs, so the total can differ from the cap by "
+				  "a few rows\n",
+			      f->n, total, f->o->cap);
 	tr_buf_printf(&b, "- surrogate: %s on %s features, chosen", f->fam->name, f->o->dense ? "npy" : "tfidf");
 	for (int k = 0; k < f->grid.n_hp; k++)
 		tr_buf_printf(&b, " %s=%g", f->fam->hparams[k].name, s1->hp[k]);
@@ -111,6 +141,23 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 				       "agreement on what it leaves handled is measured, not proven." : "");
 	else
 		tr_buf_puts(&b, "- guarantee: none (measured only: PAPER.md, honesty study).\n");
+	if (rule->param && strcmp(rule->param, "ltt_start_level") == 0) {
+		double dpf = tr_rule_family_delta(rule, f->o->delta, f->n_fam);
+		double need = 2 * log(dpf) / log(f->o->target);
+		tr_buf_printf(&b, "- ltt start level %.2f: the fixed sequence starts at the threshold that accepts %.0f%% of "
+				  "the validation rows and loosens from there. A threshold accepting n calibration rows can "
+				  "pass only if α^n ≤ δ per family even when all agree, so the start is the first level "
+				  "whose share of the %zu calibration rows reaches 2·ln δ / ln α = %.0f rows (twice that "
+				  "minimum); fewer calibration rows start looser (0.05 with thousands, about 0.32 with a "
+				  "few hundred).\n",
+			      tr_ltt_start_level(f->nca, f->o->target, dpf),
+			      100 * tr_ltt_start_level(f->nca, f->o->target, dpf), f->nca, ceil(need));
+	} else if (rule->plans) {
+		tr_buf_puts(&b, "- ltt-plan start levels (frontier.json, \"plan\"): chosen on validation rows before any "
+				"calibration label is read: the main start is the coverage level whose walk towards looser "
+				"thresholds predicts the most coverage, the backup a stricter level under a pessimistic "
+				"agreement; the test then runs on calibration rows from the backup start.\n");
+	}
 	tr_buf_puts(&b, "\n");
 	if (!p->family)
 		tr_buf_printf(&b, "**Refused**: no family clears the parity gate at %.2f; every input goes to the "
@@ -213,7 +260,7 @@ static json_t *manifest_json(const struct tr_fit *f, const char *spec, int ti, c
 		for (int k = 0; k < p->n_stages; k++) {
 			char key[32];
 			snprintf(key, sizeof key, "stage%d_threshold", k + 1);
-			json_object_set_new(dep, key, jthreshold(p->st[k].threshold));
+			tr_threshold_set(dep, key, p->st[k].threshold);
 		}
 		json_object_set_new(dep, "reason", json_string(x->r.reason));
 	} else {

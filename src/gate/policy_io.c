@@ -154,15 +154,6 @@ static int get(const char *dir, json_t *m, const char *name, int compressed, cha
 	return rc;
 }
 
-static double jthreshold(json_t *v)
-{
-	if (json_is_null(v))
-		return -INFINITY;
-	if (json_is_string(v))
-		return INFINITY;
-	return json_real_value(v);
-}
-
 int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e)
 {
 	*out = NULL;
@@ -247,7 +238,7 @@ int tr_policy_load(const char *dir, struct tr_policy **out, struct tr_err *e)
 			goto fail;
 		tr_free(data), data = NULL;
 		snprintf(name, sizeof name, "stage%d_threshold", s + 1);
-		p->st[s].threshold = jthreshold(json_object_get(dep, name));
+		p->st[s].threshold = tr_threshold_get(dep, name);
 	}
 	if (json_is_true(json_object_get(m, "ood"))) {
 		snprintf(path, sizeof path, "%s/ood.bin.zst", dir);

@@ -47,13 +47,48 @@ static json_t *nearest_miss(json_t *audit, const struct tr_rule *rule, double al
 				continue;
 			json_decref(best);
 			best_need = need;
-			best = json_pack("{s:s, s:O, s:I, s:I, s:o, s:I}", "family", name ? name : "?", "threshold",
-					 json_object_get(st, "threshold"), "n", (json_int_t)n, "k", (json_int_t)k,
-					 "agreement", jreal(n ? (double)k / (double)n : NAN), "extra_agreeing_needed",
-					 (json_int_t)need);
+			best = json_pack("{s:s}", "family", name ? name : "?");
+			tr_threshold_set(best, "threshold", tr_threshold_get(st, "threshold"));
+			json_object_set_new(best, "n", json_integer((json_int_t)n));
+			json_object_set_new(best, "k", json_integer((json_int_t)k));
+			json_object_set_new(best, "agreement", jreal(n ? (double)k / (double)n : NAN));
+			json_object_set_new(best, "extra_agreeing_needed", json_integer((json_int_t)need));
 		}
 	}
 	return best ? best : json_null();
+}
+
+/*
+ * The gate's walk for one family of gate_audit.json, for the report's chart: every threshold examined in
+ * order (cp-holdout's confirmation on its held-out part left out), with its calibration coverage, the
+ * rule's statistic and the bound it had to meet (the step's test level for ltt rules, else α), whether
+ * it passed, and which step deployed and where the walk stopped.
+ */
+static json_t *walk(json_t *fam, double alpha, double cal_rows)
+{
+	json_t *w = json_array(), *st, *last = NULL;
+	double dep = json_is_string(json_object_get(fam, "status")) &&
+				     strcmp(json_string_value(json_object_get(fam, "status")), "deployable") == 0
+			     ? tr_threshold_get(fam, "threshold")
+			     : NAN;
+	size_t j;
+	json_array_foreach(json_object_get(fam, "steps"), j, st)
+	{
+		if (json_is_true(json_object_get(st, "holdout_check")))
+			continue;
+		double n = (double)json_integer_value(json_object_get(st, "n"));
+		json_t *lv = json_object_get(st, "test_level");
+		json_t *o = json_pack("{s:o, s:o, s:o, s:b}", "coverage", jreal(cal_rows > 0 ? n / cal_rows : NAN), "stat",
+				      jreal(jnum(st, "stat")), "bound", jreal(json_is_number(lv) ? json_number_value(lv) : alpha),
+				      "pass", json_is_true(json_object_get(st, "pass")));
+		if (json_is_true(json_object_get(st, "pass")) && tr_threshold_get(st, "threshold") == dep)
+			json_object_set_new(o, "deployed", json_true());
+		json_array_append_new(w, o);
+		last = o;
+	}
+	if (last)
+		json_object_set_new(last, "stop", json_true());
+	return w;
 }
 
 static json_t *gate_section(json_t *m, json_t *audit)
@@ -68,6 +103,7 @@ static json_t *gate_section(json_t *m, json_t *audit)
 		json_t *x = json_deep_copy(f);
 		json_object_del(x, "steps");
 		json_object_set_new(x, "thresholds_examined", json_integer((json_int_t)json_array_size(json_object_get(f, "steps"))));
+		json_object_set_new(x, "walk", walk(f, alpha, jnum(audit, "calibration_rows")));
 		json_array_append_new(fams, x);
 	}
 	json_t *dep = json_object_get(m, "deployed");
@@ -223,12 +259,13 @@ int tr_audit_policy(const char *dir, const char *traffic, const struct tr_traces
 		} else if (isfinite(d[i].score) && (s->best_d == 0 || d[i].score > s->score_d)) {
 			s->best_d = i + 1, s->score_d = d[i].score;
 		}
-		json_t *line = json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:I}", "id", t->id, "teacher",
+		/* ood: the guard deferred it (its score may clear the threshold: the guard comes after the stages) */
+		json_t *line = json_pack("{s:s, s:s, s:o, s:s, s:o, s:b, s:o, s:I}", "id", t->id, "teacher",
 					 ts->labels.names[t->teacher], "label",
 					 d[i].handled ? json_string(p->labels.names[d[i].label]) : json_null(), "decision",
-					 d[i].handled ? "handled" : "deferred", "score", jreal(d[i].score), "top1",
-					 d[i].top1 >= 0 ? json_string(p->labels.names[d[i].top1]) : json_null(), "chars",
-					 (json_int_t)text_len(t));
+					 d[i].handled ? "handled" : "deferred", "score", jreal(d[i].score), "ood", d[i].ood,
+					 "top1", d[i].top1 >= 0 ? json_string(p->labels.names[d[i].top1]) : json_null(),
+					 "chars", (json_int_t)text_len(t));
 		char *s8 = tr_json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		json_decref(line);
 		if (!s8 || tr_buf_puts(decisions, s8) || tr_buf_puts(decisions, "\n")) {

@@ -65,13 +65,14 @@ static void free_sections(struct section *s, int n)
 	}
 }
 
-static char *threshold_text(json_t *t)
+static char *threshold_text(json_t *o, const char *key)
 {
-	if (json_is_null(t) || !t)
+	double t = tr_threshold_get(o, key);
+	if (isnan(t) || t == -INFINITY)
 		return tr_strdup("accept all");
-	if (json_is_string(t))
+	if (t == INFINITY)
 		return tr_strdup("stage 1 only");
-	return fmt_num(json_number_value(t), "%.4f");
+	return fmt_num(t, "%.4f");
 }
 
 /* Builds the sections of a report; returns how many. */
@@ -98,7 +99,7 @@ static int build(json_t *rep, struct section *S)
 		tr_buf_puts(&s->prose, "**Refused**: no family clears the gate; every input goes to the teacher.\n");
 		json_t *m = json_object_get(g, "nearest_miss");
 		if (json_is_object(m)) {
-			char *t = threshold_text(json_object_get(m, "threshold"));
+			char *t = threshold_text(m, "threshold");
 			tr_buf_printf(&s->prose,
 				      "Nearest miss: %s at threshold %s accepted %.0f calibration rows, %.0f agreeing "
 				      "(agreement %.4f); %.0f more agreeing rows would have passed the rule.\n",
@@ -109,7 +110,7 @@ static int build(json_t *rep, struct section *S)
 			tr_buf_puts(&s->prose, "Nearest miss: no examined threshold could pass even if all its rows agreed.\n");
 		}
 	} else {
-		char *t1 = threshold_text(json_object_get(dep, "stage1_threshold"));
+		char *t1 = threshold_text(dep, "stage1_threshold");
 		tr_buf_printf(&s->prose,
 			      "**Deployed: %s** at stage-1 threshold %s: %.0f of the calibration rows accepted, %.0f "
 			      "agreeing (agreement %.4f, coverage %.4f).\n",
@@ -144,6 +145,9 @@ static int build(json_t *rep, struct section *S)
 
 	s = &S[n++];
 	snprintf(s->title, sizeof s->title, "Per teacher label (most handled first)");
+	if (strcmp(family, "refused") == 0)
+		tr_buf_puts(&s->prose, "The policy is refused, so nothing is handled and every label's handled share is 0 (no "
+				       "chart): *Gate decision* above says why no threshold passed.\n");
 	s->ncol = 5;
 	s->head[0] = "label", s->head[1] = "traces", s->head[2] = "handled share", s->head[3] = "agreement on handled",
 	s->head[4] = "deferred share";
@@ -342,23 +346,36 @@ static void html_text(struct tr_buf *b, const char *s)
 	}
 }
 
-/* Prose is our own Markdown-ish text: escape it, then turn **x** into <strong>x</strong>. */
+/* Prose is our own Markdown-ish text: escape it, then turn **x** into <strong>x</strong>, *x* into <em>x</em>
+ * and `x` into <code>x</code> (nothing is interpreted inside code). */
 static void html_prose(struct tr_buf *b, const char *s)
 {
 	struct tr_buf esc = {0};
 	html_text(&esc, s);
-	int open = 0;
+	int open = 0, em = 0, code = 0;
 	for (const char *p = esc.data ? esc.data : ""; *p; p++) {
-		if (p[0] == '*' && p[1] == '*') {
+		if (*p == '`') {
+			tr_buf_puts(b, code ? "</code>" : "<code>");
+			code = !code;
+		} else if (code) {
+			tr_buf_add(b, p, 1);
+		} else if (p[0] == '*' && p[1] == '*') {
 			tr_buf_puts(b, open ? "</strong>" : "<strong>");
 			open = !open;
 			p++;
+		} else if (*p == '*') {
+			tr_buf_puts(b, em ? "</em>" : "<em>");
+			em = !em;
 		} else if (*p == '\n') {
 			tr_buf_puts(b, "<br>\n");
 		} else {
 			tr_buf_add(b, p, 1);
 		}
 	}
+	if (code)
+		tr_buf_puts(b, "</code>");
+	if (em)
+		tr_buf_puts(b, "</em>");
 	if (open)
 		tr_buf_puts(b, "</strong>");
 	tr_buf_free(&esc);
@@ -387,8 +404,8 @@ static int embed_png(struct tr_buf *out, const char *path, const char *caption, 
 	return 0;
 }
 
-int tr_audit_html(const struct json_t *report, const char *const *charts, const char *const *captions, int n_charts,
-		  struct tr_buf *out, struct tr_err *e)
+int tr_audit_html(const struct json_t *report, const char *walk_png, const char *label_png, struct tr_buf *out,
+		  struct tr_err *e)
 {
 	struct section S[12];
 	memset(S, 0, sizeof S);
@@ -398,7 +415,8 @@ int tr_audit_html(const struct json_t *report, const char *const *charts, const 
 	html_text(out, policy ? policy : "");
 	tr_buf_puts(out, "</title>\n<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
 			 "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-			 "text-align:left;vertical-align:top}th{background:#f0f0f0}img{max-width:100%}</style>\n"
+			 "text-align:left;vertical-align:top}th{background:#f0f0f0}img{max-width:100%}code{background:#f3f3f3;"
+			 "padding:0 3px}figure{margin:1em 0}figcaption{color:#555;font-size:90%}</style>\n"
 			 "</head><body>\n<h1>Audit of ");
 	html_text(out, policy ? policy : "");
 	tr_buf_puts(out, "</h1>\n<p>Traffic: ");
@@ -413,9 +431,12 @@ int tr_audit_html(const struct json_t *report, const char *const *charts, const 
 		if (s->prose.data)
 			html_prose(out, s->prose.data);
 		tr_buf_puts(out, "</p>\n");
-		if (i == 2)
-			for (int c = 0; c < n_charts && !rc; c++)
-				rc = embed_png(out, charts[c], captions[c], e);
+		if (i == 0 && walk_png)
+			rc = embed_png(out, walk_png, "The gate's walk: every threshold examined, its calibration coverage and "
+						      "the rule's statistic, the bound it had to meet (dashed), the deployed "
+						      "threshold and where each walk stopped", e);
+		if (i == 2 && label_png && !rc)
+			rc = embed_png(out, label_png, "Handled share per teacher label on the audited traffic", e);
 		if (!s->ncol)
 			continue;
 		tr_buf_puts(out, "<table>\n<tr>");

@@ -89,9 +89,12 @@ int tr_audit_plateaus(const struct tr_spec *s, const char *results, const char *
 		      double target, struct json_t **out, struct tr_err *e);
 /* Markdown of an audit report (terminal: only the top and bottom `top` labels). */
 int tr_audit_markdown(const struct json_t *report, int terminal, int top, struct tr_buf *out);
-/* A self-contained HTML page (all text escaped); charts are PNG files embedded as data URIs. */
-int tr_audit_html(const struct json_t *report, const char *const *charts, const char *const *captions, int n_charts,
-		  struct tr_buf *out, struct tr_err *e);
+/*
+ * A self-contained HTML page (all text escaped). walk_png (the gate's walk, under the gate decision) and
+ * label_png (handled share per label) are PNG files embedded as data URIs; either may be NULL (not drawn).
+ */
+int tr_audit_html(const struct json_t *report, const char *walk_png, const char *label_png, struct tr_buf *out,
+		  struct tr_err *e);
 
 /* The plateau report as Markdown / HTML (escaped, self-contained; charts embedded like the audit's). */
 int tr_plateau_markdown(const struct json_t *report, struct tr_buf *out);

@@ -8,6 +8,28 @@ ok "audit" "$TRACER" audit pol "$T" --out aud --queries 50000 --cost 0.01
 for f in report.md report.html report.json decisions.jsonl; do check "audit file $f" [ -s "aud/$f" ]; done
 check "one decision per traffic row" [ "$(wc -l <aud/decisions.jsonl)" -eq "$(wc -l <"$T")" ]
 
+# artifacts: numbers are numbers, in their shortest round-trip form; TSVs have headers and label names
+check "manifest target written as 0.8" grep -q '"target": 0.8,' pol/manifest.json
+check "no 17-digit form of a short number" sh -c "! grep -q '0\.80000000000000004\|0\.94999999999999996' pol/manifest.json pol/gate_audit.json aud/report.json"
+check "an infinite threshold is null with its companion" grep -q '"stage1_threshold_inf": "-inf"' pol/manifest.json
+check "no threshold is a string" sh -c "! grep -q '\"threshold\": \"' pol/gate_audit.json pol/frontier.json"
+check "per_label.tsv has a header" [ "$(head -n 1 aud/per_label.tsv)" = "$(printf 'rank\tlabel\ttraces\thandled\thandled_share\tagreement_handled')" ]
+check "per_label.tsv names the labels" grep -q "$(printf '\tbilling\t66\t')" aud/per_label.tsv
+check "per_label.tsv: one line per label" [ "$(wc -l <aud/per_label.tsv)" -eq 5 ]
+check "every decision says whether the OOD guard deferred it" [ "$(grep -Ec '"ood":(true|false)' aud/decisions.jsonl)" -eq "$(wc -l <"$T")" ]
+check "report.md explains the traces used" grep -q '^- traces: .*(211 used: 127 train, 43 validation, 41 calibration)' pol/report.md
+ok "fit under ltt at 0.97" "$TRACER" fit "$T" --gate ltt --target 0.97 --targets 0.97 --seed 2 --out lttpol
+check "an undeployable family's coverage and agreement are null, not 0" \
+	grep -Eq '"status": "not deployable",( "reason": "[^"]*",)? *$' lttpol/frontier.json
+check "... (its fields)" sh -c "grep -A4 '\"not deployable\"' lttpol/frontier.json | grep -q '\"coverage\": null'"
+check "report.md explains the ltt start level" grep -q '^- ltt start level 1.00: .*2·ln δ / ln α = 224 rows' lttpol/report.md
+
+# report.html: the gate's walk and the per-label bars, Markdown code rendered
+check "two charts embedded (walk, per label)" [ "$(grep -c 'src="data:image/png;base64,' aud/report.html)" -eq 2 ]
+check "the walk's data: a block per family, a header each" [ "$(grep -c '^coverage	stat	bound	pass$' aud/gate_walk.tsv)" -ge 2 ]
+check "the deployed step is marked" grep -q '^# deployed$' aud/gate_walk.tsv
+check "backticks become <code>" grep -q 'rule <code>point</code>' aud/report.html
+
 # per-label figures from the decisions file, recomputed independently
 awk -F'"' '{ t = ""; h = 0
 	for (i = 1; i < NF; i++) { if ($i == "teacher") t = $(i + 2); if ($i == "decision" && $(i + 2) == "handled") h = 1 }
@@ -34,6 +56,8 @@ ok "fit a refused policy" "$TRACER" fit mnli:phi-3-small --target 0.95 --out ref
 ok "audit the refused policy" "$TRACER" audit refused mnli:phi-3-small --out raud
 has '\*\*Refused\*\*' "refusal stated"
 has '^Nearest miss: ' "nearest miss reported"
+check "a refused policy's page says why instead of charting zeros" grep -q 'The policy is refused, so nothing is handled' raud/report.html
+check "... and has no per-label chart" sh -c "! grep -q 'Handled share per teacher label on the audited' raud/report.html"
 
 # a crafted refusal: the nearest miss is the threshold needing the fewest extra agreeing rows
 cp -r refused crafted

@@ -80,8 +80,8 @@ check "nothing written for 10,000 labels" [ ! -e x5 ]
 fails 1 'emb-short.npy: 80 rows|embeddings: 80 rows, but' "mismatched embeddings" \
 	"$TRACER" fit "$E/traces.jsonl" --embeddings "$E/emb-short.npy" --out x3
 check "nothing written on failure" sh -c "[ ! -e x1 ] && [ ! -e x2 ] && [ ! -e x3 ]"
-cp -r s1a newer && sed -i 's/"version": 2,/"version": 99,/' newer/manifest.json
-fails 1 'policy format version 99, this tracer reads version 2' "newer format" "$TRACER" eval newer mnli:phi-3-small
+cp -r s1a newer && sed -i 's/"version": 3,/"version": 99,/' newer/manifest.json
+fails 1 'policy format version 99, this tracer reads version 3' "newer format" "$TRACER" eval newer mnli:phi-3-small
 printf '{"input":"fine"}\n{"input": 3}\nnot json\n' >bad.jsonl
 fails 1 'stdin:2: "input" is not a string' "malformed route input" sh -c "'$TRACER' route s1a <bad.jsonl"
 fails 1 'nope/manifest.json' "missing policy" "$TRACER" eval nope mnli:gold
