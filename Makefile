@@ -81,6 +81,7 @@ deps:
 test:
 	@scripts/install-deps.sh
 	@[ "$$(id -u)" != 0 ] || SLURM=1 scripts/install-deps.sh || echo "make test: slurm-wlm/munge not installable; the cluster test will not run" >&2
+	@CHROMIUM=1 scripts/install-deps.sh || echo "make test: chromium not installable; the report.html screenshot test will skip" >&2
 	@$(MAKE) --no-print-directory all unit-tests
 	@TRACER_BIN=$(abspath $(BIN)) TEST_BUILD=$(BUILD) tests/run.sh
 

@@ -8,6 +8,8 @@ libopenblas-dev liblinear-dev libsvm-dev libxxhash-dev libmicrohttpd-dev gnuplot
 
 # `make fuzz` also needs clang and its libFuzzer runtime
 [ "${FUZZ:-}" = 1 ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
+# the screenshot test of report.html (`make test` skips it, saying so, where chromium cannot be installed)
+[ "${CHROMIUM:-}" = 1 ] && PACKAGES="$PACKAGES chromium fonts-dejavu-core"
 # the Slurm test's one-node cluster
 [ "${SLURM:-}" = 1 ] && PACKAGES="$PACKAGES slurm-wlm munge iproute2"
 

@@ -23,6 +23,7 @@ run() {
 		broken="$broken $name"
 	fi
 	printf '%-28s %s\n' "$name" "$line"
+	printf '%s\n' "$out" | grep '^skipped: ' || true # a test that could not run says so
 }
 for t in "$build"/tests/test_*; do
 	case "$t" in *.d) continue ;; esac

@@ -107,7 +107,14 @@ static int build(json_t *rep, struct section *S)
 				      num(m, "extra_agreeing_needed"));
 			tr_free(t);
 		} else {
-			tr_buf_puts(&s->prose, "Nearest miss: no examined threshold could pass even if all its rows agreed.\n");
+			double examined = 0;
+			size_t k;
+			json_t *x;
+			json_array_foreach(json_object_get(g, "families"), k, x)
+				examined += isnan(num(x, "thresholds_examined")) ? 0 : num(x, "thresholds_examined");
+			tr_buf_puts(&s->prose, examined > 0 ? "Nearest miss: no examined threshold could pass even if all its rows agreed.\n"
+							    : "No threshold was tested on calibration rows: each family's reason below "
+							      "says why.\n");
 		}
 	} else {
 		char *t1 = threshold_text(dep, "stage1_threshold");
@@ -439,6 +446,10 @@ int tr_audit_html(const struct json_t *report, const char *walk_png, const char 
 			rc = embed_png(out, label_png, "Handled share per teacher label on the audited traffic", e);
 		if (!s->ncol)
 			continue;
+		if (!s->nrows) {
+			tr_buf_puts(out, "<p><em>(none)</em></p>\n");
+			continue;
+		}
 		tr_buf_puts(out, "<table>\n<tr>");
 		for (int c = 0; c < s->ncol; c++) {
 			tr_buf_puts(out, "<th>");

@@ -51,11 +51,11 @@ check "the input is there, escaped" grep -q '&lt;script&gt;alert(&#39;x&#39;)&lt
 check "no external assets" sh -c "! grep -Eq '(src|href)=\"(http|//)' aud/report.html"
 check "chart embedded as a data URI" grep -q 'src="data:image/png;base64,' aud/report.html
 
-# a refused policy still gets its report, with the nearest miss
+# a refused policy still gets its report: why it was refused (here nothing reached a calibration test)
 ok "fit a refused policy" "$TRACER" fit mnli:phi-3-small --target 0.95 --out refused
 ok "audit the refused policy" "$TRACER" audit refused mnli:phi-3-small --out raud
 has '\*\*Refused\*\*' "refusal stated"
-has '^Nearest miss: ' "nearest miss reported"
+has '^No threshold was tested on calibration rows: each family' "a refusal before any calibration test says so (no nearest miss)"
 check "a refused policy's page says why instead of charting zeros" grep -q 'The policy is refused, so nothing is handled' raud/report.html
 check "... and has no per-label chart" sh -c "! grep -q 'Handled share per teacher label on the audited' raud/report.html"
 
