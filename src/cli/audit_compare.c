@@ -143,8 +143,14 @@ int tr_cli_audit_compare(const char *newdir, const char *olddir, const char *tra
 	const char *names[] = {"stage 1 threshold", "stage 2 threshold", "calibration coverage", "calibration agreement"};
 	for (int q = 0; q < 4; q++) {
 		char x[32], y[32];
-		jnum(x, sizeof x, json_object_get(dep[0], keys[q]));
-		jnum(y, sizeof y, json_object_get(dep[1], keys[q]));
+		for (int k = 0; k < 2; k++) {
+			char *b = k ? y : x;
+			double t = q < 2 ? tr_threshold_get(dep[k], keys[q]) : NAN; /* ±inf: null and a companion */
+			if (q < 2 && isinf(t))
+				snprintf(b, sizeof x, "%s", t < 0 ? "accept all" : "stage 1 only");
+			else
+				jnum(b, sizeof x, json_object_get(dep[k], keys[q]));
+		}
 		tr_buf_printf(&b, "| %s | %s | %s |\n", names[q], x, y);
 	}
 	double n = r->n ? (double)r->n : 1;

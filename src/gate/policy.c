@@ -156,7 +156,24 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 		tr_buf_puts(&b, "- ltt-plan start levels (frontier.json, \"plan\"): chosen on validation rows before any "
 				"calibration label is read: the main start is the coverage level whose walk towards looser "
 				"thresholds predicts the most coverage, the backup a stricter level under a pessimistic "
-				"agreement; the test then runs on calibration rows from the backup start.\n");
+				"agreement; the test then runs on calibration rows from the backup start.");
+		size_t i, j;
+		json_t *t, *x;
+		json_array_foreach(frontier, i, t)
+		{
+			if (json_real_value(json_object_get(t, "target")) != f->o->target)
+				continue;
+			json_array_foreach(json_object_get(t, "families"), j, x)
+			{
+				json_t *plan = json_object_get(x, "plan");
+				if (json_is_object(plan))
+					tr_buf_printf(&b, " Here %s: main start %.2f, backup %.2f.",
+						      json_string_value(json_object_get(x, "family")),
+						      json_integer_value(json_object_get(plan, "start_level")) / 100.0,
+						      json_integer_value(json_object_get(plan, "backup_level")) / 100.0);
+			}
+		}
+		tr_buf_puts(&b, "\n");
 	}
 	tr_buf_puts(&b, "\n");
 	if (!p->family)

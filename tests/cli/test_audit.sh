@@ -22,6 +22,8 @@ ok "fit under ltt at 0.97" "$TRACER" fit "$T" --gate ltt --target 0.97 --targets
 check "an undeployable family's coverage and agreement are null, not 0" \
 	grep -Eq '"status": "not deployable",( "reason": "[^"]*",)? *$' lttpol/frontier.json
 check "... (its fields)" sh -c "grep -A4 '\"not deployable\"' lttpol/frontier.json | grep -q '\"coverage\": null'"
+ok "fit under the default rule" "$TRACER" fit "$T" --target 0.8 --targets 0.8 --seed 2 --out planpol
+check "report.md gives ltt-plan's start levels" grep -Eq '^- ltt-plan start levels .* Here l2d: main start 0\.[0-9]{2}, backup 0\.[0-9]{2}\.$' planpol/report.md
 check "report.md explains the ltt start level" grep -q '^- ltt start level 1.00: .*2·ln δ / ln α = 224 rows' lttpol/report.md
 
 # report.html: the gate's walk and the per-label bars, Markdown code rendered
