@@ -101,14 +101,17 @@ static int put_json(const char *dir, const char *name, json_t *j, struct tr_err 
 	return rc;
 }
 
-/* A chart of the report: NAME.tsv (kept in the report) and NAME.png drawn from it into chart; 1 when drawn. */
+/* A chart of the report: NAME.tsv (kept in the report) and NAME.png drawn from it into chart; 1 when drawn,
+ * 0 when not (no gnuplot), -1 when NAME.tsv cannot be written. */
 static int chart_files(const char *tmp, const char *name, const char *head, const char *plot, const struct tr_buf *tsv,
 		       char *chart, size_t size, struct tr_err *e)
 {
 	char file[64];
 	snprintf(chart, size, "%s/%s.png", tmp, name);
 	snprintf(file, sizeof file, "%s.tsv", name);
-	return put(tmp, file, tsv->data ? tsv->data : "", tsv->len, e) == 0 && draw(head, plot, tsv, chart) == 0;
+	if (put(tmp, file, tsv->data ? tsv->data : "", tsv->len, e))
+		return -1;
+	return draw(head, plot, tsv, chart) == 0;
 }
 
 /* A label as one TSV field: tabs and line breaks become spaces, double quotes (gnuplot's) single ones. */
@@ -121,7 +124,8 @@ static void tsv_label(struct tr_buf *b, const char *s)
 /*
  * per_label.tsv (every label, with a header) and the per-label chart: horizontal bars named by label, all
  * of them up to 40 labels, else the 20 most and the 20 least handled. No chart for a refused policy (every
- * share is 0: the report says why instead). 1 when the chart was drawn into chart.
+ * share is 0: the report says why instead). 1 when the chart was drawn into chart, 0 when not, -1 when
+ * per_label.tsv cannot be written.
  */
 static int label_chart(const char *tmp, json_t *rep, int refused, char *chart, size_t size, struct tr_err *e)
 {
@@ -153,7 +157,9 @@ static int label_chart(const char *tmp, json_t *rep, int refused, char *chart, s
 	char file[PATH_MAX];
 	snprintf(file, sizeof file, "%s/per_label.tsv", tmp);
 	snprintf(chart, size, "%s/per_label.png", tmp);
-	if (tr_write_atomic(file, tsv.data ? tsv.data : "", tsv.len, e) == 0 && !refused && shown &&
+	if (tr_write_atomic(file, tsv.data ? tsv.data : "", tsv.len, e))
+		drawn = -1;
+	else if (!refused && shown &&
 	    tr_buf_printf(&head,
 			  "set terminal pngcairo size 900,%zu font ',9' noenhanced\n"
 			  "set xlabel 'handled share of the label''s audited inputs'\nset xrange [0:1]\nset yrange [0.4:%zu.6]\n"
@@ -171,7 +177,7 @@ static int label_chart(const char *tmp, json_t *rep, int refused, char *chart, s
  * gate_walk.tsv and its chart: every threshold each family's gate examined (report.json's gate.families[].walk),
  * calibration coverage on x and the rule's statistic on y, with the bound it had to meet (dashed), the deployed
  * step and the step where each walk stopped. Family and rule names in the script are our table's, never the
- * file's. 1 when drawn.
+ * file's. 1 when drawn, 0 when not, -1 when gate_walk.tsv cannot be written.
  */
 static int walk_chart(const char *tmp, json_t *rep, char *chart, size_t size, struct tr_err *e)
 {
@@ -269,7 +275,9 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	int refused = !family || strcmp(family, "refused") == 0;
 	char wchart[PATH_MAX + 32];
 	int drawn_label = label_chart(tmp, rep, refused, chart, sizeof chart, e);
-	int drawn_walk = walk_chart(tmp, rep, wchart, sizeof wchart, e);
+	int drawn_walk = drawn_label < 0 ? -1 : walk_chart(tmp, rep, wchart, sizeof wchart, e);
+	if (drawn_walk < 0)
+		goto out;
 	if (tr_audit_markdown(rep, 0, o->top, &md) || tr_audit_markdown(rep, 1, o->top, &term) ||
 	    tr_audit_html(rep, drawn_walk ? wchart : NULL, drawn_label ? chart : NULL, &html, e) || put(tmp, "report.md", md.data, md.len, e) ||
 	    put(tmp, "report.html", html.data, html.len, e) || put_json(tmp, "report.json", rep, e) ||
@@ -307,6 +315,7 @@ static int audit_plateaus(const char *results, const char *spec, const char *set
 	if (tr_audit_plateaus(&s, results, set, rule, target, &rep, e) || tr_dir_begin(outdir, tmp, e))
 		goto out;
 	json_t *counts = json_object_get(rep, "trace_counts"), *cov = json_object_get(rep, "coverage");
+	tr_buf_puts(&tsv, "traces\tcoverage\n");
 	for (size_t i = 0; i < json_array_size(counts); i++)
 		tr_buf_printf(&tsv, "%lld\t%.6f\n", (long long)json_integer_value(json_array_get(counts, i)),
 			      json_number_value(json_array_get(cov, i)));
@@ -314,7 +323,9 @@ static int audit_plateaus(const char *results, const char *spec, const char *set
 				 "set terminal pngcairo size 800,400 font ',9'\nset logscale x 2\n"
 				 "set xlabel 'traces used for fitting (count, log scale)'\n"
 				 "set ylabel 'coverage (share of test traffic handled)'\nset yrange [0:1.02]\nset key off\n",
-				 "using 1:2 with linespoints lw 2 pt 7", &tsv, chart, sizeof chart, e);
+				 "every ::1 using 1:2 with linespoints lw 2 pt 7", &tsv, chart, sizeof chart, e);
+	if (charts < 0)
+		goto out;
 	if (tr_plateau_markdown(rep, &md) || tr_plateau_html(rep, charts ? chart : NULL, &html, e) ||
 	    put(tmp, "report.md", md.data, md.len, e) || put(tmp, "report.html", html.data, html.len, e) ||
 	    put_json(tmp, "report.json", rep, e) ||

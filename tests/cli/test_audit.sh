@@ -87,6 +87,8 @@ ok "sweep" "$TRACER" sweep "$ROOT/experiments/quick.spec" --results res --jobs 2
 ok "audit plateaus" "$TRACER" audit --results res --spec "$ROOT/experiments/quick.spec" --set banking77:gpt-4o --rule point --target 0.90 --out plat
 check "plateau report files" sh -c "[ -s plat/report.md ] && [ -s plat/report.html ] && [ -s plat/report.json ]"
 has '^\| \*all labels \(coverage\)\* \|' "coverage row"
+check "the plateau chart's TSV has a header" [ "$(head -n 1 plat/coverage.tsv)" = "$(printf 'traces\tcoverage')" ]
+check "... and its chart was drawn" [ -s plat/coverage.png ]
 has 'labels stopped improving\.$' "plateau summary"
 fails 1 'no finished cells with per-label results' "plateaus need per-label cells" \
 	"$TRACER" audit --results res --spec "$ROOT/experiments/quick.spec" --set banking77:gpt-4o --target 0.80 --out plat2
