@@ -34,3 +34,9 @@ set style line 6 lc rgb "#8c564b" lw 2 pt 15
 allrules = ""
 ruleline(r) = 1 + (index_of(allrules, r) + 5) % 6
 outfile(name, ext) = results."/figures/".name.".".ext
+# One legend for all panels of a multiplot, in a band above them, so that no data ever lies under it: a
+# figure W × H pixels lays out its panels with
+#   set multiplot layout R, C margins 90.0 / W, 0.98, 62.0 / H, keytop(H) spacing 70.0 / W, 110.0 / H
+# and runs `eval keyabove(i, H)` before panel i's plot (the first panel's key is drawn in the band).
+keytop(H) = 1 - 115.0 / H
+keyabove(i, H) = i == 1 ? sprintf("set key at screen 0.5, screen %.4f center center horizontal font ',11' samplen 2 width 1", 1 - 53.0 / H) : "unset key"

@@ -14,15 +14,12 @@ claim_hi(s) = s[1:9] eq "banking77" ? 1.0 : s[1:8] eq "clinc150" ? 1.005 : 0.01
 do for [ext in "png svg"] {
 	if (ext eq "png") { set terminal pngcairo size 1500, 450 * rowsn font ",10" } else { set terminal svg size 1500, 450 * rowsn dynamic font ",10" }
 	set output outfile("fig1-coverage", ext)
-	top = 1 - 115.0 / (450 * rowsn)
-	set multiplot layout rowsn, cols margins 0.06, 0.98, 62.0 / (450 * rowsn), top spacing 0.06, 110.0 / (450 * rowsn) \
+	W = 1500
+	H = 450 * rowsn
+	set multiplot layout rowsn, cols margins 90.0 / W, 0.98, 62.0 / H, keytop(H) spacing 70.0 / W, 110.0 / H \
 		title "Figure 1. Test coverage vs target α (official traffic; mean over seeds; shaded: the paper's claim)"
 	do for [i = 1:n] {
-		if (i == 1) {
-			set key at screen 0.5, screen top + 62.0 / (450 * rowsn) center center horizontal maxrows 1 font ",11" samplen 2 width 1
-		} else {
-			unset key
-		}
+		eval keyabove(i, H)
 		s = word(sets, i)
 		set title s
 		set xlabel "target α (agreement with the teacher on handled traffic)"

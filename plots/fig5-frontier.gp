@@ -9,7 +9,9 @@ rowsn = (n + cols - 1) / cols
 do for [ext in "png svg"] {
 	if (ext eq "png") { set terminal pngcairo size 1500, 450 * rowsn font ",10" } else { set terminal svg size 1500, 450 * rowsn dynamic font ",10" }
 	set output outfile("fig5-frontier", ext)
-	set multiplot layout rowsn, cols title "Figure 5. Coverage vs agreement on handled, test traffic (one point per target α; official traffic)"
+	W = 1500
+	H = 450 * rowsn
+	set multiplot layout rowsn, cols margins 90.0 / W, 0.98, 62.0 / H, keytop(H) spacing 70.0 / W, 110.0 / H title "Figure 5. Coverage vs agreement on handled, test traffic (one point per target α; official traffic)"
 	do for [i = 1:n] {
 		s = word(sets, i)
 		set title s
@@ -17,6 +19,7 @@ do for [ext in "png svg"] {
 		set ylabel "agreement with the teacher on handled"
 		set xrange [-0.02:1.02]
 		set yrange [0.5:1.005]
+		eval keyabove(i, H)
 		plot for [r in allrules] rows(t, "$1 == \"".s."\" && $2 == \"official\" && $4 == \"all\" && $5 == \"".r."\" && $8 > 0") using 8:11 with linespoints ls ruleline(r) title r
 	}
 	unset multiplot

@@ -11,7 +11,9 @@ hrows(s, r) = "< cat ".table("honesty")." ".table("honesty-crossfit")." 2>/dev/n
 do for [ext in "png svg"] {
 	if (ext eq "png") { set terminal pngcairo size 480 * n, 460 font ",10" } else { set terminal svg size 480 * n, 460 dynamic font ",10" }
 	set output outfile("fig7-honesty-frontier", ext)
-	set multiplot layout 1, n title "Figure 7. Coverage vs violation rate: one point per rule × α × trace count (δ = 0.10 dashed)"
+	W = 480 * n
+	H = 460
+	set multiplot layout 1, n margins 90.0 / W, 0.98, 62.0 / H, keytop(H) spacing 70.0 / W, 110.0 / H title "Figure 7. Coverage vs violation rate: one point per rule × α × trace count (δ = 0.10 dashed)"
 	do for [i = 1:n] {
 		s = word(sets, i)
 		set title s
@@ -20,6 +22,7 @@ do for [ext in "png svg"] {
 		set xrange [-0.02:1.02]
 		set yrange [-0.02:1.02]
 		set arrow 1 from 0.10, graph 0 to 0.10, graph 1 nohead lc rgb "black" dt 2
+		eval keyabove(i, H)
 		plot for [r in allrules] hrows(s, r) using 13:8 with points ls ruleline(r) title r
 		unset arrow 1
 	}

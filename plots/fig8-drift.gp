@@ -18,7 +18,9 @@ col(s, c) = system("awk -F'\t' 'NR > 1 && $1 == \"".s."\" { print $".c."; exit }
 do for [ext in "png svg"] {
 	if (ext eq "png") { set terminal pngcairo size 1100, 420 * rows font ",10" } else { set terminal svg size 1100, 420 * rows dynamic font ",10" }
 	set output outfile("fig8-drift", ext)
-	set multiplot layout rows, 2 title "Figure 8. Agreement on handled over one stream (α = 0.95, audit rate 0.05, betting monitor, δ_m = 0.05)"
+	W = 1100
+	H = 420 * rows
+	set multiplot layout rows, 2 margins 90.0 / W, 0.98, 62.0 / H, keytop(H) spacing 70.0 / W, 110.0 / H title "Figure 8. Agreement on handled over one stream (α = 0.95, audit rate 0.05, betting monitor, δ_m = 0.05)"
 	do for [i = 1:n] {
 		s = word(scen, i)
 		set title title(s)
@@ -26,7 +28,7 @@ do for [ext in "png svg"] {
 		set ylabel "agreement with the teacher"
 		set yrange [0.7:1.02]
 		set xrange [0:*]
-		set key bottom left font ",9"
+		unset key
 		unset arrow
 		sw = col(s, 11)
 		dt = col(s, 12)
@@ -39,5 +41,30 @@ do for [ext in "png svg"] {
 		     NaN with lines lc rgb "#7f7f7f" dt 2 title "change point", \
 		     NaN with lines lc rgb "#d62728" lw 2 title "gate closed"
 	}
+	# the legend alone, across the figure's width in the band above the panels (its entries are too long
+	# for one panel's width, where gnuplot would stack them)
+	set lmargin at screen 0.05
+	set rmargin at screen 0.95
+	set tmargin at screen 1 - 28.0 / H
+	set bmargin at screen 1 - 74.0 / H
+	unset border
+	unset tics
+	unset xlabel
+	unset ylabel
+	unset title
+	unset grid
+	unset arrow
+	set xrange [0:1]
+	set yrange [0:1]
+	set key center center horizontal maxrows 2 font ",10" samplen 2 width 2
+	plot NaN notitle, keyentry with lines lc rgb "#1f77b4" lw 2 title "agreement, last 250 handled", \
+	     keyentry with lines lc rgb "#9467bd" lw 1 dt 3 title "agreement, cumulative", \
+	     keyentry with lines lc rgb "#2ca02c" lw 2 title "monitor's upper bound", \
+	     keyentry with lines lc rgb "black" dt 2 title "α = 0.95", \
+	     keyentry with lines lc rgb "#7f7f7f" dt 2 title "change point", \
+	     keyentry with lines lc rgb "#d62728" lw 2 title "gate closed"
+	set border
+	set tics
+	set grid
 	unset multiplot
 }
