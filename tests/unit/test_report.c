@@ -1,8 +1,9 @@
 /*
  * Unit tests of src/report: PAPER.md's generated sections rewritten between their markers (prose kept,
  * a missing marker refused with the file untouched), and the verdict rules of the claims (C1-C5) on
- * crafted tables at and around each rule's boundary; the TSV table's columns.
+ * crafted tables at and around each rule's boundary; the TSV table's columns; thresholds in JSON.
  */
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -295,9 +296,32 @@ static void test_tsv(void)
 	tr_table_free(&t);
 }
 
+/* Thresholds in the policy's JSON: numbers, or null with a companion naming the infinity; read back exactly. */
+static void test_threshold_json(void)
+{
+	json_t *o = json_object();
+	const double t[4] = {0.5, -INFINITY, INFINITY, -0.25};
+	const char *key[4] = {"a", "b", "stage2_threshold", "d"};
+	for (int i = 0; i < 4; i++)
+		CHECK(tr_threshold_set(o, key[i], t[i]) == 0, "set %s", key[i]);
+	char *s = tr_json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	CHECK(s && strcmp(s, "{\"a\":0.5,\"b\":null,\"b_inf\":\"-inf\",\"stage2_threshold\":null,"
+			     "\"stage2_threshold_inf\":\"+inf\",\"d\":-0.25}") == 0, "%s", s ? s : "(null)");
+	json_t *back = s ? json_loads(s, 0, NULL) : NULL;
+	for (int i = 0; i < 4; i++)
+		CHECK(tr_threshold_get(back, key[i]) == t[i], "%s read back as %g", key[i], tr_threshold_get(back, key[i]));
+	CHECK(isnan(tr_threshold_get(back, "absent")), "an absent threshold is NAN");
+	json_object_set_new(back, "old", json_string("+inf")); /* format 2's string is not a threshold */
+	CHECK(isnan(tr_threshold_get(back, "old")), "a string threshold is NAN");
+	free(s);
+	json_decref(back);
+	json_decref(o);
+}
+
 int main(void)
 {
 	tr_gsl_init();
+	test_threshold_json();
 	if (!mkdtemp(dir)) {
 		CHECK(0, "mkdtemp");
 		return unit_done();
