@@ -78,7 +78,7 @@ int tr_cli_audit_compare(const char *newdir, const char *olddir, const char *tra
 	for (int k = 0; k < 2 && !rc; k++) {
 		char path[4096];
 		snprintf(path, sizeof path, "%s/manifest.json", s[k].dir);
-		rc = tr_policy_load(s[k].dir, &s[k].p, e) || tr_sha256_file(path, s[k].sha, e);
+		rc = tr_cli_policy_load(s[k].dir, &s[k].p, e) || tr_sha256_file(path, s[k].sha, e);
 		if (!rc && s[k].p->fz && tr_featurizer_kind(s[k].p->fz) == TR_FEAT_NPY)
 			rc = tr_fail(e, "%s: fitted on embeddings: --compare routes texts only", s[k].dir);
 	}

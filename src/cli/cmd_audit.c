@@ -247,6 +247,15 @@ static int finish(const char *tmp, const char *outdir, int force, json_t *m, str
 	return rc ? -1 : 0;
 }
 
+/* Appends the misuse warnings (tr_traffic_check) to report.md. */
+static int warnings_md(struct tr_buf *md, const struct tr_traffic_warnings *w, struct tr_err *e)
+{
+	int bad = w->n && tr_buf_printf(md, "\n## Warnings\n\n");
+	for (int i = 0; !bad && i < w->n; i++)
+		bad = tr_buf_printf(md, "- %s\n", w->msg[i]);
+	return bad ? tr_fail(e, "out of memory") : 0;
+}
+
 static int audit_policy(const char *dir, const char *traffic, const char *outdir, int force, const char *emb_path,
 			const struct tr_audit_opts *o, struct tr_err *e)
 {
@@ -258,13 +267,24 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	struct tr_buf dec = {0}, md = {0}, term = {0}, html = {0};
 	char tmp[PATH_MAX], chart[PATH_MAX + 32];
 	tmp[0] = 0;
-	if (tr_cli_out_check(outdir, force, e) || tr_traceset_open(traffic, &ts, e))
+	if (tr_cli_policy_check(dir, e) || tr_cli_out_check(outdir, force, e) || tr_traceset_open(traffic, &ts, e))
 		return -1;
 	const struct tr_rows *rows = ts.part[TR_PART_TEST].n ? &ts.part[TR_PART_TEST] : &ts.part[TR_PART_TRACES];
 	if (emb_path && tr_npy_read(emb_path, &emb, &er, &ed, e))
 		goto out;
-	if (tr_audit_policy(dir, traffic, &ts, rows, emb, er, ed, o, &rep, &dec, e) || tr_dir_begin(outdir, tmp, e))
+	struct tr_traffic_warnings w;
+	struct tr_policy *pol;
+	if (tr_cli_policy_load(dir, &pol, e))
 		goto out;
+	int bad = tr_traffic_check(dir, pol, &ts, rows, &w, e);
+	tr_policy_free(pol);
+	if (bad || tr_audit_policy(dir, traffic, &ts, rows, emb, er, ed, o, &rep, &dec, e) || tr_dir_begin(outdir, tmp, e))
+		goto out;
+	tr_traffic_warn("audit", &w);
+	json_t *warn = json_array();
+	for (int k = 0; k < w.n; k++)
+		json_array_append_new(warn, json_string(w.msg[k]));
+	json_object_set_new(rep, "warnings", warn);
 	struct tr_monitor mon; /* the drift monitor's state and history, when the policy has one */
 	int have_mon = tr_monitor_open(dir, &mon, NULL, e);
 	if (have_mon < 0)
@@ -278,7 +298,8 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	int drawn_walk = drawn_label < 0 ? -1 : walk_chart(tmp, rep, wchart, sizeof wchart, e);
 	if (drawn_walk < 0)
 		goto out;
-	if (tr_audit_markdown(rep, 0, o->top, &md) || tr_audit_markdown(rep, 1, o->top, &term) ||
+	if (tr_audit_markdown(rep, 0, o->top, &md) || warnings_md(&md, &w, e) ||
+	    tr_audit_markdown(rep, 1, o->top, &term) ||
 	    tr_audit_html(rep, drawn_walk ? wchart : NULL, drawn_label ? chart : NULL, &html, e) || put(tmp, "report.md", md.data, md.len, e) ||
 	    put(tmp, "report.html", html.data, html.len, e) || put_json(tmp, "report.json", rep, e) ||
 	    put(tmp, "decisions.jsonl", dec.data ? dec.data : "", dec.len, e) ||
@@ -353,55 +374,48 @@ int cmd_audit(int argc, char **argv)
 	double target = 0.95;
 	struct tr_audit_opts o = {.queries = 10000, .cost = 0.002, .top = 15};
 	int force = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--force") == 0) {
-			force = 1;
-			continue;
-		}
-		if (a[0] != '-') {
-			if (!dir)
-				dir = a;
-			else if (!traffic)
-				traffic = a;
-			else
-				return tr_cli_usage_error("audit", "unexpected argument \"%s\"", a);
-			continue;
-		}
-		if (!v)
-			return tr_cli_usage_error("audit", "%s needs a value", a);
-		i++;
+	struct tr_args a = {.verb = "audit",
+			    .spec = "--out= --results= --set= --spec= --rule= --embeddings= --compare= --target= "
+				    "--queries= --cost= --top= --force",
+			    .pos = (const char **[]){&dir, &traffic},
+			    .n_pos = 2};
+	int k;
+	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
+		const char *v = a.val;
 		unsigned long long u;
-		if (strcmp(a, "--out") == 0)
+		if (tr_args_is(&a, "--force"))
+			force = 1;
+		else if (tr_args_is(&a, "--out"))
 			out = v;
-		else if (strcmp(a, "--results") == 0)
+		else if (tr_args_is(&a, "--results"))
 			results = v;
-		else if (strcmp(a, "--set") == 0)
+		else if (tr_args_is(&a, "--set"))
 			set = v;
-		else if (strcmp(a, "--spec") == 0)
+		else if (tr_args_is(&a, "--spec"))
 			spec = v;
-		else if (strcmp(a, "--rule") == 0)
+		else if (tr_args_is(&a, "--rule"))
 			rule = v;
-		else if (strcmp(a, "--embeddings") == 0)
+		else if (tr_args_is(&a, "--embeddings"))
 			emb = v;
-		else if (strcmp(a, "--compare") == 0)
+		else if (tr_args_is(&a, "--compare"))
 			compare = v;
-		else if (strcmp(a, "--target") == 0) {
+		else if (tr_args_is(&a, "--target")) {
 			if (tr_cli_number(v, 0, 1, &target))
 				return tr_cli_usage_error("audit", "--target must be in (0, 1)");
-		} else if (strcmp(a, "--queries") == 0) {
+		} else if (tr_args_is(&a, "--queries")) {
 			if (tr_cli_number(v, 0, 1e15, &o.queries))
 				return tr_cli_usage_error("audit", "--queries must be positive");
-		} else if (strcmp(a, "--cost") == 0) {
+		} else if (tr_args_is(&a, "--cost")) {
 			if (tr_cli_number(v, 0, 1e6, &o.cost))
 				return tr_cli_usage_error("audit", "--cost must be positive");
-		} else if (strcmp(a, "--top") == 0) {
+		} else if (tr_args_is(&a, "--top")) {
 			if (tr_cli_count(v, &u) || u < 1 || u > 1000)
 				return tr_cli_usage_error("audit", "--top must be 1..1000");
 			o.top = (int)u;
-		} else
-			return tr_cli_usage_error("audit", "unknown option \"%s\"", a);
+		}
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	struct tr_err e;
 	if (results) {
 		if (dir || !set)

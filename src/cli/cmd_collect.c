@@ -21,18 +21,22 @@ int cmd_collect(int argc, char **argv)
 	tr_root_path("results", results, sizeof results);
 	const char *paper = NULL, *specs[32];
 	int n = 0, partial = 0;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--results") == 0 && i + 1 < argc)
-			snprintf(results, sizeof results, "%s", argv[++i]);
-		else if (strcmp(argv[i], "--paper") == 0 && i + 1 < argc)
-			paper = argv[++i];
-		else if (strcmp(argv[i], "--partial") == 0)
+	struct tr_args a = {.verb = "collect", .spec = "--results= --paper= --partial"};
+	int k;
+	while ((k = tr_args_next(&a, argc, argv)) > 0) {
+		if (k == TR_ARG_POS) {
+			if (n == 32)
+				return tr_cli_usage_error("collect", "at most 32 spec files, got \"%s\" too", a.val);
+			specs[n++] = a.val;
+		} else if (tr_args_is(&a, "--results"))
+			snprintf(results, sizeof results, "%s", a.val);
+		else if (tr_args_is(&a, "--paper"))
+			paper = a.val;
+		else if (tr_args_is(&a, "--partial"))
 			partial = 1;
-		else if (argv[i][0] != '-' && n < 32)
-			specs[n++] = argv[i];
-		else
-			return tr_cli_usage_error("collect", "unexpected argument \"%s\"", argv[i]);
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	if (!n && !paper)
 		return tr_cli_usage_error("collect", "expected spec files (or, for the drift study alone, --paper)");
 	struct tr_table t = {0};

@@ -48,63 +48,56 @@ int cmd_fit(int argc, char **argv)
 	memcpy(o.targets, defaults, sizeof defaults);
 	const char *set = NULL, *dir = NULL, *emb_path = NULL;
 	int force = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--no-ood") == 0) {
-			o.ood = 0;
-			continue;
-		}
-		if (strcmp(a, "--force") == 0) {
-			force = 1;
-			continue;
-		}
-		if (a[0] != '-') {
-			if (set)
-				return tr_cli_usage_error("fit", "unexpected argument \"%s\"", a);
-			set = a;
-			continue;
-		}
-		if (!v)
-			return tr_cli_usage_error("fit", "%s needs a value", a);
-		i++;
+	struct tr_args a = {.verb = "fit",
+			    .spec = "--out= --backend= --gate= --target= --targets= --delta= --seed= --cap= --grid= "
+				    "--split= --calibration= --folds= --embeddings= --no-ood --force",
+			    .pos = (const char **[]){&set},
+			    .n_pos = 1};
+	int k;
+	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
+		const char *v = a.val;
 		unsigned long long u;
-		if (strcmp(a, "--out") == 0)
+		if (tr_args_is(&a, "--no-ood"))
+			o.ood = 0;
+		else if (tr_args_is(&a, "--force"))
+			force = 1;
+		else if (tr_args_is(&a, "--out"))
 			dir = v;
-		else if (strcmp(a, "--backend") == 0)
+		else if (tr_args_is(&a, "--backend"))
 			o.backend = v;
-		else if (strcmp(a, "--grid") == 0)
+		else if (tr_args_is(&a, "--grid"))
 			o.grid = v;
-		else if (strcmp(a, "--embeddings") == 0)
+		else if (tr_args_is(&a, "--embeddings"))
 			emb_path = v;
-		else if (strcmp(a, "--gate") == 0) {
+		else if (tr_args_is(&a, "--gate")) {
 			if (!(o.rule = tr_rule_find(v)))
 				return tr_cli_usage_error("fit", "--gate must be one of %s", tr_rule_list(", "));
-		} else if (strcmp(a, "--target") == 0) {
+		} else if (tr_args_is(&a, "--target")) {
 			if (tr_cli_number(v, 0, 1, &o.target))
 				return tr_cli_usage_error("fit", "--target must be in (0, 1), got \"%s\"", v);
-		} else if (strcmp(a, "--delta") == 0) {
+		} else if (tr_args_is(&a, "--delta")) {
 			if (tr_cli_number(v, 0, 1, &o.delta))
 				return tr_cli_usage_error("fit", "--delta must be in (0, 1), got \"%s\"", v);
-		} else if (strcmp(a, "--seed") == 0) {
+		} else if (tr_args_is(&a, "--seed")) {
 			if (tr_cli_count(v, &u))
 				return tr_cli_usage_error("fit", "bad seed \"%s\"", v);
 			o.seed = u;
-		} else if (strcmp(a, "--cap") == 0) {
+		} else if (tr_args_is(&a, "--cap")) {
 			if (tr_cli_count(v, &u))
 				return tr_cli_usage_error("fit", "bad cap \"%s\"", v);
 			o.cap = (size_t)u;
-		} else if (strcmp(a, "--split") == 0) {
+		} else if (tr_args_is(&a, "--split")) {
 			if (tr_split_parse(v, o.split))
 				return tr_cli_usage_error("fit", "--split must be TRAIN/VAL/CAL percents summing to 100, got \"%s\"", v);
-		} else if (strcmp(a, "--calibration") == 0) {
+		} else if (tr_args_is(&a, "--calibration")) {
 			if (strcmp(v, "crossfit") != 0 && strcmp(v, "holdout") != 0)
 				return tr_cli_usage_error("fit", "--calibration must be holdout or crossfit, got \"%s\"", v);
 			o.crossfit = strcmp(v, "crossfit") == 0;
-		} else if (strcmp(a, "--folds") == 0) {
+		} else if (tr_args_is(&a, "--folds")) {
 			if (tr_cli_count(v, &u) || u < 2 || u > 16)
 				return tr_cli_usage_error("fit", "--folds must be 2 to 16, got \"%s\"", v);
 			o.folds = (int)u;
-		} else if (strcmp(a, "--targets") == 0) {
+		} else if (tr_args_is(&a, "--targets")) {
 			char buf[256];
 			snprintf(buf, sizeof buf, "%s", v);
 			o.n_targets = 0;
@@ -114,10 +107,10 @@ int cmd_fit(int argc, char **argv)
 					return tr_cli_usage_error("fit", "--targets: up to 15 numbers in (0, 1)");
 				o.n_targets++;
 			}
-		} else {
-			return tr_cli_usage_error("fit", "unknown option \"%s\"", a);
 		}
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	if (!set || !dir)
 		return tr_cli_usage_error("fit", "expected traces and --out DIR");
 	if (!tr_family_find(o.backend))

@@ -45,30 +45,31 @@ int cmd_monitor(int argc, char **argv)
 	int only_show = 0, method = TR_MON_BETTING;
 	double rate = 0.02, delta = 0.05, alpha = 0;
 	unsigned long long seed = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+	struct tr_args a = {.verb = "monitor",
+			    .spec = "--show --audit-rate= --audit-seed= --monitor-delta= --alpha= --method=",
+			    .pos = (const char **[]){&dir},
+			    .n_pos = 1};
+	int k;
+	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
+		const char *v = a.val;
 		int bad = 0;
-		if (strcmp(a, "--show") == 0)
+		if (tr_args_is(&a, "--show"))
 			only_show = 1;
-		else if (a[0] != '-' && !dir)
-			dir = a;
-		else if (!v)
-			return tr_cli_usage_error("monitor", "unexpected argument \"%s\"", a);
-		else if (strcmp(a, "--audit-rate") == 0)
-			bad = tr_cli_number(v, 0, 1.0000001, &rate), i++;
-		else if (strcmp(a, "--audit-seed") == 0)
-			bad = tr_cli_count(v, &seed), i++;
-		else if (strcmp(a, "--monitor-delta") == 0)
-			bad = tr_cli_number(v, 0, 1, &delta), i++;
-		else if (strcmp(a, "--alpha") == 0)
-			bad = tr_cli_number(v, 0.5, 1, &alpha), i++;
-		else if (strcmp(a, "--method") == 0)
-			bad = (method = tr_mon_method_parse(v)) < 0, i++;
-		else
-			return tr_cli_usage_error("monitor", "unexpected argument \"%s\"", a);
+		else if (tr_args_is(&a, "--audit-rate"))
+			bad = tr_cli_number(v, 0, 1.0000001, &rate);
+		else if (tr_args_is(&a, "--audit-seed"))
+			bad = tr_cli_count(v, &seed);
+		else if (tr_args_is(&a, "--monitor-delta"))
+			bad = tr_cli_number(v, 0, 1, &delta);
+		else if (tr_args_is(&a, "--alpha"))
+			bad = tr_cli_number(v, 0.5, 1, &alpha);
+		else if (tr_args_is(&a, "--method"))
+			bad = (method = tr_mon_method_parse(v)) < 0;
 		if (bad)
-			return tr_cli_usage_error("monitor", "bad value for %s: \"%s\"", a, v);
+			return tr_cli_usage_error("monitor", "bad value for %s: \"%s\"", a.opt, v);
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	if (!dir)
 		return tr_cli_usage_error("monitor", "expected a policy directory");
 	struct tr_err e;
@@ -85,7 +86,7 @@ int cmd_monitor(int argc, char **argv)
 		}
 		struct tr_policy *p;
 		if (!(alpha > 0)) {
-			if (tr_policy_load(dir, &p, &e))
+			if (tr_cli_policy_load(dir, &p, &e))
 				return tr_cli_data_error(&e);
 			alpha = p->target;
 			tr_policy_free(p);

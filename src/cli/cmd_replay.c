@@ -160,21 +160,16 @@ int cmd_replay(int argc, char **argv)
 	double rates[8] = {0.02}, delta = 0.05, alpha = 0;
 	struct opts o = {0};
 	o.switch_at = SIZE_MAX;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+	struct tr_args ar = {.verb = "replay",
+			     .spec = "--part= --then-part= --then= --shuffle= --streams= --switch-at= --then-mix= "
+				     "--audit-rate= --audit-seed= --monitor-delta= --alpha= --method= --every= --window= "
+				     "--timeline= --summary= --state=",
+			     .pos = (const char **[]){&dir, &traffic},
+			     .n_pos = 2};
+	int k;
+	while ((k = tr_args_next(&ar, argc, argv)) == TR_ARG_OPT) {
+		const char *a = ar.opt, *val = ar.val;
 		int bad = 0;
-		if (a[0] != '-') {
-			if (!dir)
-				dir = a;
-			else if (!traffic)
-				traffic = a;
-			else
-				return tr_cli_usage_error("replay", "unexpected argument \"%s\"", a);
-			continue;
-		}
-		if (!val)
-			return tr_cli_usage_error("replay", "%s needs a value", a);
-		i++;
 		if (strcmp(a, "--part") == 0)
 			bad = (part = parse_part(val)) < 0;
 		else if (strcmp(a, "--then-part") == 0)
@@ -209,11 +204,11 @@ int cmd_replay(int argc, char **argv)
 			sum_path = val;
 		else if (strcmp(a, "--state") == 0)
 			state = val;
-		else
-			return tr_cli_usage_error("replay", "unexpected argument \"%s\"", a);
 		if (bad)
 			return tr_cli_usage_error("replay", "bad value for %s: \"%s\"", a, val);
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	if (!dir || !traffic)
 		return tr_cli_usage_error("replay", "expected POLICY and TRAFFIC");
 	if ((o.switch_at != SIZE_MAX) != (other != NULL))
@@ -226,7 +221,7 @@ int cmd_replay(int argc, char **argv)
 		audit_seed = o.seed;
 	struct tr_err e;
 	struct tr_policy *p;
-	if (tr_policy_load(dir, &p, &e))
+	if (tr_cli_policy_load(dir, &p, &e))
 		return tr_cli_data_error(&e);
 	struct source a, b;
 	int have_b = 0, rc = -1;

@@ -26,6 +26,8 @@ const char cmd_route_usage[] =
 	"  already written). With --fallback-field NAME a deferred row takes its label from that input field (the\n"
 	"  teacher's answer, for offline replay) and \"source\" says which answered. Lines follow the rules of\n"
 	"  trace files (a byte order mark, CRLF and blank lines are fine; a duplicated key or id is an error).\n"
+	"  A line with input_b for a single-text policy (routed on input alone), or without it for a pair\n"
+	"  policy, is warned about on stderr (the first line, then a count).\n"
 	"  Drift guard: when the policy's monitor (DIR.monitor, see `tracer monitor`) has closed the gate, every\n"
 	"  input is deferred and lines carry \"gate\": \"closed\". With a monitor, or --audit-rate R, handled lines\n"
 	"  carry \"audit\": true for the inputs to send to the teacher as well (a hash of the id under the\n"
@@ -103,35 +105,40 @@ int cmd_route(int argc, char **argv)
 	struct tr_guard g = {0};
 	unsigned long long seed = 0, batch = 1;
 	int stop = 0;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--fallback-field") == 0 && i + 1 < argc)
-			field = argv[++i];
-		else if (strcmp(argv[i], "--audit-rate") == 0 && i + 1 < argc) {
-			if (tr_cli_number(argv[++i], 0, 1.0000001, &g.rate))
-				return tr_cli_usage_error("route", "bad audit rate \"%s\"", argv[i]);
+	struct tr_args a = {.verb = "route",
+			    .spec = "--fallback-field= --audit-rate= --audit-seed= --batch= --on-error=",
+			    .pos = (const char **[]){&dir},
+			    .n_pos = 1};
+	int k;
+	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
+		const char *v = a.val;
+		if (tr_args_is(&a, "--fallback-field"))
+			field = v;
+		else if (tr_args_is(&a, "--audit-rate")) {
+			if (tr_cli_number(v, 0, 1.0000001, &g.rate))
+				return tr_cli_usage_error("route", "bad audit rate \"%s\"", v);
 			g.audits = 1;
-		} else if (strcmp(argv[i], "--audit-seed") == 0 && i + 1 < argc) {
-			if (tr_cli_count(argv[++i], &seed))
-				return tr_cli_usage_error("route", "bad audit seed \"%s\"", argv[i]);
-		} else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
-			if (tr_cli_count(argv[++i], &batch) || batch < 1 || batch > ROUTE_BATCH_MAX)
-				return tr_cli_usage_error("route", "bad batch size \"%s\" (1 to %d)", argv[i], ROUTE_BATCH_MAX);
-		} else if (strcmp(argv[i], "--on-error") == 0 && i + 1 < argc) {
-			i++;
-			if (strcmp(argv[i], "stop") != 0 && strcmp(argv[i], "continue") != 0)
-				return tr_cli_usage_error("route", "bad --on-error \"%s\" (continue or stop)", argv[i]);
-			stop = strcmp(argv[i], "stop") == 0;
-		} else if (argv[i][0] != '-' && !dir)
-			dir = argv[i];
-		else
-			return tr_cli_usage_error("route", "unexpected argument \"%s\"", argv[i]);
+		} else if (tr_args_is(&a, "--audit-seed")) {
+			if (tr_cli_count(v, &seed))
+				return tr_cli_usage_error("route", "bad audit seed \"%s\"", v);
+		} else if (tr_args_is(&a, "--batch")) {
+			if (tr_cli_count(v, &batch) || batch < 1 || batch > ROUTE_BATCH_MAX)
+				return tr_cli_usage_error("route", "bad batch size \"%s\" (1 to %d)", v, ROUTE_BATCH_MAX);
+		} else if (tr_args_is(&a, "--on-error")) {
+			if (strcmp(v, "stop") != 0 && strcmp(v, "continue") != 0)
+				return tr_cli_usage_error("route", "bad --on-error \"%s\" (continue or stop)", v);
+			stop = strcmp(v, "stop") == 0;
+		}
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	if (!dir)
 		return tr_cli_usage_error("route", "expected a policy directory");
 	struct tr_err e;
 	struct tr_policy *p;
-	if (tr_policy_load(dir, &p, &e))
+	if (tr_cli_policy_load(dir, &p, &e))
 		return tr_cli_data_error(&e);
+	int pairs = p->pairs;
 	struct tr_monitor mon;
 	int have_mon = tr_monitor_open(dir, &mon, NULL, &e);
 	if (have_mon < 0) {
@@ -149,7 +156,7 @@ int cmd_route(int argc, char **argv)
 	struct batch b;
 	int rc = batch_init(&b, p, (size_t)batch) ? tr_fail(&e, "out of memory") : 0;
 	char *line = NULL, first[sizeof e.msg] = "";
-	size_t cap = 0, lineno = 0, failed = 0;
+	size_t cap = 0, lineno = 0, failed = 0, mixed = 0, first_mixed = 0;
 	ssize_t len;
 	/* the trace reader every command uses: BOM, blank lines, duplicate keys and ids, errors naming stdin:LINE */
 	struct tr_trace_reader *rd = rc ? NULL : tr_trace_reader_new("stdin", TR_LINE_KEEP_JSON);
@@ -165,6 +172,13 @@ int cmd_route(int argc, char **argv)
 		if (!bad && !got)
 			continue;
 		if (!bad && tr_route_from_line(p, "stdin", lineno, &l, field, &b.in[b.n], emb, &le) == 0) {
+			/* a pair given to a single-text policy is routed on its input alone: say so */
+			if ((b.in[b.n].t.input_b != NULL) != (p->pairs != 0) && !mixed++) {
+				first_mixed = lineno;
+				fprintf(stderr, "tracer route: warning: stdin:%zu: %s\n", lineno,
+					p->pairs ? "no input_b, but the policy was fitted on pairs (input, input_b)"
+						 : "input_b given, but the policy was fitted on single texts: it is ignored");
+			}
 			if (++b.n == b.cap)
 				rc = flush(p, field, &g, &b, &e);
 			continue;
@@ -190,6 +204,9 @@ int cmd_route(int argc, char **argv)
 	tr_trace_reader_free(rd);
 	batch_free(&b);
 	tr_policy_free(p);
+	if (mixed > 1)
+		fprintf(stderr, "tracer route: warning: %zu lines from stdin:%zu on %s\n", mixed, first_mixed,
+			pairs ? "had no input_b for a pair policy" : "carried an input_b the policy ignores");
 	if (rc)
 		return tr_cli_data_error(&e);
 	if (failed) {

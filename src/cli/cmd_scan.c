@@ -90,11 +90,18 @@ static int describe(const struct tr_traceset *ts, struct tr_err *e)
 	if (ts->n_invalid)
 		printf("invalid answers    %zu teacher answers that are not a label (not counted as traces)\n", ts->n_invalid);
 	qsort(lab, (size_t)K, sizeof *lab, cmp_lab);
+	/* the teacher's labels only: a label seen only in ground_truth is never an answer */
+	int all = K;
+	while (K > 0 && lab[K - 1].n == 0)
+		K--;
 	size_t single = 0;
 	for (int k = 0; k < K; k++)
 		single += lab[k].n == 1;
-	printf("labels             %d (largest %zu rows, smallest %zu; %zu with a single row)\n", K, K ? lab[0].n : 0,
-	       K ? lab[K - 1].n : 0, single);
+	printf("labels             %d teacher labels (largest %zu rows, smallest %zu; %zu with a single row)", K,
+	       K ? lab[0].n : 0, K ? lab[K - 1].n : 0, single);
+	if (all > K)
+		printf("; %d more seen only in ground_truth", all - K);
+	putchar('\n');
 	for (int k = 0; k < K && k < 5; k++)
 		printf("  %-30s %6zu  %5.1f%%\n", ts->labels.names[lab[k].i], lab[k].n, 100.0 * (double)lab[k].n / (double)n);
 	if (K > 10)
@@ -203,31 +210,29 @@ int cmd_scan(int argc, char **argv)
 	const char *set = NULL;
 	unsigned long long u;
 	int folds = 0;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (a[0] != '-' && !set)
-			set = a;
-		else if (!v)
-			return tr_cli_usage_error("scan", "unexpected argument \"%s\"", a);
-		else if (strcmp(a, "--cap") == 0) {
+	struct tr_args a = {.verb = "scan", .spec = "--cap= --seed= --cv= --grid= --backend=", .pos = (const char **[]){&set}, .n_pos = 1};
+	int k;
+	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
+		const char *v = a.val;
+		if (tr_args_is(&a, "--cap")) {
 			if (tr_cli_count(v, &u))
 				return tr_cli_usage_error("scan", "bad cap \"%s\"", v);
-			o.cap = (size_t)u, i++;
-		} else if (strcmp(a, "--seed") == 0) {
+			o.cap = (size_t)u;
+		} else if (tr_args_is(&a, "--seed")) {
 			if (tr_cli_count(v, &u))
 				return tr_cli_usage_error("scan", "bad seed \"%s\"", v);
-			o.seed = u, i++;
-		} else if (strcmp(a, "--cv") == 0) {
+			o.seed = u;
+		} else if (tr_args_is(&a, "--cv")) {
 			if (tr_cli_count(v, &u) || u < 2 || u > SCAN_MAX_FOLDS)
 				return tr_cli_usage_error("scan", "--cv takes 2 to %d folds, got \"%s\"", SCAN_MAX_FOLDS, v);
-			folds = (int)u, i++;
-		} else if (strcmp(a, "--grid") == 0)
-			o.grid = v, i++;
-		else if (strcmp(a, "--backend") == 0)
-			o.backend = v, i++;
-		else
-			return tr_cli_usage_error("scan", "unexpected argument \"%s\"", a);
+			folds = (int)u;
+		} else if (tr_args_is(&a, "--grid"))
+			o.grid = v;
+		else if (tr_args_is(&a, "--backend"))
+			o.backend = v;
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	if (!set)
 		return tr_cli_usage_error("scan", "expected traces");
 	if (!tr_family_find(o.backend))

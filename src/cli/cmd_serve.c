@@ -73,7 +73,7 @@ static struct served *served_load(const struct server *sv, struct tr_err *e)
 	}
 	pthread_mutex_init(&s->mlock, NULL);
 	atomic_init(&s->refs, 1);
-	if (tr_policy_load(sv->dir, &s->p, e)) {
+	if (tr_cli_policy_load(sv->dir, &s->p, e)) {
 		served_free(s);
 		return NULL;
 	}
@@ -292,32 +292,33 @@ int cmd_serve(int argc, char **argv)
 	unsigned long long threads = 0, v;
 	int remote = 0;
 	char fb_default[PATH_MAX];
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+	struct tr_args ar = {.verb = "serve",
+			     .spec = "--allow-remote --listen= --threads= --max-body= --feedback-out= --audit-rate= --audit-seed=",
+			     .pos = (const char **[]){&sv.dir},
+			     .n_pos = 1};
+	int k;
+	while ((k = tr_args_next(&ar, argc, argv)) == TR_ARG_OPT) {
+		const char *a = ar.opt, *val = ar.val;
 		int bad = 0;
 		if (strcmp(a, "--allow-remote") == 0)
 			remote = 1;
-		else if (a[0] != '-' && !sv.dir)
-			sv.dir = a;
-		else if (!val)
-			return tr_cli_usage_error("serve", "unexpected argument \"%s\"", a);
 		else if (strcmp(a, "--listen") == 0)
-			listen = val, i++;
+			listen = val;
 		else if (strcmp(a, "--threads") == 0)
-			bad = tr_cli_count(val, &threads) || threads < 1 || threads > 256, i++;
+			bad = tr_cli_count(val, &threads) || threads < 1 || threads > 256;
 		else if (strcmp(a, "--max-body") == 0)
-			bad = tr_cli_count(val, &v) || v < 1 || v > (1ULL << 32), sv.max_body = (size_t)v, i++;
+			bad = tr_cli_count(val, &v) || v < 1 || v > (1ULL << 32), sv.max_body = (size_t)v;
 		else if (strcmp(a, "--feedback-out") == 0)
-			sv.fb_path = val, i++;
+			sv.fb_path = val;
 		else if (strcmp(a, "--audit-rate") == 0)
-			bad = tr_cli_number(val, 0, 1.0000001, &sv.audit_rate), i++;
+			bad = tr_cli_number(val, 0, 1.0000001, &sv.audit_rate);
 		else if (strcmp(a, "--audit-seed") == 0)
-			bad = tr_cli_count(val, &v), sv.audit_seed = v, i++;
-		else
-			return tr_cli_usage_error("serve", "unexpected argument \"%s\"", a);
+			bad = tr_cli_count(val, &v), sv.audit_seed = v;
 		if (bad)
 			return tr_cli_usage_error("serve", "bad value for %s: \"%s\"", a, val);
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	if (!sv.dir)
 		return tr_cli_usage_error("serve", "expected a policy directory");
 	struct sockaddr_in addr;

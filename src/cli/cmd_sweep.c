@@ -134,26 +134,31 @@ int cmd_sweep(int argc, char **argv)
 	tr_root_path("results", results, sizeof results);
 	int list = 0, missing = 0;
 	unsigned long long jobs = 1, threads = 0;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--list") == 0)
+	struct tr_args a = {.verb = "sweep",
+			    .spec = "--list --missing --cell= --results= --jobs= --threads=",
+			    .pos = (const char **[]){&spec},
+			    .n_pos = 1};
+	int k;
+	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
+		const char *v = a.val;
+		if (tr_args_is(&a, "--list"))
 			list = 1;
-		else if (strcmp(argv[i], "--missing") == 0)
+		else if (tr_args_is(&a, "--missing"))
 			missing = 1;
-		else if (strcmp(argv[i], "--cell") == 0 && i + 1 < argc)
-			cell = argv[++i];
-		else if (strcmp(argv[i], "--results") == 0 && i + 1 < argc)
-			snprintf(results, sizeof results, "%s", argv[++i]);
-		else if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc) {
-			if (tr_cli_count(argv[++i], &jobs) || jobs < 1 || jobs > 64)
+		else if (tr_args_is(&a, "--cell"))
+			cell = v;
+		else if (tr_args_is(&a, "--results"))
+			snprintf(results, sizeof results, "%s", v);
+		else if (tr_args_is(&a, "--jobs")) {
+			if (tr_cli_count(v, &jobs) || jobs < 1 || jobs > 64)
 				return tr_cli_usage_error("sweep", "--jobs must be 1..64");
-		} else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-			if (tr_cli_count(argv[++i], &threads) || threads < 1 || threads > 64)
+		} else if (tr_args_is(&a, "--threads")) {
+			if (tr_cli_count(v, &threads) || threads < 1 || threads > 64)
 				return tr_cli_usage_error("sweep", "--threads must be 1..64");
-		} else if (argv[i][0] != '-' && !spec)
-			spec = argv[i];
-		else
-			return tr_cli_usage_error("sweep", "unexpected argument \"%s\"", argv[i]);
+		}
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	if (!spec)
 		return tr_cli_usage_error("sweep", "expected a spec file");
 	struct tr_spec s;

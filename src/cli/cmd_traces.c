@@ -16,25 +16,28 @@ const char cmd_traces_usage[] =
 
 int cmd_traces(int argc, char **argv)
 {
-	if (argc < 3 || strcmp(argv[1], "export") != 0)
+	if (argc < 2 || strcmp(argv[1], "export") != 0)
 		return tr_cli_usage_error("traces", "expected `traces export SET`");
-	const char *set = argv[2], *out = NULL;
+	const char *set = NULL, *out = NULL;
 	int part = TR_PART_TRACES, pooled = 0;
 	unsigned long long seed = 0;
-	for (int i = 3; i < argc; i++) {
-		if (strcmp(argv[i], "--part") == 0 && i + 1 < argc) {
-			if ((part = tr_part_parse(argv[++i])) < 0)
-				return tr_cli_usage_error("traces", "unknown part \"%s\"", argv[i]);
-		} else if (strcmp(argv[i], "--pooled") == 0 && i + 1 < argc) {
-			if (tr_cli_count(argv[++i], &seed))
-				return tr_cli_usage_error("traces", "bad seed \"%s\"", argv[i]);
+	struct tr_args a = {.verb = "traces", .spec = "--part= --pooled= --out=", .pos = (const char **[]){&set}, .n_pos = 1};
+	int k;
+	while ((k = tr_args_next(&a, argc - 1, argv + 1)) == TR_ARG_OPT) {
+		if (tr_args_is(&a, "--part")) {
+			if ((part = tr_part_parse(a.val)) < 0)
+				return tr_cli_usage_error("traces", "unknown part \"%s\"", a.val);
+		} else if (tr_args_is(&a, "--pooled")) {
+			if (tr_cli_count(a.val, &seed))
+				return tr_cli_usage_error("traces", "bad seed \"%s\"", a.val);
 			pooled = 1;
-		} else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
-			out = argv[++i];
-		} else {
-			return tr_cli_usage_error("traces", "unexpected argument \"%s\"", argv[i]);
-		}
+		} else if (tr_args_is(&a, "--out"))
+			out = a.val;
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
+	if (!set)
+		return tr_cli_usage_error("traces", "expected `traces export SET`");
 	struct tr_traceset ts;
 	struct tr_err e;
 	if (tr_traceset_open(set, &ts, &e))

@@ -201,30 +201,32 @@ out:
 int cmd_train_surrogate(int argc, char **argv)
 {
 	struct job j = {.features = "tfidf"};
-	if (argc < 2 || argv[1][0] == '-')
-		return tr_cli_usage_error("train-surrogate", "expected a trace set");
-	j.set = argv[1];
-	for (int i = 2; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!v)
-			return tr_cli_usage_error("train-surrogate", "%s needs a value", a);
-		if (strcmp(a, "--backend") == 0)
+	struct tr_args a = {.verb = "train-surrogate",
+			    .spec = "--backend= --features= --embeddings= --grid= --seed=",
+			    .pos = (const char **[]){&j.set},
+			    .n_pos = 1};
+	int k;
+	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
+		const char *v = a.val;
+		if (tr_args_is(&a, "--backend"))
 			j.backend = v;
-		else if (strcmp(a, "--features") == 0)
+		else if (tr_args_is(&a, "--features"))
 			j.features = v;
-		else if (strcmp(a, "--embeddings") == 0)
+		else if (tr_args_is(&a, "--embeddings"))
 			j.embeddings = v;
-		else if (strcmp(a, "--grid") == 0)
+		else if (tr_args_is(&a, "--grid"))
 			j.grid = v;
-		else if (strcmp(a, "--seed") == 0) {
-			char *end;
-			j.seed = strtoull(v, &end, 10);
-			if (*end || !*v)
+		else if (tr_args_is(&a, "--seed")) {
+			unsigned long long u;
+			if (tr_cli_count(v, &u))
 				return tr_cli_usage_error("train-surrogate", "bad seed \"%s\"", v);
-		} else
-			return tr_cli_usage_error("train-surrogate", "unexpected argument \"%s\"", a);
-		i++;
+			j.seed = u;
+		}
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
+	if (!j.set)
+		return tr_cli_usage_error("train-surrogate", "expected a trace set");
 	if (!j.backend || !tr_family_find(j.backend))
 		return tr_cli_usage_error("train-surrogate", "--backend must be one of %s", tr_family_list(", "));
 	if (strcmp(j.features, "tfidf") != 0 && strcmp(j.features, "npy") != 0)

@@ -135,18 +135,16 @@ int cmd_update(int argc, char **argv)
 {
 	const char *dir = NULL, *add = NULL, *out = NULL;
 	int force = 0;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
-			out = argv[++i];
-		else if (strcmp(argv[i], "--force") == 0)
+	struct tr_args a = {.verb = "update", .spec = "--out= --force", .pos = (const char **[]){&dir, &add}, .n_pos = 2};
+	int k;
+	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
+		if (tr_args_is(&a, "--out"))
+			out = a.val;
+		else if (tr_args_is(&a, "--force"))
 			force = 1;
-		else if (argv[i][0] != '-' && !dir)
-			dir = argv[i];
-		else if (argv[i][0] != '-' && !add)
-			add = argv[i];
-		else
-			return tr_cli_usage_error("update", "unexpected argument \"%s\"", argv[i]);
 	}
+	if (k < 0)
+		return TR_EXIT_USAGE;
 	if (!dir || !add || !out)
 		return tr_cli_usage_error("update", "expected POLICY NEW_TRACES --out NEW_POLICY");
 	struct tr_err e;
@@ -159,7 +157,7 @@ int cmd_update(int argc, char **argv)
 	char *z = NULL, *text = NULL;
 	size_t zn, tn, replaced = 0;
 	struct tr_buf ub = {0};
-	int rc = tr_policy_load(dir, &parent, &e);
+	int rc = tr_cli_policy_load(dir, &parent, &e);
 	if (!rc && !json_object_get(json_object_get(parent->manifest, "files"), "traces.jsonl.zst"))
 		rc = tr_fail(&e, "%s: no traces.jsonl.zst (fitted before policies kept their traces): refit with tracer fit", dir);
 	if (!rc)

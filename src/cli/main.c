@@ -10,26 +10,42 @@
 #include "../gate/gate.h"
 #include "cli.h"
 
+#define BAD "bad input (a file, a line, a policy directory; named on stderr), nothing written"
 const struct tr_verb tr_verbs[] = {
-	{"help", "show the verbs, or one verb's usage", cmd_help_usage, cmd_help},
+	{"help", "show the verbs, or one verb's usage", cmd_help_usage, "-", cmd_help},
 	{"datasets", "list, verify and fetch the benchmark files and trace sets", cmd_datasets_usage,
-	 cmd_datasets},
-	{"traces", "export a trace set as reference trace JSONL", cmd_traces_usage, cmd_traces},
-	{"train-surrogate", "fit one surrogate family and score it on the test part", cmd_train_surrogate_usage,
+	 "a file missing or failing its SHA-256 (verify), a download failing (fetch)", cmd_datasets},
+	{"traces", "export or split a trace set as reference trace JSONL", cmd_traces_usage,
+	 BAD ", or a part the set does not have", cmd_traces},
+	{"train-surrogate", "fit one surrogate family and score it on the test part", cmd_train_surrogate_usage, BAD,
 	 cmd_train_surrogate},
-	{"scan", "a first read of a trace set: labels, duplicates, agreement, coverage per gate rule", cmd_scan_usage, cmd_scan},
-	{"fit", "fit a parity-gated routing policy and write its directory", cmd_fit_usage, cmd_fit},
-	{"update", "refit a policy on its own traces plus new ones, with lineage", cmd_update_usage, cmd_update},
-	{"route", "route inputs (JSONL on stdin) with a fitted policy", cmd_route_usage, cmd_route},
-	{"eval", "evaluate a fitted policy on held-out traffic", cmd_eval_usage, cmd_eval},
-	{"serve", "serve a policy over HTTP (route, batch, feedback, health, metrics)", cmd_serve_usage, cmd_serve},
-	{"sweep", "compute an experiment spec's cells into results/", cmd_sweep_usage, cmd_sweep},
-	{"collect", "summarise finished cells into tables and PAPER.md", cmd_collect_usage, cmd_collect},
-	{"monitor", "feed audited answers to a policy's drift monitor, or show it", cmd_monitor_usage, cmd_monitor},
-	{"replay", "stream traffic through a policy with audits and the drift monitor", cmd_replay_usage, cmd_replay},
-	{"audit", "a reviewer's report on a policy's decisions, or on a sweep's plateaus", cmd_audit_usage, cmd_audit},
-	{NULL, NULL, NULL, NULL},
+	{"scan", "a first read of a trace set: labels, duplicates, agreement, coverage per gate rule", cmd_scan_usage, BAD,
+	 cmd_scan},
+	{"fit", "fit a parity-gated routing policy and write its directory", cmd_fit_usage,
+	 BAD " (a refusal by the gate is a result: exit 0, written to manifest.json and report.md)", cmd_fit},
+	{"update", "refit a policy on its own traces plus new ones, with lineage", cmd_update_usage,
+	 BAD " (a refusal by the gate is a result: exit 0)", cmd_update},
+	{"route", "route inputs (JSONL on stdin) with a fitted policy", cmd_route_usage,
+	 "a bad policy, or an input line that failed (its error record is in the output; --on-error stop: the "
+	 "first one stops the run)",
+	 cmd_route},
+	{"eval", "evaluate a fitted policy on held-out traffic", cmd_eval_usage,
+	 "the contract VIOLATED (agreement on handled below the target; --no-check reports it and exits 0), "
+	 "or " BAD,
+	 cmd_eval},
+	{"serve", "serve a policy over HTTP (route, batch, feedback, health, metrics)", cmd_serve_usage,
+	 "the policy cannot be loaded or the address cannot be listened on (0: stopped by SIGTERM or SIGINT)",
+	 cmd_serve},
+	{"sweep", "compute an experiment spec's cells into results/", cmd_sweep_usage, BAD ", or a cell that failed",
+	 cmd_sweep},
+	{"collect", "summarise finished cells into tables and PAPER.md", cmd_collect_usage,
+	 BAD ", or cells missing (without --partial)", cmd_collect},
+	{"monitor", "feed audited answers to a policy's drift monitor, or show it", cmd_monitor_usage, BAD, cmd_monitor},
+	{"replay", "stream traffic through a policy with audits and the drift monitor", cmd_replay_usage, BAD, cmd_replay},
+	{"audit", "a reviewer's report on a policy's decisions, or on a sweep's plateaus", cmd_audit_usage, BAD, cmd_audit},
+	{NULL, NULL, NULL, NULL, NULL},
 };
+#undef BAD
 
 static const struct tr_verb *find_verb(const char *name)
 {
@@ -40,6 +56,16 @@ static const struct tr_verb *find_verb(const char *name)
 }
 
 const char cmd_help_usage[] = "usage: tracer help [VERB]\n";
+
+/* `tracer VERB --help`: the usage, then what the exit status says. */
+static void print_help(const struct tr_verb *v)
+{
+	tr_cli_print_usage(stdout, v->usage);
+	if (strcmp(v->exits, "-") == 0)
+		printf("exit status: 0 shown, 2 an unknown verb\n");
+	else
+		printf("exit status: 0 done; 1 %s; 2 a usage error (the usage is printed)\n", v->exits);
+}
 
 static void print_overview(FILE *f)
 {
@@ -59,7 +85,7 @@ int cmd_help(int argc, char **argv)
 	const struct tr_verb *v = find_verb(argv[1]);
 	if (!v)
 		return tr_cli_usage_error("help", "unknown verb \"%s\"", argv[1]);
-	tr_cli_print_usage(stdout, v->usage);
+	print_help(v);
 	return TR_EXIT_OK;
 }
 
@@ -196,7 +222,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 2; i < argc; i++)
 		if (tr_cli_is_help(argv[i])) {
-			tr_cli_print_usage(stdout, v->usage);
+			print_help(v);
 			return TR_EXIT_OK;
 		}
 	running = v->name;

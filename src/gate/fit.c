@@ -360,9 +360,14 @@ int tr_fit_new(const struct tr_traceset *ts, const char *spec, const struct tr_f
 		return tr_fail(e, "unknown backend \"%s\"", o->backend);
 	if (ts->part[TR_PART_TRACES].n == 0)
 		return tr_fail(e, "%s: no traces", spec);
-	if (ts->labels.n < 2)
-		return tr_fail(e, "%s: one label only (%s): nothing to learn, every input has the same answer", spec,
-			       ts->labels.n ? ts->labels.names[0] : "none");
+	/* the teacher's labels decide: labels seen only in ground_truth are never an answer to learn */
+	const struct tr_rows *tr = &ts->part[TR_PART_TRACES];
+	int first = tr->v[0].teacher, two = 0;
+	for (size_t i = 1; i < tr->n && !two; i++)
+		two = tr->v[i].teacher != first;
+	if (!two)
+		return tr_fail(e, "%s: one teacher label only (%s): nothing to learn, every input has the same answer",
+			       spec, first >= 0 ? ts->labels.names[first] : "none");
 	struct tr_fit *f = tr_calloc(1, sizeof *f);
 	if (!f)
 		return tr_fail(e, "out of memory");

@@ -72,7 +72,7 @@ fails 1 'stdin:1: "embedding" has the wrong dimension' "wrong embedding size" sh
 
 # Bad input
 fails 1 'empty.jsonl:1: no traces' "empty traces" "$TRACER" fit "$FIX/bad/empty.jsonl" --out x1
-fails 1 'one label only' "one label" "$TRACER" fit "$FIX/policy/one-label.jsonl" --out x2
+fails 1 'one teacher label only' "one label" "$TRACER" fit "$FIX/policy/one-label.jsonl" --out x2
 awk 'BEGIN { for (i = 0; i < 10000; i++) printf "{\"input\":\"text %d\",\"teacher\":\"label%d\"}\n", i, i }' >10k.jsonl
 fails 1 '10k.jsonl: no calibration rows after the split \(10000 traces, every label has fewer than 2\)' \
 	"10,000 labels of one trace each" "$TRACER" fit 10k.jsonl --out x5
@@ -84,7 +84,7 @@ cp -r s1a newer && sed -i 's/"version": 3,/"version": 99,/' newer/manifest.json
 fails 1 'policy format version 99, this tracer reads version 3' "newer format" "$TRACER" eval newer mnli:phi-3-small
 printf '{"input":"fine"}\n{"input": 3}\nnot json\n' >bad.jsonl
 fails 1 'stdin:2: "input" is not a string' "malformed route input" sh -c "'$TRACER' route s1a <bad.jsonl"
-fails 1 'nope/manifest.json' "missing policy" "$TRACER" eval nope mnli:gold
+fails 1 'nope: cannot open: No such file or directory' "missing policy" "$TRACER" eval nope mnli:gold
 fails 2 '--gate must be' "bad gate" "$TRACER" fit mnli:gold --gate magic --out x4
 fails 2 '--target must be in' "bad target" "$TRACER" fit mnli:gold --target 1.5 --out x4
 fails 2 '--split must be' "bad split" "$TRACER" fit mnli:gold --split 50/50/0 --out x4

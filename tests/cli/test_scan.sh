@@ -4,7 +4,7 @@
 T=$FIX/audit/traces.jsonl
 ok "scan a trace file" "$TRACER" scan "$T"
 has "^traces             211 rows" "rows counted"
-has "^labels             4 \(largest 77 rows, smallest 1; 1 with a single row\)" "labels counted"
+has "^labels             4 teacher labels \(largest 77 rows, smallest 1; 1 with a single row\)" "labels counted"
 has "^  shipping +77 +36\.5%" "largest label first"
 has "^duplicates         0 rows" "no duplicates in the fixture"
 has "^input length       characters: min [0-9]+, median" "length distribution"

@@ -1,0 +1,99 @@
+# What every verb's command line does the same way (issue 17): one option parser (`--opt value` and
+# `--opt=value`, unknown options named as unknown, missing values named), one message for a policy
+# directory that is missing or is not one, exit codes listed in every --help.
+. "$(dirname "$0")/lib.sh"
+
+# four labels, each named by its own word: a policy that deploys, fitted in well under a second
+awk 'BEGIN { srand(5); for (i = 0; i < 600; i++) { l = i % 4
+	printf "{\"id\":\"e%d\",\"input\":\"w%d x%d common%d\",\"teacher\":\"lab%d\"}\n", i, l, int(rand() * 1000), i % 13, l } }' >easy.jsonl
+
+# --opt=value and --opt value give the same policy
+ok "fit with --opt value" "$TRACER" fit easy.jsonl --target 0.9 --out pol --seed 3
+ok "fit with --opt=value" "$TRACER" fit easy.jsonl --target=0.9 --out=pol2 --seed=3
+check "the same policy either way" cmp -s pol/stage1.model.zst pol2/stage1.model.zst
+
+for verb in fit eval route audit scan sweep collect replay monitor serve update train-surrogate; do
+	fails 2 "^tracer $verb: unknown option --bogus$" "$verb names an unknown option as unknown" "$TRACER" $verb x --bogus
+	fails 2 "^tracer $verb: unknown option --bogus$" "$verb: --bogus=1 is unknown too" "$TRACER" $verb x --bogus=1
+done
+fails 2 '^tracer traces: unknown option --bogus$' "traces export names an unknown option" "$TRACER" traces export easy.jsonl --bogus
+fails 2 '^tracer fit: --out needs a value$' "a missing value is named" "$TRACER" fit easy.jsonl --out
+fails 2 '^tracer eval: --json takes no value' "a flag given a value is refused" "$TRACER" eval pol easy.jsonl --json=1
+fails 2 '^tracer eval: unexpected argument "c"$' "a third positional is unexpected" "$TRACER" eval pol easy.jsonl c
+
+# a missing policy directory: one message in the style of every missing file, not jansson's FILE:-1:
+fails 1 '^tracer: /nonexistent: cannot open: No such file or directory$' "route on a missing directory" \
+	sh -c '"$0" route /nonexistent </dev/null' "$TRACER"
+check "no -1 line number" sh -c '! grep -q -- ":-1:" err'
+fails 1 '^tracer: nope: cannot open: No such file or directory$' "eval on a missing directory" "$TRACER" eval nope easy.jsonl
+mkdir emptydir
+fails 1 '^tracer: emptydir: not a policy directory \(no manifest.json' "audit names the policy first" \
+	"$TRACER" audit emptydir t.jsonl
+check "audit wrote nothing into it" [ -z "$(ls -A emptydir)" ]
+fails 1 '^tracer: easy.jsonl: not a policy directory \(not a directory' "a file is not a policy" \
+	sh -c '"$0" route easy.jsonl </dev/null' "$TRACER"
+
+# exit codes: eval exits 1 when the contract is violated, --no-check only reports; every --help says
+awk 'BEGIN { srand(9); for (i = 0; i < 300; i++) { l = i % 4
+	printf "{\"id\":\"f%d\",\"input\":\"w%d y%d common%d\",\"teacher\":\"lab%d\"}\n", i, l, int(rand() * 1000), i % 13, (l + 1) % 4 } }' >flipped.jsonl
+fails 1 '^tracer: pol on flipped.jsonl: contract violated' "eval exits 1 on a violated contract" "$TRACER" eval pol flipped.jsonl
+has 'contract +VIOLATED' "the report is still printed"
+ok "eval --no-check reports only" "$TRACER" eval pol flipped.jsonl --no-check
+has 'contract +VIOLATED' "and says VIOLATED"
+fails 1 'contract violated' "eval --json exits 1 too" "$TRACER" eval pol flipped.jsonl --json
+has '"violation":true' "with violation true in the JSON"
+awk 'BEGIN { srand(11); for (i = 0; i < 300; i++) { l = i % 4
+	printf "{\"id\":\"h%d\",\"input\":\"w%d z%d common%d\",\"teacher\":\"lab%d\"}\n", i, l, int(rand() * 1000), i % 13, l } }' >held.jsonl
+ok "eval on traffic where the contract holds exits 0" "$TRACER" eval pol held.jsonl
+has 'contract +held' "and says held"
+for verb in help datasets traces train-surrogate scan fit update route eval serve sweep collect monitor replay audit; do
+	"$TRACER" $verb --help >out 2>err
+	check "$verb --help exits 0" [ $? -eq 0 ]
+	has '^exit status: 0 ' "$verb --help lists its exit codes"
+done
+"$TRACER" help eval >out 2>err
+has '^exit status: 0 done; 1 the contract VIOLATED' "help eval names what exit 1 means"
+
+# warnings on misuse (stderr, the eval report and its JSON): the policy's own traces, pairs and single
+# texts mixed up, teacher labels the policy does not know
+ok "eval on the policy's own trace file" "$TRACER" eval pol easy.jsonl
+check "warns on stderr: in-sample" grep -q '^tracer eval: warning: easy.jsonl is the file the policy was fitted on' err
+has '^warning +easy.jsonl is the file the policy was fitted on' "and in the report"
+head -n 200 easy.jsonl >part.jsonl
+ok "eval on 200 of the policy's own rows (another file)" "$TRACER" eval pol part.jsonl --json
+check "warns by id and text overlap" grep -q 'warning: 200 of the 200 traffic rows (100%, above the 5%' err
+has '"warnings":\["200 of the 200 traffic rows' "and in the JSON"
+ok "held-out traffic" "$TRACER" eval pol held.jsonl --json
+check "no warning on held-out rows" [ ! -s err ]
+has '"warnings":\[\]' "an empty list in the JSON"
+sed 's/"teacher"/"input_b":"other text","teacher"/' held.jsonl >pairs.jsonl
+ok "a single-text policy on pairs" "$TRACER" eval pol pairs.jsonl
+check "warns that input_b is ignored" grep -q 'warning: 300 of the 300 traffic rows carry input_b, but the policy was fitted on single texts' err
+"$TRACER" route pol <pairs.jsonl >out 2>err
+check "route routes the pairs (exit 0)" [ $? -eq 0 ]
+check "route says input_b is ignored" grep -q '^tracer route: warning: stdin:1: input_b given, but the policy was fitted on single texts: it is ignored$' err
+check "and counts the lines" grep -q '^tracer route: warning: 300 lines from stdin:1 on carried an input_b the policy ignores$' err
+"$TRACER" route pol <held.jsonl >out 2>err
+check "route on single texts: no warning" [ ! -s err ]
+ok "a pair policy" "$TRACER" fit pairs.jsonl --target 0.9 --out ppol
+"$TRACER" eval ppol held.jsonl --no-check >out 2>err
+check "warns when a pair policy gets single texts" grep -q 'warning: the policy was fitted on pairs (input, input_b), but 300 of the 300 traffic rows have no input_b' err
+sed 's/"lab\([0-9]\)"/"other\1"/' held.jsonl >otherlabels.jsonl
+"$TRACER" eval pol otherlabels.jsonl --no-check >out 2>err
+check "warns on a disjoint label space" grep -q 'warning: only 0 of the 300 traffic rows (0%) have a teacher label among the policy.s 4 labels' err
+ok "audit on the policy's own traces" "$TRACER" audit pol easy.jsonl --out aud
+check "audit warns on stderr" grep -q '^tracer audit: warning: easy.jsonl is the file the policy was fitted on' err
+check "audit's report.json carries the warning" grep -q '"warnings": \[' aud/report.json
+check "audit's report.md has a Warnings section" grep -q '^## Warnings' aud/report.md
+
+# the one-label check looks at teacher labels: varied ground_truth does not make a second answer
+awk 'BEGIN { for (i = 0; i < 300; i++) printf "{\"input\":\"q%d w%d\",\"teacher\":\"card_arrival\",\"ground_truth\":\"g%d\"}\n", i, i % 7, i % 5 }' >onet.jsonl
+fails 1 'onet.jsonl: one teacher label only \(card_arrival\)' "one teacher label, varied gold: refused" "$TRACER" fit onet.jsonl --out onet
+check "nothing written" [ ! -e onet ]
+"$TRACER" scan onet.jsonl >out 2>err
+rc=$?
+check "scan describes, then exits 1: one teacher label" [ $rc -eq 1 ]
+check "and names it" grep -q "one teacher label only" err
+has '^labels +1 teacher labels .*; 5 more seen only in ground_truth' "gold-only labels are named apart"
+
+finish
