@@ -101,7 +101,7 @@ ok "plateaus from a results directory named like a gnuplot command" "$TRACER" au
 check "its chart was drawn" [ -s "$r/audit-plateaus/coverage.png" ]
 check "no command ran" [ -z "$(find "$SCRATCH" -name 'PWNED*' -print -quit)" ]
 fails 2 'expected DIR and TRAFFIC' "usage" "$TRACER" audit pol
-fails 1 'nothere/gate_audit.json:.*No such file' "no policy there" "$TRACER" audit nothere "$T" --out x1
+fails 1 '^tracer: nothere: cannot open: No such file or directory$' "no policy there" "$TRACER" audit nothere "$T" --out x1
 cp -r pol pol2 && printf 'x' >>pol2/stage1.model.zst
 fails 1 'stage1.model.zst: sha256 mismatch' "a changed model file" "$TRACER" audit pol2 "$T" --out x2
 check "nothing written for either" [ ! -e x1 -a ! -e x2 ]

@@ -96,4 +96,42 @@ check "scan describes, then exits 1: one teacher label" [ $rc -eq 1 ]
 check "and names it" grep -q "one teacher label only" err
 has '^labels +1 teacher labels .*; 5 more seen only in ground_truth' "gold-only labels are named apart"
 
+# traces split: a user's own file held out in part, grouped and stratified, as an artifact directory
+awk 'BEGIN { srand(7); for (i = 0; i < 900; i++) { g = int(i / 3); l = g % 3
+	printf "{\"id\":\"r%d\",\"input\":\"w%d v%d\",\"group\":\"g%d\",\"teacher\":\"t%d\"}\n", i, l, int(rand() * 1000), g, l } }' >grouped.jsonl
+ok "traces split" "$TRACER" traces split grouped.jsonl --test 0.3 --seed 4 --out sp
+has '^grouped.jsonl: 900 traces -> sp/traces.jsonl [0-9]+, sp/test.jsonl [0-9]+ ' "it says what it wrote"
+check "every row on exactly one side" sh -c 'cat sp/traces.jsonl sp/test.jsonl | sort | uniq -d | wc -l | grep -qx 0 && [ $(cat sp/traces.jsonl sp/test.jsonl | wc -l) -eq 900 ]'
+grep -o '"group":"g[0-9]*"' sp/traces.jsonl | sort -u >ga
+grep -o '"group":"g[0-9]*"' sp/test.jsonl | sort -u >gb
+check "no group on both sides" [ -z "$(comm -12 ga gb)" ]
+nt=$(wc -l <sp/test.jsonl)
+check "about 30% held out ($nt of 900)" [ "$nt" -ge 240 -a "$nt" -le 300 ]
+for l in t0 t1 t2; do
+	k=$(grep -c "\"teacher\":\"$l\"" sp/test.jsonl)
+	check "label $l held out in proportion ($k of 300)" [ "$k" -ge 75 -a "$k" -le 105 ]
+done
+check "the manifest records the source's sha256, share and seed" sh -c \
+	"grep -q \"\\\"sha256\\\": \\\"$(sha256sum grouped.jsonl | cut -d' ' -f1)\\\"\" sp/manifest.json && grep -q '\"seed\": 4' sp/manifest.json && grep -q '\"format\": \"tracer-split\"' sp/manifest.json"
+ok "the same seed again" "$TRACER" traces split grouped.jsonl --test=0.3 --seed=4 --out sp2
+check "byte-identical" cmp -s sp/test.jsonl sp2/test.jsonl
+ok "another seed" "$TRACER" traces split grouped.jsonl --test 0.3 --seed 5 --out sp3
+check "another split" sh -c '! cmp -s sp/test.jsonl sp3/test.jsonl'
+ok "a split replaces its own directory" "$TRACER" traces split grouped.jsonl --seed 5 --out sp
+mkdir mine && echo keep >mine/notes.txt
+fails 1 'mine' "a directory tracer did not write is refused" "$TRACER" traces split grouped.jsonl --out mine
+check "and left intact" [ "$(cat mine/notes.txt)" = keep ]
+fails 2 '^tracer traces: --test must be in \(0, 1\)' "a bad share" "$TRACER" traces split grouped.jsonl --test 1.5 --out x
+fails 2 '^tracer traces: split needs --out DIR' "no --out" "$TRACER" traces split grouped.jsonl
+printf '{"input":"a","teacher":"x","group":"g"}\n{"input":"b","teacher":"y","group":"g"}\n' >onegroup.jsonl
+fails 1 'cannot be split' "one group cannot be split" "$TRACER" traces split onegroup.jsonl --out og
+check "nothing written" [ ! -e og ]
+
+# traces export refuses a part the file does not have
+fails 1 '^tracer: grouped.jsonl has no test part \(a trace file is all traces: `tracer traces split`' \
+	"export --part test of a trace file" "$TRACER" traces export grouped.jsonl --part test --out t.jsonl
+check "and writes nothing" [ ! -e t.jsonl ]
+ok "export --part traces of a trace file" "$TRACER" traces export grouped.jsonl --part traces
+check "all 900 rows" [ "$(wc -l <out)" -eq 900 ]
+
 finish
