@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "../common/common.h"
+#include "../common/progress.h"
 
 enum { TR_EXIT_OK = 0, TR_EXIT_DATA = 1, TR_EXIT_USAGE = 2 };
 
@@ -100,6 +101,15 @@ int tr_traffic_check(const char *dir, const struct tr_policy *p, const struct tr
 		     const struct tr_rows *r, struct tr_traffic_warnings *w, struct tr_err *e);
 /* Prints each warning as "tracer VERB: warning: ..." on stderr. */
 void tr_traffic_warn(const char *verb, const struct tr_traffic_warnings *w);
+
+/*
+ * Progress on stderr for long work (progress_term.c): NULL with quiet, else a reporter to pass to the
+ * library (tr_fit_options.progress) or to feed from the verb. tr_cli_progress_end ends its line (ok: with
+ * "VERB: done in N s"); tr_cli_data_error ends a line drawn in place before it prints.
+ */
+struct tr_progress *tr_cli_progress(const char *verb, int quiet);
+void tr_cli_progress_end(struct tr_progress *p, int ok);
+void tr_cli_progress_break(void);
 
 /* Prints "tracer: msg" on stderr and returns TR_EXIT_DATA. */
 int tr_cli_data_error(const struct tr_err *e);

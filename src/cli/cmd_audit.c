@@ -18,6 +18,7 @@
 
 const char cmd_audit_usage[] =
 	"usage: tracer audit DIR TRAFFIC [--out OUT] [--queries Q] [--cost C] [--top N] [--embeddings X.npy]\n"
+	"                    [--quiet]\n"
 	"       tracer audit NEW TRAFFIC --compare OLD [--top N]\n"
 	"       tracer audit --results RESULTS --set SET [--spec experiments/flywheel.spec] [--rule ltt]\n"
 	"                    [--target 0.95] [--out OUT]\n"
@@ -34,7 +35,8 @@ const char cmd_audit_usage[] =
 	"  each trace count, the deltas between counts, and the labels that stopped improving.\n"
 	"  --compare OLD prints what changed from the policy OLD to NEW (after `tracer update`): lineage, gate\n"
 	"  decision and thresholds, and on TRAFFIC the coverage, agreement, changed decisions and coverage per\n"
-	"  label (the N largest changes); it writes nothing.\n";
+	"  label (the N largest changes); it writes nothing. The first form reports its phases and elapsed\n"
+	"  time on stderr (redrawn in place on a terminal); --quiet silences them.\n";
 
 /*
  * Draws a chart with gnuplot, which never sees anything of the user's: the script (fixed text: `head`,
@@ -257,7 +259,7 @@ static int warnings_md(struct tr_buf *md, const struct tr_traffic_warnings *w, s
 }
 
 static int audit_policy(const char *dir, const char *traffic, const char *outdir, int force, const char *emb_path,
-			const struct tr_audit_opts *o, struct tr_err *e)
+			const struct tr_audit_opts *o, struct tr_progress *pr, struct tr_err *e)
 {
 	struct tr_traceset ts;
 	double *emb = NULL;
@@ -274,12 +276,15 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 		goto out;
 	struct tr_traffic_warnings w;
 	struct tr_policy *pol;
+	tr_progress_phase(pr, "routing %zu rows of %s with %s", rows->n, traffic, dir);
 	if (tr_cli_policy_load(dir, &pol, e))
 		goto out;
 	int bad = tr_traffic_check(dir, pol, &ts, rows, &w, e);
 	tr_policy_free(pol);
 	if (bad || tr_audit_policy(dir, traffic, &ts, rows, emb, er, ed, o, &rep, &dec, e) || tr_dir_begin(outdir, tmp, e))
 		goto out;
+	tr_progress_phase(pr, "writing %s", outdir);
+	tr_cli_progress_break();
 	tr_traffic_warn("audit", &w);
 	json_t *warn = json_array();
 	for (int k = 0; k < w.n; k++)
@@ -308,6 +313,7 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 			     "policy", dir, "traffic", traffic),
 		   e))
 		goto out;
+	tr_cli_progress_end(pr, 1);
 	fputs(term.data, stdout);
 	fprintf(stderr, "audit: %s/report.md, report.html, report.json, decisions.jsonl, per_label.tsv%s\n", outdir,
 		drawn_walk || drawn_label ? "" : " (gnuplot unavailable: no chart)");
@@ -373,10 +379,10 @@ int cmd_audit(int argc, char **argv)
 	char specbuf[PATH_MAX], outbuf[PATH_MAX];
 	double target = 0.95;
 	struct tr_audit_opts o = {.queries = 10000, .cost = 0.002, .top = 15};
-	int force = 0;
+	int force = 0, quiet = 0;
 	struct tr_args a = {.verb = "audit",
 			    .spec = "--out= --results= --set= --spec= --rule= --embeddings= --compare= --target= "
-				    "--queries= --cost= --top= --force",
+				    "--queries= --cost= --top= --force --quiet",
 			    .pos = (const char **[]){&dir, &traffic},
 			    .n_pos = 2};
 	int k;
@@ -385,6 +391,8 @@ int cmd_audit(int argc, char **argv)
 		unsigned long long u;
 		if (tr_args_is(&a, "--force"))
 			force = 1;
+		else if (tr_args_is(&a, "--quiet"))
+			quiet = 1;
 		else if (tr_args_is(&a, "--out"))
 			out = v;
 		else if (tr_args_is(&a, "--results"))
@@ -440,5 +448,6 @@ int cmd_audit(int argc, char **argv)
 		snprintf(outbuf, sizeof outbuf, "%s/audit", dir);
 		out = outbuf;
 	}
-	return audit_policy(dir, traffic, out, force, emb, &o, &e) ? tr_cli_data_error(&e) : TR_EXIT_OK;
+	return audit_policy(dir, traffic, out, force, emb, &o, tr_cli_progress("audit", quiet), &e) ? tr_cli_data_error(&e)
+												      : TR_EXIT_OK;
 }

@@ -13,7 +13,7 @@ const char cmd_fit_usage[] =
 	"usage: tracer fit TRACES|DATASET:TEACHER --out DIR [--backend {backends}] [--gate {rules}]\n"
 	"           [--target A] [--targets A1,A2,...] [--delta D] [--seed N] [--cap N] [--grid SPEC]\n"
 	"           [--split TRAIN/VAL/CAL] [--calibration holdout|crossfit] [--folds K]\n"
-	"           [--embeddings X.npy] [--no-ood] [--force]\n"
+	"           [--embeddings X.npy] [--no-ood] [--force] [--quiet]\n"
 	"  Splits the traces (of a named set: its traces part) 60/20/20 into train / validation / calibration per\n"
 	"  teacher label, keeping group keys together; fits the surrogate, the acceptor and every family\n"
 	"  ({families}) at every target; deploys the best family at --target if it clears the gate, else\n"
@@ -22,7 +22,8 @@ const char cmd_fit_usage[] =
 	"  manifest.json, frontier.json, gate_audit.json, report.md, the models and traces.jsonl.zst (the\n"
 	"  traces, deduplicated by id, for `tracer update`). An existing DIR is replaced only when tracer\n"
 	"  wrote it (its manifest.json lists its files); --force moves any other DIR aside intact, to\n"
-	"  DIR.replaced.N.\n"
+	"  DIR.replaced.N. Progress (phase, counts, elapsed time) goes to stderr, redrawn in place on a\n"
+	"  terminal, a line per phase otherwise; --quiet silences it.\n"
 	"  Guarantees: ltt and ltt-plan prove P(agreement on handled < target) <= delta for the handled set the\n"
 	"  gate tested (before the OOD guard) on traffic drawn independently from the traces' distribution (not\n"
 	"  for rows sharing a group key; ltt: not for rsb); ltt-plan plans on validation rows and tests one\n"
@@ -47,10 +48,10 @@ int cmd_fit(int argc, char **argv)
 	o.n_targets = (int)(sizeof defaults / sizeof *defaults);
 	memcpy(o.targets, defaults, sizeof defaults);
 	const char *set = NULL, *dir = NULL, *emb_path = NULL;
-	int force = 0;
+	int force = 0, quiet = 0;
 	struct tr_args a = {.verb = "fit",
 			    .spec = "--out= --backend= --gate= --target= --targets= --delta= --seed= --cap= --grid= "
-				    "--split= --calibration= --folds= --embeddings= --no-ood --force",
+				    "--split= --calibration= --folds= --embeddings= --no-ood --force --quiet",
 			    .pos = (const char **[]){&set},
 			    .n_pos = 1};
 	int k;
@@ -61,6 +62,8 @@ int cmd_fit(int argc, char **argv)
 			o.ood = 0;
 		else if (tr_args_is(&a, "--force"))
 			force = 1;
+		else if (tr_args_is(&a, "--quiet"))
+			quiet = 1;
 		else if (tr_args_is(&a, "--out"))
 			dir = v;
 		else if (tr_args_is(&a, "--backend"))
@@ -138,11 +141,14 @@ int cmd_fit(int argc, char **argv)
 		return tr_cli_data_error(&e);
 	}
 	struct tr_policy *p;
+	o.progress = tr_cli_progress("fit", quiet);
 	int rc = tr_policy_fit(&ts, set, &o, &p, &e);
 	if (!rc && (rc = tr_cli_keep_traces(p, &ts, o.grid, &e)))
 		tr_policy_free(p);
 	if (!rc) {
+		tr_progress_phase(o.progress, "writing %s", dir);
 		rc = tr_policy_write(p, dir, force, aside, sizeof aside, &e);
+		tr_cli_progress_end(o.progress, !rc);
 		if (!rc && aside[0])
 			fprintf(stderr, "fit: %s was not written by tracer: moved aside, intact, to %s\n", dir, aside);
 		if (!rc)

@@ -15,7 +15,7 @@
 
 const char cmd_scan_usage[] =
 	"usage: tracer scan TRACES|DATASET:TEACHER [--cap N] [--grid SPEC] [--backend {backends}] [--seed N]\n"
-	"           [--cv K]\n"
+	"           [--cv K] [--quiet]\n"
 	"  A first read of a trace set in seconds: rows, labels and their counts, duplicated inputs (and those\n"
 	"  whose teacher answers differ), input lengths, the surrogate's agreement with the teacher on the\n"
 	"  held-out calibration rows (with --cv K also K-fold cross-validated, tf-idf and surrogate refitted\n"
@@ -23,14 +23,7 @@ const char cmd_scan_usage[] =
 	"  statistic it would deploy at the default targets. Cheaper than `fit`: one grid point (default C=10\n"
 	"  for liblinear, else the family's defaults), at most --cap traces (default 4000), no OOD guard; the\n"
 	"  estimates are the gate's own on that reduced fit (calibration rows only, no test traffic).\n"
-	"  Progress on stderr.\n";
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+	"  Progress on stderr (phase, counts, elapsed time; redrawn in place on a terminal); --quiet silences it.\n";
 
 static int cmp_size(const void *a, const void *b)
 {
@@ -164,6 +157,7 @@ static int cv_agreement(const struct tr_traceset *ts, const struct tr_fit_option
 	if (!rc)
 		rc = tr_grid_parse(fam, o->grid, &g, e);
 	for (int f = 0; !rc && f < folds; f++) {
+		tr_progress_step(o->progress, (size_t)f, (size_t)folds);
 		size_t ntr = 0, nte = 0;
 		for (size_t i = 0; i < m; i++) {
 			if (part[i] == f)
@@ -209,8 +203,8 @@ int cmd_scan(int argc, char **argv)
 	memcpy(o.targets, defaults, sizeof defaults);
 	const char *set = NULL;
 	unsigned long long u;
-	int folds = 0;
-	struct tr_args a = {.verb = "scan", .spec = "--cap= --seed= --cv= --grid= --backend=", .pos = (const char **[]){&set}, .n_pos = 1};
+	int folds = 0, quiet = 0;
+	struct tr_args a = {.verb = "scan", .spec = "--cap= --seed= --cv= --grid= --backend= --quiet", .pos = (const char **[]){&set}, .n_pos = 1};
 	int k;
 	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
 		const char *v = a.val;
@@ -230,6 +224,8 @@ int cmd_scan(int argc, char **argv)
 			o.grid = v;
 		else if (tr_args_is(&a, "--backend"))
 			o.backend = v;
+		else if (tr_args_is(&a, "--quiet"))
+			quiet = 1;
 	}
 	if (k < 0)
 		return TR_EXIT_USAGE;
@@ -241,15 +237,15 @@ int cmd_scan(int argc, char **argv)
 		o.grid = "C=10";
 	struct tr_err e;
 	struct tr_traceset ts;
-	double t0 = now();
 	if (tr_traceset_open(set, &ts, &e))
 		return tr_cli_data_error(&e);
+	o.progress = tr_cli_progress("scan", quiet);
 	int rc = describe(&ts, &e);
 	fflush(stdout);
 	struct tr_fit *f = NULL;
 	if (!rc && folds) {
 		size_t ka, na;
-		fprintf(stderr, "scan: %.1f s: %d-fold cross-validation of the surrogate\n", now() - t0, folds);
+		tr_progress_phase(o.progress, "%d-fold cross-validation of the surrogate", folds);
 		rc = cv_agreement(&ts, &o, folds, &ka, &na, &e);
 		if (!rc && na)
 			printf("cross-validated    agreement %.4f with the teacher (%d folds over %zu traces, %zu agree)\n",
@@ -257,8 +253,8 @@ int cmd_scan(int argc, char **argv)
 		fflush(stdout);
 	}
 	if (!rc) {
-		fprintf(stderr, "scan: %.1f s: fitting the surrogate and the acceptor (%s, %s, at most %zu traces)\n", now() - t0,
-			o.backend, o.grid ? o.grid : "default grid", o.cap);
+		tr_progress_phase(o.progress, "one fit (%s, %s, at most %zu traces)", o.backend,
+				  o.grid ? o.grid : "default grid", o.cap);
 		rc = tr_fit_new(&ts, set, &o, &f, &e);
 	}
 	if (!rc) {
@@ -278,7 +274,6 @@ int cmd_scan(int argc, char **argv)
 	}
 	for (int ri = 0; !rc && ri < tr_rule_count(); ri++) {
 		const struct tr_rule *rule = tr_rule_at(ri);
-		fprintf(stderr, "scan: %.1f s: gate rule %s\n", now() - t0, rule->name);
 		if ((rc = tr_fit_gate(f, rule, &e)))
 			break;
 		printf("\ngate %s (%s)\n", rule->name, rule->guarantee ? rule->guarantee : "measured only, no guarantee");
@@ -294,8 +289,7 @@ int cmd_scan(int argc, char **argv)
 			       x->r.stat);
 		}
 	}
-	if (!rc)
-		fprintf(stderr, "scan: done in %.1f s\n", now() - t0);
+	tr_cli_progress_end(o.progress, !rc);
 	tr_fit_free(f);
 	tr_traceset_free(&ts);
 	return rc ? tr_cli_data_error(&e) : TR_EXIT_OK;

@@ -14,14 +14,16 @@
 #include "cli.h"
 
 const char cmd_sweep_usage[] =
-	"usage: tracer sweep SPEC [--results DIR] [--jobs N]   compute every unfinished cell\n"
+	"usage: tracer sweep SPEC [--results DIR] [--jobs N] [--quiet]   compute every unfinished cell\n"
 	"       tracer sweep SPEC --list                       the cells, one per line: index, hash, what\n"
 	"       tracer sweep SPEC --missing [--results DIR]    indices of the unfinished cells, comma-separated\n"
 	"       tracer sweep SPEC --cell INDEX|HASH [--results DIR]   compute exactly one cell\n"
 	"  --threads N: grid points of a cell trained at once (default: the online cores; 1 with --jobs > 1).\n"
 	"  Cells are written to DIR/cells/NAME/HASH.json (DIR defaults to results/ in the project root);\n"
 	"  finished cells are skipped, so an interrupted sweep resumes. With --jobs N, N cells run at once\n"
-	"  (each single-threaded); the results do not depend on N or on the order.\n";
+	"  (each single-threaded); the results do not depend on N or on the order. Progress (cells done,\n"
+	"  elapsed, ETA) goes to stderr, redrawn in place on a terminal, a line per cell otherwise; --quiet\n"
+	"  silences it.\n";
 
 
 static void describe(const struct tr_cell *c, char *buf, size_t size)
@@ -37,15 +39,6 @@ static void describe(const struct tr_cell *c, char *buf, size_t size)
 		snprintf(buf + k, size - (size_t)k, " split=%d/%d/%d", c->split[0], c->split[1], c->split[2]);
 }
 
-static void progress(size_t done, size_t total, double t0, const char *what)
-{
-	double el = tr_now() - t0, eta = done ? el / (double)done * (double)(total - done) : 0;
-	if (isatty(STDERR_FILENO))
-		fprintf(stderr, "\r[%zu/%zu] %.0fs elapsed, ETA %.0fs   ", done, total, el, eta);
-	else
-		fprintf(stderr, "sweep: [%zu/%zu] %s (%.0fs elapsed, ETA %.0fs)\n", done, total, what, el, eta);
-}
-
 static int run_one(const struct tr_spec *s, const struct tr_cell *c, const char *results, int threads)
 {
 	struct tr_err e;
@@ -58,7 +51,7 @@ static int run_one(const struct tr_spec *s, const struct tr_cell *c, const char 
 }
 
 static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t n, const char *results, int jobs,
-		   int threads)
+		   int threads, struct tr_progress *pr)
 {
 	size_t todo = 0, done = 0, failed = 0;
 	size_t *pending = tr_malloc((n ? n : 1) * sizeof *pending);
@@ -70,11 +63,12 @@ static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t 
 		if (!tr_cell_finished(path, &cells[i]))
 			pending[todo++] = i;
 	}
-	fprintf(stderr, "sweep %s: %zu cells, %zu finished, %zu to compute with %d job%s\n", s->name, n, n - todo,
-		todo, jobs, jobs > 1 ? "s" : "");
+	tr_progress_phase(pr, "%s: %zu cells, %zu finished, %zu to compute with %d job%s", s->name, n, n - todo, todo,
+			  jobs, jobs > 1 ? "s" : "");
+	if (pr)
+		pr->log_steps = 1;
 	if (jobs > 1 && threads == 0)
 		threads = 1; /* parallel cells, not parallel grid points */
-	double t0 = tr_now();
 	size_t next = 0, running = 0;
 	pid_t pids[64] = {0};
 	size_t which[64];
@@ -112,13 +106,13 @@ static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t 
 				describe(&cells[which[k]], what, sizeof what);
 				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 					failed++;
+					tr_cli_progress_break();
 					fprintf(stderr, "sweep: cell %zu (%s) failed\n", which[k], what);
 				}
-				progress(done, todo, t0, what);
+				tr_progress_step(pr, done, todo);
 			}
 	}
-	if (isatty(STDERR_FILENO))
-		fputc('\n', stderr);
+	tr_cli_progress_end(pr, !failed && done == todo);
 	tr_free(pending);
 	if (failed || done < todo) {
 		fprintf(stderr, "tracer: %zu of %zu cells failed or did not run\n", failed + (todo - done), todo);
@@ -132,10 +126,10 @@ int cmd_sweep(int argc, char **argv)
 	const char *spec = NULL, *cell = NULL;
 	char results[4096];
 	tr_root_path("results", results, sizeof results);
-	int list = 0, missing = 0;
+	int list = 0, missing = 0, quiet = 0;
 	unsigned long long jobs = 1, threads = 0;
 	struct tr_args a = {.verb = "sweep",
-			    .spec = "--list --missing --cell= --results= --jobs= --threads=",
+			    .spec = "--list --missing --cell= --results= --jobs= --threads= --quiet",
 			    .pos = (const char **[]){&spec},
 			    .n_pos = 1};
 	int k;
@@ -143,6 +137,8 @@ int cmd_sweep(int argc, char **argv)
 		const char *v = a.val;
 		if (tr_args_is(&a, "--list"))
 			list = 1;
+		else if (tr_args_is(&a, "--quiet"))
+			quiet = 1;
 		else if (tr_args_is(&a, "--missing"))
 			missing = 1;
 		else if (tr_args_is(&a, "--cell"))
@@ -202,7 +198,7 @@ int cmd_sweep(int argc, char **argv)
 		else
 			rc = run_one(&s, &cells[found], results, (int)threads);
 	} else {
-		rc = run_all(&s, cells, n, results, (int)jobs, (int)threads);
+		rc = run_all(&s, cells, n, results, (int)jobs, (int)threads, tr_cli_progress("sweep", quiet));
 	}
 	tr_free(cells);
 	tr_spec_free(&s);

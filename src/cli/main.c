@@ -114,6 +114,7 @@ void tr_cli_print_usage(FILE *f, const char *usage)
 
 int tr_cli_data_error(const struct tr_err *e)
 {
+	tr_cli_progress_break();
 	/* most allocation sites only say "out of memory": name the step the user asked for */
 	if (strstr(e->msg, "out of memory") && !strstr(e->msg, "out of memory while"))
 		fprintf(stderr, "tracer: %s while running tracer %s\n", e->msg, running);

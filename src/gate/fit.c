@@ -17,6 +17,7 @@
  * rsb is not tried under crossfit: its second stage would be trained and checked on the same rows.
  */
 #include "fit.h"
+#include "../common/progress.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -372,11 +373,17 @@ int tr_fit_new(const struct tr_traceset *ts, const char *spec, const struct tr_f
 	if (!f)
 		return tr_fail(e, "out of memory");
 	*f = (struct tr_fit){.ts = ts, .o = o, .fam = fam, .K = ts->labels.n, .n_fam = tr_pol_family_count()};
+	tr_progress_phase(o->progress, "splitting %zu traces", tr->n);
 	if (tr_grid_parse(fam, o->grid, &f->grid, e) || split_rows(f, e))
 		goto fail;
 	if (check_split(f, spec, e))
 		goto fail;
-	if (featurize(f, e) || stage1(f, e) || calib_build(f, &f->c, e))
+	tr_progress_phase(o->progress, "features of %zu rows", f->n);
+	if (featurize(f, e))
+		goto fail;
+	tr_progress_phase(o->progress, "surrogate %s and acceptor (%zu train, %zu validation rows%s)", fam->name, f->ntr,
+			  f->nva, o->crossfit ? ", cross-fitted" : "");
+	if (stage1(f, e) || calib_build(f, &f->c, e))
 		goto fail;
 	*out = f;
 	return 0;
@@ -508,7 +515,9 @@ int tr_fit_gate(struct tr_fit *f, const struct tr_rule *rule, struct tr_err *e)
 		return tr_fail(e, "out of memory");
 	for (int i = 0; i < f->o->n_targets * f->n_fam; i++)
 		f->res[i].r.threshold = NAN;
+	tr_progress_phase(f->o->progress, "gate %s over %d targets", rule->name, f->o->n_targets);
 	for (int t = 0; t < f->o->n_targets; t++) {
+		tr_progress_step(f->o->progress, (size_t)t, (size_t)f->o->n_targets);
 		if (rule->plans) {
 			if (plan_target(f, t, e))
 				return -1;

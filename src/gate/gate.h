@@ -274,6 +274,7 @@ struct tr_fit_options {
 	int split[3];	/* train / validation / calibration percents; all 0: TR_DEFAULT_SPLIT */
 	int crossfit;	/* calibration by cross-fitting (no formal guarantee; see fit.c) */
 	int folds;	/* crossfit: K (0: TR_CROSSFIT_FOLDS) */
+	struct tr_progress *progress; /* phases reported here (NULL: none) */
 };
 #define TR_DEFAULT_TARGETS {0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99}
 #define TR_DEFAULT_SPLIT {60, 20, 20} /* chosen by experiments/splits.spec (PAPER.md) */

@@ -4,6 +4,7 @@
  * manifest.json, frontier.json (every family at every target), gate_audit.json (every threshold the
  * gate examined at the target) and report.md.
  */
+#include "../common/progress.h"
 #include "fit.h"
 
 #include <jansson.h>
@@ -353,6 +354,8 @@ int tr_policy_fit(const struct tr_traceset *ts, const char *spec, const struct t
 		take_stages(p, tr_fit_result(f, ti, tr_pol_family_index(p->family)));
 		p->fz = f->fz;
 		f->fz = NULL;
+		if (o->ood)
+			tr_progress_phase(o->progress, "OOD guard");
 		if (o->ood && tr_fit_ood(f, &p->ood, e))
 			goto out;
 	}

@@ -134,4 +134,44 @@ check "and writes nothing" [ ! -e t.jsonl ]
 ok "export --part traces of a trace file" "$TRACER" traces export grouped.jsonl --part traces
 check "all 900 rows" [ "$(wc -l <out)" -eq 900 ]
 
+# progress on stderr for long work: a line per phase when stderr is not a terminal, redrawn in place on
+# one, nothing with --quiet
+ok "fit reports its phases" "$TRACER" fit easy.jsonl --target 0.9 --out prog
+for ph in 'splitting 600 traces' 'features of 600 rows' 'surrogate liblinear and acceptor' 'gate ltt-plan over 7 targets' 'OOD guard' 'writing prog' 'done in'; do
+	check "fit: a line for \"$ph\"" grep -q "^fit: $ph" err
+done
+check "fit: one line per phase, with the elapsed time" sh -c '[ $(grep -c "^fit: " err) -eq 7 ] && [ $(grep -c "s elapsed)$" err) -eq 6 ]'
+ok "fit --quiet" "$TRACER" fit easy.jsonl --target 0.9 --out prog --quiet
+check "fit --quiet: nothing on stderr" [ ! -s err ]
+ok "audit reports its phases" "$TRACER" audit pol held.jsonl --out aud2
+check "audit: routing and writing" sh -c 'grep -q "^audit: routing 300 rows of held.jsonl with pol" err && grep -q "^audit: writing aud2" err && grep -q "^audit: done in" err'
+ok "audit --quiet" "$TRACER" audit pol held.jsonl --out aud2 --quiet
+check "audit --quiet: only the line naming what it wrote" sh -c '[ $(wc -l <err) -eq 1 ] && grep -q "^audit: aud2/report.md" err'
+ok "scan --quiet" "$TRACER" scan easy.jsonl --quiet
+check "scan --quiet: nothing on stderr" [ ! -s err ]
+ok "scan" "$TRACER" scan easy.jsonl
+check "scan: phases and done" sh -c 'grep -q "^scan: one fit (liblinear" err && grep -q "^scan: gate ltt over 7 targets" err && grep -q "^scan: done in" err'
+cat >tiny.spec <<'SPEC'
+name tiny
+sets banking77:gold
+protocols official
+backends liblinear
+grid liblinear C=10
+gates point
+targets 0.90
+traces 300
+seeds 0 1
+SPEC
+ok "sweep reports its cells" "$TRACER" sweep tiny.spec --results r
+check "sweep: the plan, then a line per cell with the ETA, then done" sh -c 'grep -q "^sweep: tiny: 2 cells, 0 finished, 2 to compute with 1 job (" err && grep -q "^sweep: tiny: .*: 1/2 (.* elapsed, ETA [0-9]* s)" err && grep -q "^sweep: done in" err'
+rm -r r
+ok "sweep --quiet" "$TRACER" sweep tiny.spec --results r --quiet
+check "sweep --quiet: nothing on stderr" [ ! -s err ]
+if command -v script >/dev/null 2>&1; then
+	script -qc "'$TRACER' fit easy.jsonl --target 0.9 --out prog" /dev/null >tty.txt 2>&1
+	check "on a terminal the line is redrawn in place" grep -q "$(printf '\r\033\\[K')fit: gate" tty.txt
+else
+	echo "skip: script(1) is not installed: the terminal redraw is not tested"
+fi
+
 finish
