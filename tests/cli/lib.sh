@@ -45,6 +45,12 @@ check() {
 	if "$@"; then pass=$((pass + 1)); else _bad "$d"; fi
 }
 
+# tiny_spec SEEDS: writes tiny.spec, a sweep of one banking77 cell of 300 traces per seed.
+tiny_spec() {
+	printf 'name tiny\nsets banking77:gold\nprotocols official\nbackends liblinear\ngrid liblinear C=10\n' >tiny.spec
+	printf 'gates point\ntargets 0.90\ntraces 300\nseeds %s\n' "$1" >>tiny.spec
+}
+
 finish() {
 	echo "$pass passed, $fail failed"
 	[ $fail = 0 ]

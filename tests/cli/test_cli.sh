@@ -151,17 +151,7 @@ ok "scan --quiet" "$TRACER" scan easy.jsonl --quiet
 check "scan --quiet: nothing on stderr" [ ! -s err ]
 ok "scan" "$TRACER" scan easy.jsonl
 check "scan: phases and done" sh -c 'grep -q "^scan: one fit (liblinear" err && grep -q "^scan: gate ltt over 7 targets" err && grep -q "^scan: done in" err'
-cat >tiny.spec <<'SPEC'
-name tiny
-sets banking77:gold
-protocols official
-backends liblinear
-grid liblinear C=10
-gates point
-targets 0.90
-traces 300
-seeds 0 1
-SPEC
+tiny_spec '0 1'
 ok "sweep reports its cells" "$TRACER" sweep tiny.spec --results r
 check "sweep: the plan, then a line per cell with the ETA, then done" sh -c 'grep -q "^sweep: tiny: 2 cells, 0 finished, 2 to compute with 1 job (" err && grep -q "^sweep: tiny: .*: 1/2 (.* elapsed, ETA [0-9]* s)" err && grep -q "^sweep: done in" err'
 rm -r r

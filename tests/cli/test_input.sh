@@ -85,17 +85,7 @@ ok "audit it" "$TRACER" audit refused tiny.jsonl --out aud
 check "its report is written" [ -s aud/report.json ]
 
 # sweep: a truncated cell is not finished; the rerun computes it again, to the same bytes
-cat >tiny.spec <<'SPEC'
-name tiny
-sets banking77:gold
-protocols official
-backends liblinear
-grid liblinear C=10
-gates point
-targets 0.90
-traces 300
-seeds 0
-SPEC
+tiny_spec '0'
 ok "sweep a one-cell spec" "$TRACER" sweep tiny.spec --results r
 cell=$(ls r/cells/tiny/*.json)
 cp "$cell" whole.json
