@@ -253,8 +253,9 @@ static int finish(const char *tmp, const char *outdir, int force, json_t *m, str
 static int warnings_md(struct tr_buf *md, const struct tr_traffic_warnings *w, struct tr_err *e)
 {
 	int bad = w->n && tr_buf_printf(md, "\n## Warnings\n\n");
+	/* the messages carry user paths: escaped like every name in report.md */
 	for (int i = 0; !bad && i < w->n; i++)
-		bad = tr_buf_printf(md, "- %s\n", w->msg[i]);
+		bad = tr_buf_puts(md, "- ") || tr_buf_md_escape(md, w->msg[i]) || tr_buf_puts(md, "\n");
 	return bad ? tr_fail(e, "out of memory") : 0;
 }
 
@@ -276,11 +277,12 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 		goto out;
 	struct tr_traffic_warnings w;
 	struct tr_policy *pol;
-	tr_progress_phase(pr, "routing %zu rows of %s with %s", rows->n, traffic, dir);
 	if (tr_cli_policy_load(dir, &pol, e))
 		goto out;
 	int bad = tr_traffic_check(dir, pol, &ts, rows, &w, e);
 	tr_policy_free(pol);
+	if (!bad)
+		tr_progress_phase(pr, "routing %zu rows of %s with %s", rows->n, traffic, dir);
 	if (bad || tr_audit_policy(dir, traffic, &ts, rows, emb, er, ed, o, &rep, &dec, e) || tr_dir_begin(outdir, tmp, e))
 		goto out;
 	tr_progress_phase(pr, "writing %s", outdir);

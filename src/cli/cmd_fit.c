@@ -140,6 +140,13 @@ int cmd_fit(int argc, char **argv)
 		tr_free(emb);
 		return tr_cli_data_error(&e);
 	}
+	/* checked before the progress lines start, so that a mismatch is the one line on stderr */
+	if (emb && o.emb_rows != ts.part[TR_PART_TRACES].n) {
+		tr_fail(&e, "%s: %zu rows, but %s has %zu traces", emb_path, o.emb_rows, set, ts.part[TR_PART_TRACES].n);
+		tr_free(emb);
+		tr_traceset_free(&ts);
+		return tr_cli_data_error(&e);
+	}
 	struct tr_policy *p;
 	o.progress = tr_cli_progress("fit", quiet);
 	int rc = tr_policy_fit(&ts, set, &o, &p, &e);

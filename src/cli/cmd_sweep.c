@@ -65,6 +65,7 @@ static int run_all(const struct tr_spec *s, const struct tr_cell *cells, size_t 
 	}
 	tr_progress_phase(pr, "%s: %zu cells, %zu finished, %zu to compute with %d job%s", s->name, n, n - todo, todo,
 			  jobs, jobs > 1 ? "s" : "");
+	tr_progress_phase(pr, "%s: cells computed", s->name);
 	if (pr)
 		pr->log_steps = 1;
 	if (jobs > 1 && threads == 0)

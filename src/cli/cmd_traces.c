@@ -132,7 +132,7 @@ int cmd_traces(int argc, char **argv)
 	if (k < 0)
 		return TR_EXIT_USAGE;
 	if (!set)
-		return tr_cli_usage_error("traces", "expected a trace set");
+		return tr_cli_usage_error("traces", is_split ? "expected `traces split SET --out DIR`" : "expected `traces export SET`");
 	struct tr_err e;
 	if (is_split) {
 		if (!out)

@@ -373,12 +373,12 @@ int tr_fit_new(const struct tr_traceset *ts, const char *spec, const struct tr_f
 	if (!f)
 		return tr_fail(e, "out of memory");
 	*f = (struct tr_fit){.ts = ts, .o = o, .fam = fam, .K = ts->labels.n, .n_fam = tr_pol_family_count()};
-	tr_progress_phase(o->progress, "splitting %zu traces", tr->n);
 	if (tr_grid_parse(fam, o->grid, &f->grid, e) || split_rows(f, e))
 		goto fail;
 	if (check_split(f, spec, e))
 		goto fail;
-	tr_progress_phase(o->progress, "features of %zu rows", f->n);
+	/* the first phase is named once the split is known good: bad input fails before any progress line */
+	tr_progress_phase(o->progress, "features of %zu of the %zu traces", f->n, tr->n);
 	if (featurize(f, e))
 		goto fail;
 	tr_progress_phase(o->progress, "surrogate %s and acceptor (%zu train, %zu validation rows%s)", fam->name, f->ntr,

@@ -82,7 +82,8 @@ fails 1 'emb-short.npy: 80 rows|embeddings: 80 rows, but' "mismatched embeddings
 check "nothing written on failure" sh -c "[ ! -e x1 ] && [ ! -e x2 ] && [ ! -e x3 ]"
 cp -r s1a newer && sed -i 's/"version": 3,/"version": 99,/' newer/manifest.json
 fails 1 'policy format version 99, this tracer reads version 3' "newer format" "$TRACER" eval newer mnli:phi-3-small
-printf '{"input":"fine"}\n{"input": 3}\nnot json\n' >bad.jsonl
+# (s1a is an NLI policy: the good line carries its pair, or route warns that input_b is missing)
+printf '{"input":"fine","input_b":"also fine"}\n{"input": 3}\nnot json\n' >bad.jsonl
 fails 1 'stdin:2: "input" is not a string' "malformed route input" sh -c "'$TRACER' route s1a <bad.jsonl"
 fails 1 'nope: cannot open: No such file or directory' "missing policy" "$TRACER" eval nope mnli:gold
 fails 2 '--gate must be' "bad gate" "$TRACER" fit mnli:gold --gate magic --out x4
