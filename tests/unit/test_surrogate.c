@@ -223,6 +223,37 @@ static void bad_params(const struct tr_family *fam)
 	CHECK(tr_grid_parse(fam, spec, &g, &e) == -1, "%s: empty list accepted", fam->name);
 }
 
+/*
+ * softmax's solver reaches the optimum: with two labels, the multinomial model at C equals binary
+ * logistic regression at 2C (the optimum has w1 = -w0, so |W|^2 / 2 = |w1 - w0|^2 / 4), which
+ * liblinear solves by a different method (trust-region Newton). Their probabilities must agree.
+ */
+static void softmax_optimum(int dense)
+{
+	enum { N = 300, K = 2 };
+	static int y[N];
+	struct tr_feats X;
+	make(&X, y, N, K, dense, 1, 5); /* random labels: a non-trivial optimum */
+	struct tr_feats none = {0};
+	struct tr_surrogate *s = fit(&tr_family_softmax, "C=3", &X, y, &none, NULL, K, 1);
+	struct tr_surrogate *l = fit(&tr_family_liblinear, "C=6", &X, y, &none, NULL, K, 1);
+	double *p = malloc(N * K * sizeof *p), *q = malloc(N * K * sizeof *q), worst = 0, spread = 0;
+	struct tr_err e;
+	if (s && l && tr_surrogate_predict(s, &X, p, &e) == 0 && tr_surrogate_predict(l, &X, q, &e) == 0)
+		for (size_t i = 0; i < N; i++) {
+			worst = fmax(worst, fabs(p[2 * i] - q[2 * i]));
+			spread = fmax(spread, fabs(p[2 * i] - 0.5));
+		}
+	else
+		CHECK(0, "softmax/liblinear equivalence: no model (%s)", e.msg);
+	CHECK(spread > 0.05, "softmax %s: probabilities all near 0.5 (%g): nothing compared", dense ? "dense" : "sparse",
+	      spread);
+	CHECK(worst < 0.01, "softmax %s: probability %g away from the binary optimum", dense ? "dense" : "sparse", worst);
+	tr_surrogate_free(s), tr_surrogate_free(l);
+	free(p), free(q);
+	free_feats(&X);
+}
+
 int main(void)
 {
 	tr_gsl_init();
@@ -235,6 +266,8 @@ int main(void)
 		if (fam->caps & TR_CAP_DENSE)
 			contract(fam, 1);
 	}
+	softmax_optimum(0);
+	softmax_optimum(1);
 	struct tr_grid g;
 	struct tr_err e;
 	CHECK(tr_grid_parse(&tr_family_knn, "k=2.5", &g, &e) == -1, "fractional k");
