@@ -2,16 +2,23 @@
  * libsvm.c - C-SVC with probability estimates (libsvm): linear kernel on sparse rows, RBF on dense.
  * The only file that includes libsvm's header.
  *
- * Sparse rows use libsvm's precomputed-kernel mode: the linear kernel (Gram) matrix is computed once
- * with an inverted index, so libsvm's solver reads kernel values instead of merging sparse rows for
- * every evaluation (tens of times faster on tf-idf rows; the result is the same linear-kernel SVM).
- * The model then keeps the support vectors' own rows and computes their kernel with each new input.
- * Memory: the Gram matrix takes 16 bytes × n² for n training rows (1 GB at 8,000 rows).
+ * Sparse rows use libsvm's precomputed-kernel mode: linear kernel (Gram) values are computed with an
+ * inverted index, so libsvm's solver reads kernel values instead of merging sparse rows for every
+ * evaluation (tens of times faster on tf-idf rows; the result is the same linear-kernel SVM). The
+ * model then keeps the support vectors' own rows and computes their kernel with each new input.
+ *
+ * libsvm's multi-class C-SVC is one-vs-one: svm_train trains every class pair on that pair's rows
+ * only, so only the Gram blocks within a pair are ever read. We call svm_train once per class pair
+ * (on that pair's rows, in the order and with the labels svm_train itself would give them, with
+ * libc's rand() stream running on from pair to pair as inside one call) and assemble the multi-class
+ * model as svm_train does: the same model bit for bit (a unit test compares it with one call on the
+ * whole Gram matrix), in 16 bytes × (rows of the largest pair)² instead of 16 bytes × n².
  *
  * libsvm's probability fit shuffles with libc's rand(): srand(seed) runs right before training.
  */
 #include <pthread.h>
 #include <libsvm/svm.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,10 +131,11 @@ static struct svm_node **gram(const struct tr_feats *X, struct svm_node **pool)
  * kernel cache (a column of l floats per cached row, at most l² floats and at most cache_mb) with its
  * 32-byte row heads, and the solver's per-row arrays (about 100 bytes a row); the decision functions
  * and the model's coefficients (2 (K - 1) n doubles); row pointers, labels and flags (64 bytes a row).
- * It reports no failure (a NULL from malloc is dereferenced), so the caller checks first. A quarter
- * more for the allocator, plus 4 MB.
+ * It reports no failure (a NULL from malloc is dereferenced), so the caller checks first. Trained pair
+ * by pair, also the largest pair's Gram rows (16 bytes × l²) and every pair's coefficients (8 (K - 1) n).
+ * A quarter more for the allocator, plus 4 MB.
  */
-static double sv_need(size_t n, const int *y, int K, double cache_mb)
+static double sv_need(size_t n, const int *y, int K, double cache_mb, int by_pair)
 {
 	size_t top[2] = {0, 0};
 	size_t *count = tr_calloc((size_t)K, sizeof *count);
@@ -143,7 +151,8 @@ static double sv_need(size_t n, const int *y, int K, double cache_mb)
 	}
 	tr_free(count);
 	double l = (double)(top[0] + top[1]), cache = 4 * l * l < cache_mb * 1.05e6 ? 4 * l * l : cache_mb * 1.05e6;
-	return 1.25 * (cache + 132 * l + 16.0 * (K - 1) * (double)n + 64.0 * (double)n) + 4e6;
+	double pair = by_pair ? 16 * l * (l + 2) + 8.0 * (K - 1) * (double)n : 0;
+	return 1.25 * (cache + pair + 132 * l + 16.0 * (K - 1) * (double)n + 64.0 * (double)n) + 4e6;
 }
 
 static void make_quiet(void)
@@ -151,15 +160,152 @@ static void make_quiet(void)
 	svm_set_print_string_function(quiet);
 }
 
+int tr_libsvm_whole_gram = 0;
+
+/* Gram rows of the m rows idx[] of X among themselves (see gram()); NULL when out of memory. */
+static struct svm_node **gram_of(const struct tr_feats *X, const size_t *idx, size_t m, struct svm_node **pool)
+{
+	struct tr_feats sub;
+	*pool = NULL;
+	if (tr_feats_view(&(struct tr_feats){.n = X->n, .dim = X->dim, .rows = X->rows}, idx, m, &sub))
+		return NULL;
+	struct svm_node **rows = gram(&sub, pool);
+	tr_feats_view_free(&sub);
+	return rows;
+}
+
+/*
+ * svm_train's multi-class C-SVC, one class pair at a time (see the top of the file). Classes are
+ * numbered by first appearance in yd, as svm_train numbers them; pair (a, b), a < b, trains on the rows
+ * of a then those of b, each in training order.
+ */
+static struct svm_model *train_pairs(const struct tr_feats *X, const double *yd, const struct svm_parameter *param)
+{
+	size_t n = X->n;
+	int nc = 0, ok = 0;
+	int *cls = tr_malloc(n * sizeof *cls), *label = malloc(n * sizeof *label), *count = tr_calloc(n, sizeof *count);
+	size_t *start = tr_malloc((n + 1) * sizeof *start), *perm = tr_malloc(n * sizeof *perm), *sub = tr_malloc(n * sizeof *sub);
+	char *nonzero = tr_calloc(n, 1);
+	double **alpha = NULL, *sub_y = tr_malloc(n * sizeof *sub_y);
+	struct svm_model *m = calloc(1, sizeof *m), *pm = NULL;
+	if (!cls || !label || !count || !start || !perm || !sub || !nonzero || !sub_y || !m)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		int c = 0;
+		while (c < nc && label[c] != (int)yd[i])
+			c++;
+		if (c == nc)
+			label[nc++] = (int)yd[i];
+		cls[i] = c, count[c]++;
+	}
+	start[0] = 0;
+	for (int c = 0; c < nc; c++)
+		start[c + 1] = start[c] + (size_t)count[c];
+	for (int c = 0; c < nc; c++)
+		count[c] = 0;
+	for (size_t i = 0; i < n; i++)
+		perm[start[cls[i]] + (size_t)count[cls[i]]++] = i;
+	int pairs = nc * (nc - 1) / 2, p = 0;
+	m->param = *param;
+	m->nr_class = nc;
+	m->label = label, label = NULL;
+	m->rho = malloc((size_t)pairs * sizeof *m->rho);
+	m->probA = malloc((size_t)pairs * sizeof *m->probA);
+	m->probB = malloc((size_t)pairs * sizeof *m->probB);
+	m->nSV = calloc((size_t)nc, sizeof *m->nSV);
+	if (!m->rho || !m->probA || !m->probB || !m->nSV || !(alpha = tr_calloc((size_t)pairs, sizeof *alpha)))
+		goto out;
+	for (int a = 0; a < nc; a++)
+		for (int b = a + 1; b < nc; b++, p++) {
+			size_t ca = (size_t)count[a], cb = (size_t)count[b], l = ca + cb;
+			memcpy(sub, perm + start[a], ca * sizeof *sub);
+			memcpy(sub + ca, perm + start[b], cb * sizeof *sub);
+			for (size_t k = 0; k < l; k++)
+				sub_y[k] = yd[sub[k]];
+			struct svm_node *pool;
+			struct svm_node **rows = gram_of(X, sub, l, &pool);
+			if (!rows || !(alpha[p] = tr_calloc(l, sizeof **alpha))) {
+				tr_free(rows), tr_free(pool);
+				goto out;
+			}
+			for (size_t k = ca; k < l; k++) /* svm_train's alpha * y: the second class's zeros are -0 */
+				alpha[p][k] = -0.0;
+			struct svm_problem prob = {.l = (int)l, .y = sub_y, .x = rows};
+			pm = svm_train(&prob, param);
+			int fine = pm && pm->nr_class == 2 && pm->label[0] == m->label[a] && pm->sv_indices;
+			for (int s = 0; fine && s < pm->l; s++) {
+				size_t k = (size_t)pm->sv_indices[s] - 1;
+				alpha[p][k] = pm->sv_coef[0][s];
+				nonzero[sub[k]] |= fabs(pm->sv_coef[0][s]) > 0;
+			}
+			if (fine)
+				m->rho[p] = pm->rho[0], m->probA[p] = pm->probA[0], m->probB[p] = pm->probB[0];
+			if (pm)
+				svm_free_and_destroy_model(&pm);
+			tr_free(rows), tr_free(pool);
+			if (!fine)
+				goto out;
+		}
+	/* the support vectors: class by class, training order within a class (svm_train's order) */
+	int total = 0;
+	size_t *nz_start = tr_malloc((size_t)nc * sizeof *nz_start);
+	if (!nz_start)
+		goto out;
+	for (int c = 0; c < nc; c++) {
+		nz_start[c] = (size_t)total;
+		for (size_t k = start[c]; k < start[c + 1]; k++)
+			if (nonzero[perm[k]])
+				m->nSV[c]++, total++;
+	}
+	m->l = total;
+	m->SV = calloc((size_t)(total ? total : 1), sizeof *m->SV);
+	m->sv_indices = malloc((size_t)(total ? total : 1) * sizeof *m->sv_indices);
+	m->sv_coef = calloc((size_t)(nc - 1), sizeof *m->sv_coef);
+	int bad = !m->SV || !m->sv_indices || !m->sv_coef;
+	for (int c = 0; !bad && c < nc - 1; c++)
+		bad = !(m->sv_coef[c] = malloc((size_t)(total ? total : 1) * sizeof **m->sv_coef));
+	if (!bad) {
+		int q = 0;
+		for (size_t k = 0; k < n; k++)
+			if (nonzero[perm[k]])
+				m->sv_indices[q++] = (int)perm[k] + 1;
+		p = 0;
+		for (int a = 0; a < nc; a++)
+			for (int b = a + 1; b < nc; b++, p++) {
+				size_t ca = (size_t)count[a], cb = (size_t)count[b], qa = nz_start[a], qb = nz_start[b];
+				for (size_t k = 0; k < ca; k++)
+					if (nonzero[perm[start[a] + k]])
+						m->sv_coef[b - 1][qa++] = alpha[p][k];
+				for (size_t k = 0; k < cb; k++)
+					if (nonzero[perm[start[b] + k]])
+						m->sv_coef[a][qb++] = alpha[p][ca + k];
+			}
+	}
+	tr_free(nz_start);
+	ok = !bad;
+out:
+	for (int p2 = 0; alpha && p2 < nc * (nc - 1) / 2; p2++)
+		tr_free(alpha[p2]);
+	tr_free(alpha);
+	if (!ok && m) {
+		m->l = 0; /* no SV rows yet: nothing for libsvm to free there */
+		svm_free_and_destroy_model(&m);
+	}
+	free(label);
+	tr_free(cls), tr_free(count), tr_free(start), tr_free(perm), tr_free(sub), tr_free(nonzero), tr_free(sub_y);
+	return ok ? m : NULL;
+}
+
 static int sv_train(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
 		    void **model, struct tr_err *e)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT; /* libsvm's print function is one global */
 	pthread_once(&once, make_quiet);
-	int sparse = X->dense == NULL;
+	int sparse = X->dense == NULL, whole = !sparse || tr_libsvm_whole_gram;
 	double *yd = tr_malloc(X->n * sizeof *yd);
 	struct sv_model *sm = tr_calloc(1, sizeof *sm);
-	struct svm_node *pool = NULL, **rows = sparse ? gram(X, &pool) : (struct svm_node **)X->rows;
+	struct svm_node *pool = NULL,
+			**rows = !sparse ? (struct svm_node **)X->rows : whole ? gram(X, &pool) : tr_malloc(sizeof *rows);
 	if (!yd || !sm || !rows) {
 		tr_free(yd), tr_free(sm);
 		return tr_fail(e, "out of memory while preparing %zu rows for libsvm%s", X->n,
@@ -182,14 +328,14 @@ static int sv_train(const struct tr_feats *X, const int *y, int K, const double 
 		rc = tr_fail(e, "libsvm: %s", msg);
 		goto out;
 	}
-	double need = sv_need(X->n, y, K, param.cache_size);
+	double need = sv_need(X->n, y, K, param.cache_size, !whole);
 	if (tr_mem_reserve(need)) {
 		rc = tr_fail(e, "out of memory while training libsvm on %zu rows, %d labels (about %.0f MB more needed)",
 			     X->n, K, need / 1e6);
 		goto out;
 	}
 	srand((unsigned)seed);
-	sm->m = svm_train(&prob, &param);
+	sm->m = whole ? svm_train(&prob, &param) : train_pairs(X, yd, &param);
 	tr_mem_release(need);
 	sm->K = K;
 	sm->dim = X->dim;

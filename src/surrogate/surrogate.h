@@ -94,6 +94,10 @@ void tr_argmax_rows(const double *proba, size_t n, int K, int *pred);
 /* Macro-F1 over the labels present in y or pred. */
 double tr_macro_f1(const int *y, const int *pred, size_t n, int K);
 
+/* Tests only: 1 makes libsvm train sparse rows in one svm_train call on the whole n² Gram matrix (the
+ * reference that the pair-by-pair training must equal bit for bit). */
+extern int tr_libsvm_whole_gram;
+
 /* The families (one file each). */
 extern const struct tr_family tr_family_liblinear, tr_family_libsvm, tr_family_knn, tr_family_softmax;
 

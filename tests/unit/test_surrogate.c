@@ -254,6 +254,31 @@ static void softmax_optimum(int dense)
 	free_feats(&X);
 }
 
+/* libsvm on sparse rows, trained pair by pair, is bit for bit the model of one svm_train call on the
+ * whole Gram matrix (classes in an order that is not ascending, and one class absent). */
+static void libsvm_pairs(void)
+{
+	enum { N = 240, K = 6 };
+	static int y[N];
+	struct tr_feats X;
+	make(&X, y, N, K, 0, 0, 7);
+	for (size_t i = 0; i < N; i++)
+		y[i] = y[i] == 2 ? 4 : y[i]; /* label 2 absent */
+	struct tr_feats none = {0};
+	struct tr_buf a = {0}, b = {0};
+	struct tr_err e;
+	struct tr_surrogate *s = fit(&tr_family_libsvm, "C=1", &X, y, &none, NULL, K, 3);
+	tr_libsvm_whole_gram = 1;
+	struct tr_surrogate *w = fit(&tr_family_libsvm, "C=1", &X, y, &none, NULL, K, 3);
+	tr_libsvm_whole_gram = 0;
+	CHECK(s && w && tr_surrogate_save(s, &a, &e) == 0 && tr_surrogate_save(w, &b, &e) == 0, "libsvm pairs: no model");
+	CHECK(a.len > 0 && a.len == b.len && memcmp(a.data, b.data, a.len) == 0,
+	      "libsvm pairs: model differs from one svm_train call (%zu vs %zu bytes)", a.len, b.len);
+	tr_surrogate_free(s), tr_surrogate_free(w);
+	tr_buf_free(&a), tr_buf_free(&b);
+	free_feats(&X);
+}
+
 int main(void)
 {
 	tr_gsl_init();
@@ -268,6 +293,7 @@ int main(void)
 	}
 	softmax_optimum(0);
 	softmax_optimum(1);
+	libsvm_pairs();
 	struct tr_grid g;
 	struct tr_err e;
 	CHECK(tr_grid_parse(&tr_family_knn, "k=2.5", &g, &e) == -1, "fractional k");
