@@ -60,8 +60,8 @@ for set in banking77:gold clinc150:gold; do
 	printf 'tfidf fit (IDF)\t%s\t%s\ts\n' "$set" "$(echo "$line" | cut -f3)" >>"$tmp"
 done
 for set in banking77:gold clinc150:gold; do
-	for b in liblinear libsvm knn; do
-		case $b in liblinear) grid="C=10" ;; libsvm) grid="C=1" ;; knn) grid="k=10" ;; esac
+	for b in $(./tracer train-surrogate 2>&1 | sed -n 's/.*--backend \([a-z0-9|]*\).*/\1/p' | head -n 1 | tr '|' ' '); do
+		case $b in liblinear | softmax) grid="C=10" ;; libsvm) grid="C=1" ;; knn) grid="k=10" ;; *) grid="" ;; esac
 		: >fit.$$; : >rss.$$; : >pred.$$
 		i=0
 		while [ $i -lt "$REPS" ]; do
