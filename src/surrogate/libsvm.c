@@ -162,16 +162,42 @@ static void make_quiet(void)
 
 int tr_libsvm_whole_gram = 0;
 
-/* Gram rows of the m rows idx[] of X among themselves (see gram()); NULL when out of memory. */
-static struct svm_node **gram_of(const struct tr_feats *X, const size_t *idx, size_t m, struct svm_node **pool)
+/*
+ * The Gram rows of class pair (a, b) for libsvm's precomputed mode (see gram()), from the diagonal blocks
+ * daa (ca x ca) and dbb (cb x cb) and the block dba (cb x ca: rows of b against rows of a). Every value
+ * is the one gram() computes for the whole matrix: a dot product sums the products of the features
+ * both rows hold in ascending feature order, whichever row is the query, so K(i, j) = K(j, i) bit for bit.
+ */
+static struct svm_node **pair_gram(const double *daa, const double *dbb, const double *dba, size_t ca, size_t cb,
+				   struct svm_node **pool)
 {
-	struct tr_feats sub;
-	*pool = NULL;
-	if (tr_feats_view(&(struct tr_feats){.n = X->n, .dim = X->dim, .rows = X->rows}, idx, m, &sub))
+	size_t l = ca + cb;
+	struct svm_node **rows = tr_malloc(l * sizeof *rows);
+	*pool = tr_malloc(l * (l + 2) * sizeof **pool);
+	if (!rows || !*pool) {
+		tr_free(rows), tr_free(*pool);
+		*pool = NULL;
 		return NULL;
-	struct svm_node **rows = gram(&sub, pool);
-	tr_feats_view_free(&sub);
+	}
+	for (size_t k = 0; k < l; k++) {
+		struct svm_node *r = *pool + k * (l + 2);
+		r[0] = (struct svm_node){0, (double)(k + 1)};
+		for (size_t j = 0; j < l; j++) {
+			double v = k < ca ? (j < ca ? daa[k * ca + j] : dba[(j - ca) * ca + k])
+					  : (j < ca ? dba[(k - ca) * ca + j] : dbb[(k - ca) * cb + j - ca]);
+			r[j + 1] = (struct svm_node){(int)j + 1, v};
+		}
+		r[l + 1] = (struct svm_node){-1, 0};
+		rows[k] = r;
+	}
 	return rows;
+}
+
+/* out[k * m + j] = <q_k, row j> for the nq query rows q against an index of m rows. */
+static void block_dots(const struct tr_sparse_index *ix, struct tr_node *const *q, size_t nq, size_t m, double *out)
+{
+	for (size_t k = 0; k < nq; k++)
+		tr_sparse_index_dots(ix, q[k], out + k * m);
 }
 
 /*
@@ -186,6 +212,9 @@ static struct svm_model *train_pairs(const struct tr_feats *X, const double *yd,
 	int *cls = tr_malloc(n * sizeof *cls), *label = malloc(n * sizeof *label), *count = tr_calloc(n, sizeof *count);
 	size_t *start = tr_malloc((n + 1) * sizeof *start), *perm = tr_malloc(n * sizeof *perm), *sub = tr_malloc(n * sizeof *sub);
 	char *nonzero = tr_calloc(n, 1);
+	struct tr_node **crow = NULL;
+	struct tr_sparse_index *ix = NULL;
+	double **diag = NULL;
 	double **alpha = NULL, *sub_y = tr_malloc(n * sizeof *sub_y);
 	struct svm_model *m = calloc(1, sizeof *m), *pm = NULL;
 	if (!cls || !label || !count || !start || !perm || !sub || !nonzero || !sub_y || !m)
@@ -206,6 +235,21 @@ static struct svm_model *train_pairs(const struct tr_feats *X, const double *yd,
 	for (size_t i = 0; i < n; i++)
 		perm[start[cls[i]] + (size_t)count[cls[i]]++] = i;
 	int pairs = nc * (nc - 1) / 2, p = 0;
+	/* rows in class order; the diagonal Gram block of each class (class by class, one index at a time) */
+	crow = tr_malloc(n * sizeof *crow);
+	diag = tr_calloc((size_t)nc, sizeof *diag);
+	if (!crow || !diag)
+		goto out;
+	for (size_t k = 0; k < n; k++)
+		crow[k] = X->rows[perm[k]];
+	for (int c = 0; c < nc; c++) {
+		size_t cc = (size_t)count[c];
+		if (!(diag[c] = tr_malloc(cc * cc * sizeof **diag)) ||
+		    tr_sparse_index_build(crow + start[c], cc, X->dim, &ix))
+			goto out;
+		block_dots(ix, crow + start[c], cc, cc, diag[c]);
+		tr_sparse_index_free(ix), ix = NULL;
+	}
 	m->param = *param;
 	m->nr_class = nc;
 	m->label = label, label = NULL;
@@ -215,15 +259,23 @@ static struct svm_model *train_pairs(const struct tr_feats *X, const double *yd,
 	m->nSV = calloc((size_t)nc, sizeof *m->nSV);
 	if (!m->rho || !m->probA || !m->probB || !m->nSV || !(alpha = tr_calloc((size_t)pairs, sizeof *alpha)))
 		goto out;
-	for (int a = 0; a < nc; a++)
+	for (int a = 0; a < nc; a++) {
+		size_t ca = (size_t)count[a];
+		if (tr_sparse_index_build(crow + start[a], ca, X->dim, &ix))
+			goto out;
 		for (int b = a + 1; b < nc; b++, p++) {
-			size_t ca = (size_t)count[a], cb = (size_t)count[b], l = ca + cb;
+			size_t cb = (size_t)count[b], l = ca + cb;
 			memcpy(sub, perm + start[a], ca * sizeof *sub);
 			memcpy(sub + ca, perm + start[b], cb * sizeof *sub);
 			for (size_t k = 0; k < l; k++)
 				sub_y[k] = yd[sub[k]];
-			struct svm_node *pool;
-			struct svm_node **rows = gram_of(X, sub, l, &pool);
+			struct svm_node *pool = NULL, **rows = NULL;
+			double *dba = tr_malloc((cb * ca + 1) * sizeof *dba);
+			if (dba) {
+				block_dots(ix, crow + start[b], cb, ca, dba);
+				rows = pair_gram(diag[a], diag[b], dba, ca, cb, &pool);
+			}
+			tr_free(dba);
 			if (!rows || !(alpha[p] = tr_calloc(l, sizeof **alpha))) {
 				tr_free(rows), tr_free(pool);
 				goto out;
@@ -246,6 +298,8 @@ static struct svm_model *train_pairs(const struct tr_feats *X, const double *yd,
 			if (!fine)
 				goto out;
 		}
+		tr_sparse_index_free(ix), ix = NULL;
+	}
 	/* the support vectors: class by class, training order within a class (svm_train's order) */
 	int total = 0;
 	size_t *nz_start = tr_malloc((size_t)nc * sizeof *nz_start);
@@ -286,7 +340,10 @@ static struct svm_model *train_pairs(const struct tr_feats *X, const double *yd,
 out:
 	for (int p2 = 0; alpha && p2 < nc * (nc - 1) / 2; p2++)
 		tr_free(alpha[p2]);
-	tr_free(alpha);
+	for (int c = 0; diag && c < nc; c++)
+		tr_free(diag[c]);
+	tr_free(alpha), tr_free(diag), tr_free(crow);
+	tr_sparse_index_free(ix);
 	if (!ok && m) {
 		m->l = 0; /* no SV rows yet: nothing for libsvm to free there */
 		svm_free_and_destroy_model(&m);
