@@ -132,7 +132,8 @@ static struct svm_node **gram(const struct tr_feats *X, struct svm_node **pool)
  * 32-byte row heads, and the solver's per-row arrays (about 100 bytes a row); the decision functions
  * and the model's coefficients (2 (K - 1) n doubles); row pointers, labels and flags (64 bytes a row).
  * It reports no failure (a NULL from malloc is dereferenced), so the caller checks first. Trained pair
- * by pair, also the largest pair's Gram rows (16 bytes × l²) and every pair's coefficients (8 (K - 1) n).
+ * by pair, also the largest pair's Gram rows (16 bytes × l²), the classes' diagonal Gram blocks (at most
+ * 8 n × the largest class), one cross block and every pair's coefficients (8 (K - 1) n).
  * A quarter more for the allocator, plus 4 MB.
  */
 static double sv_need(size_t n, const int *y, int K, double cache_mb, int by_pair)
@@ -151,7 +152,9 @@ static double sv_need(size_t n, const int *y, int K, double cache_mb, int by_pai
 	}
 	tr_free(count);
 	double l = (double)(top[0] + top[1]), cache = 4 * l * l < cache_mb * 1.05e6 ? 4 * l * l : cache_mb * 1.05e6;
-	double pair = by_pair ? 16 * l * (l + 2) + 8.0 * (K - 1) * (double)n : 0;
+	double pair = by_pair ? 16 * l * (l + 2) + 8.0 * (double)n * (double)top[0] + 8.0 * (double)top[0] * (double)top[1] +
+				    8.0 * (K - 1) * (double)n
+			      : 0;
 	return 1.25 * (cache + pair + 132 * l + 16.0 * (K - 1) * (double)n + 64.0 * (double)n) + 4e6;
 }
 
