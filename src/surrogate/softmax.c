@@ -18,7 +18,9 @@
 
 #define SM_EPS 1e-2	  /* stop when |gradient| <= SM_EPS * |gradient at the start| */
 #define SM_MAX_ITER 2000  /* L-BFGS iterations at most */
-#define SM_MEM 10	  /* L-BFGS correction pairs */
+#define SM_MEM 10	  /* L-BFGS correction pairs at most... */
+#define SM_MEM_MIN 3	  /* ...and at least, */
+#define SM_MEM_BYTES (64.0 * (1 << 20)) /* as many as this many bytes hold (tf-idf: millions of weights) */
 #define SM_BLOCK 512	  /* rows per product when predicting */
 
 struct sm_model {
@@ -141,7 +143,7 @@ static double objective(struct sm_prob *p, const double *W, double *g, size_t np
 }
 
 /*
- * Limited-memory BFGS (SM_MEM correction pairs, two-loop recursion) with a backtracking Armijo line
+ * Limited-memory BFGS (mem correction pairs, two-loop recursion) with a backtracking Armijo line
  * search, from the W given (zeros, or a warm start) to |gradient| <= SM_EPS * |gradient at the start|
  * or SM_MAX_ITER iterations. Neither GSL nor any other library we link has L-BFGS (GSL's vector_bfgs2
  * keeps only the last step and needed ~2.5 evaluations per iteration and 3-5x the iterations here).
@@ -149,10 +151,12 @@ static double objective(struct sm_prob *p, const double *W, double *g, size_t np
 static int minimise(struct sm_prob *p, double *W, struct tr_err *e)
 {
 	size_t np = ((size_t)p->d + 1) * (size_t)p->Kc;
-	double *buf = tr_malloc((4 + 2 * (size_t)SM_MEM) * np * sizeof *buf);
+	double fit = SM_MEM_BYTES / (16.0 * (double)np);
+	int mem = fit >= SM_MEM ? SM_MEM : fit <= SM_MEM_MIN ? SM_MEM_MIN : (int)fit;
+	double *buf = tr_malloc((4 + 2 * (size_t)mem) * np * sizeof *buf);
 	if (!buf)
 		return tr_fail(e, "softmax: out of memory for %zu weights", np);
-	double *g = buf, *Wn = g + np, *gn = Wn + np, *d = gn + np, *S = d + np, *Y = S + SM_MEM * np;
+	double *g = buf, *Wn = g + np, *gn = Wn + np, *d = gn + np, *S = d + np, *Y = S + (size_t)mem * np;
 	double rho[SM_MEM], al[SM_MEM];
 	int m = 0, head = 0; /* pairs stored, slot of the next one */
 	double f = objective(p, W, g, np), g0 = sqrt(dot(g, g, np));
@@ -161,12 +165,12 @@ static int minimise(struct sm_prob *p, double *W, struct tr_err *e)
 		for (size_t j = 0; j < np; j++)
 			d[j] = -g[j];
 		for (int k = 0; k < m; k++) {
-			int s = (head - 1 - k + SM_MEM) % SM_MEM;
+			int s = (head - 1 - k + mem) % mem;
 			al[s] = rho[s] * dot(S + s * np, d, np);
 			axpy(-al[s], Y + s * np, d, np);
 		}
 		if (m > 0) {
-			int s = (head - 1 + SM_MEM) % SM_MEM;
+			int s = (head - 1 + mem) % mem;
 			double yy = dot(Y + s * np, Y + s * np, np), gamma = 1 / (rho[s] * yy);
 			for (size_t j = 0; j < np; j++)
 				d[j] *= gamma;
@@ -176,7 +180,7 @@ static int minimise(struct sm_prob *p, double *W, struct tr_err *e)
 				d[j] /= gg; /* a first step of length 1 */
 		}
 		for (int k = m - 1; k >= 0; k--) {
-			int s = (head - 1 - k + SM_MEM) % SM_MEM;
+			int s = (head - 1 - k + mem) % mem;
 			double b = rho[s] * dot(Y + s * np, d, np);
 			axpy(al[s] - b, S + s * np, d, np);
 		}
@@ -203,8 +207,8 @@ static int minimise(struct sm_prob *p, double *W, struct tr_err *e)
 		double sy = dot(s, yv, np);
 		if (sy > 1e-12 * sqrt(dot(s, s, np) * dot(yv, yv, np))) { /* keep curvature pairs only */
 			rho[head] = 1 / sy;
-			head = (head + 1) % SM_MEM;
-			if (m < SM_MEM)
+			head = (head + 1) % mem;
+			if (m < mem)
 				m++;
 		}
 		memcpy(W, Wn, np * sizeof *W);
