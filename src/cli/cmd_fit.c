@@ -12,7 +12,7 @@
 const char cmd_fit_usage[] =
 	"usage: tracer fit TRACES|DATASET:TEACHER --out DIR [--backend {backends}] [--gate {rules}]\n"
 	"           [--target A] [--targets A1,A2,...] [--delta D] [--seed N] [--cap N] [--grid SPEC]\n"
-	"           [--split TRAIN/VAL/CAL] [--calibration holdout|crossfit] [--folds K]\n"
+	"           [--split TRAIN/VAL/CAL|FIT/CAL] [--calibration holdout|crossfit|oof] [--folds K]\n"
 	"           [--embeddings X.npy] [--no-ood] [--force] [--quiet]\n"
 	"  Splits the traces (of a named set: its traces part) 60/20/20 into train / validation / calibration per\n"
 	"  teacher label, keeping group keys together; fits the surrogate, the acceptor and every family\n"
@@ -32,7 +32,12 @@ const char cmd_fit_usage[] =
 	"  --calibration crossfit (K folds, default 5): out-of-fold probabilities for every trace, the acceptor\n"
 	"  on half of them, the gate on the other half, the surrogate refitted on all traces. It carries NO\n"
 	"  formal guarantee (the gate tests the fold models, not the refitted one); its honesty is only measured\n"
-	"  (PAPER.md).\n";
+	"  (PAPER.md).\n"
+	"  --calibration oof (K folds, default 5; --split FIT/CAL, default 70/30): the traces are split by group\n"
+	"  into a fit part and a calibration part; out-of-fold probabilities on the fit part train the acceptor\n"
+	"  and make ltt-plan's plan, the surrogate is refitted on the fit part, and the gate tests this deployed\n"
+	"  policy on the calibration part, one row per group key (the first). ltt and ltt-plan then prove their\n"
+	"  statement about the deployed policy when groups are independent draws; rsb is not tried.\n";
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -90,12 +95,13 @@ int cmd_fit(int argc, char **argv)
 				return tr_cli_usage_error("fit", "bad cap \"%s\"", v);
 			o.cap = (size_t)u;
 		} else if (tr_args_is(&a, "--split")) {
-			if (tr_split_parse(v, o.split))
+			if (tr_split_parse(v, o.split) && tr_oof_split_parse(v, &o.oof_cal))
 				return tr_cli_usage_error("fit", "--split must be TRAIN/VAL/CAL percents summing to 100, got \"%s\"", v);
 		} else if (tr_args_is(&a, "--calibration")) {
-			if (strcmp(v, "crossfit") != 0 && strcmp(v, "holdout") != 0)
-				return tr_cli_usage_error("fit", "--calibration must be holdout or crossfit, got \"%s\"", v);
+			if (strcmp(v, "crossfit") != 0 && strcmp(v, "holdout") != 0 && strcmp(v, "oof") != 0)
+				return tr_cli_usage_error("fit", "--calibration must be holdout, crossfit or oof, got \"%s\"", v);
 			o.crossfit = strcmp(v, "crossfit") == 0;
+			o.oof = strcmp(v, "oof") == 0;
 		} else if (tr_args_is(&a, "--folds")) {
 			if (tr_cli_count(v, &u) || u < 2 || u > 16)
 				return tr_cli_usage_error("fit", "--folds must be 2 to 16, got \"%s\"", v);
@@ -116,6 +122,10 @@ int cmd_fit(int argc, char **argv)
 		return TR_EXIT_USAGE;
 	if (!set || !dir)
 		return tr_cli_usage_error("fit", "expected traces and --out DIR");
+	if (o.oof_cal && !o.oof)
+		return tr_cli_usage_error("fit", "--split FIT/CAL (two percents) needs --calibration oof");
+	if (o.split[0] && o.oof)
+		return tr_cli_usage_error("fit", "--calibration oof takes --split FIT/CAL (two percents), not three");
 	if (!tr_family_find(o.backend))
 		return tr_cli_usage_error("fit", "--backend must be one of %s", tr_family_list(", "));
 	int have = 0;

@@ -84,6 +84,12 @@ static int options(const char *dir, json_t *m, struct tr_fit_options *o, char *g
 	if (cal && strcmp(cal, "crossfit") == 0) {
 		o->crossfit = 1;
 		o->folds = (int)json_integer_value(json_object_get(m, "folds"));
+	} else if (cal && strcmp(cal, "oof") == 0) {
+		json_t *fc = json_object_get(m, "oof_split_percent");
+		o->oof = 1;
+		o->folds = (int)json_integer_value(json_object_get(m, "folds"));
+		if (json_array_size(fc) == 2)
+			o->oof_cal = (int)json_integer_value(json_array_get(fc, 1));
 	} else if (json_array_size(sp) == 3) {
 		for (int k = 0; k < 3; k++)
 			o->split[k] = (int)json_integer_value(json_array_get(sp, k));

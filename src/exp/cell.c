@@ -141,11 +141,15 @@ static json_t *cell_json(struct eval *ev, json_t *results)
 		json_array_append_new(names, json_string(ts->labels.names[k]));
 		json_array_append_new(counts, json_integer((json_int_t)ev->by_label[k]));
 	}
-	return json_pack("{s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "splits", "used",
-			 (json_int_t)in.used, "train", (json_int_t)in.train, "validation", (json_int_t)in.validation,
-			 "calibration", (json_int_t)in.calibration, "n_test", (json_int_t)m, "labels", (json_int_t)K,
-			 "hyperparameters", hp, "validation_macro_f1", jnum(in.val_f1), "results", results,
-			 "label_names", names, "test_by_label", counts);
+	json_t *c = json_pack("{s:{s:I, s:I, s:I, s:I}, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "splits", "used",
+			      (json_int_t)in.used, "train", (json_int_t)in.train, "validation", (json_int_t)in.validation,
+			      "calibration", (json_int_t)in.calibration, "n_test", (json_int_t)m, "labels", (json_int_t)K,
+			      "hyperparameters", hp, "validation_macro_f1", jnum(in.val_f1), "results", results,
+			      "label_names", names, "test_by_label", counts);
+	if (c && ev->o->oof) /* only oof fits leave calibration rows out (earlier cells keep their bytes) */
+		json_object_set_new(json_object_get(c, "splits"), "calibration_dropped",
+				    json_integer((json_int_t)in.calibration_dropped));
+	return c;
 }
 
 int tr_cell_evaluate(const struct tr_traceset *ts, const struct tr_rows *test, const struct tr_fit_options *o,

@@ -39,6 +39,9 @@ struct tr_spec {
 	int splits[8][3]; /* train / validation / calibration percents to sweep; none: the fit default */
 	int n_splits;
 	const struct tr_rule *crossfit; /* also this rule under crossfit calibration (results' rule "crossfit") */
+	const struct tr_rule *oof[TR_SPEC_MAX]; /* also these rules under oof calibration (results' rule "R-oof") */
+	int n_oof;
+	int oof_cal; /* oof's calibration percent (0: TR_OOF_CAL) */
 };
 
 struct tr_cell {

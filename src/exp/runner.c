@@ -100,6 +100,40 @@ static int add_crossfit(const struct tr_spec *s, const struct tr_traceset *view,
 	return 0;
 }
 
+/*
+ * The spec's oof rules evaluated once more under oof calibration (one fit: its own fit and calibration
+ * parts), appended to the cell's results as rules "R-oof", with that fit's splits under "oof_splits".
+ * A spec without a gates line has no holdout fit: *cell is NULL and becomes the oof fit's cell.
+ */
+static int add_oof(const struct tr_spec *s, const struct tr_traceset *view, const struct tr_rows *test,
+		   const struct tr_fit_options *o, json_t **cellp, double *secs, struct tr_err *e)
+{
+	struct tr_fit_options of = *o;
+	of.oof = 1, of.oof_cal = s->oof_cal;
+	json_t *x = NULL, *r;
+	double more = 0;
+	if (tr_cell_evaluate(view, test, &of, s->oof, s->n_oof, &x, &more, e))
+		return -1;
+	json_t *all = *cellp ? json_object_get(*cellp, "results") : NULL;
+	size_t i;
+	json_array_foreach(json_object_get(x, "results"), i, r)
+	{
+		char name[64];
+		snprintf(name, sizeof name, "%s-oof", json_string_value(json_object_get(r, "rule")));
+		json_object_set_new(r, "rule", json_string(name));
+		if (*cellp)
+			json_array_append(all, r);
+	}
+	if (!*cellp) {
+		*cellp = x;
+		x = NULL;
+	}
+	json_object_set(*cellp, "oof_splits", json_object_get(x ? x : *cellp, "splits"));
+	json_decref(x);
+	*secs += more;
+	return 0;
+}
+
 int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int threads, int *skipped,
 		struct tr_err *e)
 {
@@ -149,9 +183,11 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 		memcpy(o.split, c->split, sizeof o.split);
 	o.target = o.targets[0];
 	double secs = 0;
-	if (tr_cell_evaluate(&view, &test, &o, s->gates, s->n_gates, &cell, &secs, e))
+	if (s->n_gates && tr_cell_evaluate(&view, &test, &o, s->gates, s->n_gates, &cell, &secs, e))
 		goto out;
 	if (s->crossfit && add_crossfit(s, &view, &test, &o, cell, &secs, e))
+		goto out;
+	if (s->n_oof && add_oof(s, &view, &test, &o, &cell, &secs, e))
 		goto out;
 	json_t *params = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:s}", "spec", s->name, "set", c->set,
 				   "protocol", tr_protocol_names[c->protocol], "backend", c->backend, "grid",

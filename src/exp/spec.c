@@ -13,6 +13,8 @@
  *   delta      0.10
  *   splits     60/20/20 50/10/40   (optional: train/validation/calibration percents, one cell each)
  *   crossfit   ltt-plan            (optional: that rule also under crossfit calibration, as rule "crossfit")
+ *   oof        ltt-plan cp-holdout (optional: these rules also under oof calibration, as rules "ltt-plan-oof"...)
+ *   oofsplit   70/30               (optional: oof's fit / calibration percents; default TR_OOF_CAL)
  */
 #include "exp.h"
 
@@ -140,6 +142,19 @@ int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct 
 					     tr_rule_list(", "));
 			else
 				s->crossfit = r;
+		} else if (strcmp(key, "oof") == 0) {
+			for (int i = 1; i < n && !rc; i++) {
+				const struct tr_rule *r = tr_rule_find(w[i]);
+				if (!r || s->n_oof == TR_SPEC_MAX)
+					rc = tr_fail(e, "%s:%zu: unknown rule \"%s\" in `oof` (rules: %s)", path, lineno, w[i],
+						     tr_rule_list(", "));
+				else
+					s->oof[s->n_oof++] = r;
+			}
+		} else if (strcmp(key, "oofsplit") == 0) {
+			if (n != 2 || tr_oof_split_parse(w[1], &s->oof_cal))
+				rc = tr_fail(e, "%s:%zu: expected `oofsplit FIT/CAL` (two positive percents summing to 100)",
+					     path, lineno);
 		} else if (strcmp(key, "splits") == 0) {
 			for (int i = 1; i < n && !rc; i++) {
 				if (s->n_splits == 8 || tr_split_parse(w[i], s->splits[s->n_splits]))
@@ -195,8 +210,10 @@ int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct 
 			rc = tr_fail(e, "%s:%zu: unknown key \"%s\"", path, lineno, key);
 		}
 	}
-	if (!rc && (!s->name[0] || !s->n_sets || !s->n_backends || !s->n_gates || !s->n_targets))
-		rc = tr_fail(e, "%s: a spec needs name, sets, backends, gates and targets", path);
+	if (!rc && (!s->name[0] || !s->n_sets || !s->n_backends || !(s->n_gates || s->n_oof) || !s->n_targets))
+		rc = tr_fail(e, "%s: a spec needs name, sets, backends, gates (or oof) and targets", path);
+	if (!rc && s->crossfit && !s->n_gates)
+		rc = tr_fail(e, "%s: a crossfit line needs a gates line", path);
 	if (!rc && !s->n_protocols)
 		s->protocols[s->n_protocols++] = TR_PROTO_OFFICIAL;
 	if (!rc && !s->n_traces)
@@ -233,6 +250,13 @@ static void cell_key(const struct tr_spec *s, const struct tr_cell *c, struct tr
 		tr_buf_printf(b, " %.17g", s->targets[t]);
 	if (s->crossfit) /* absent from specs without these lines, so their hashes stay as they were */
 		tr_buf_printf(b, "|crossfit %s", s->crossfit->name);
+	if (s->n_oof) {
+		tr_buf_puts(b, "|oof");
+		for (int g = 0; g < s->n_oof; g++)
+			tr_buf_printf(b, " %s", s->oof[g]->name);
+	}
+	if (s->oof_cal)
+		tr_buf_printf(b, "|oofcal %d", s->oof_cal);
 	if (c->split)
 		tr_buf_printf(b, "|split %d/%d/%d", c->split[0], c->split[1], c->split[2]);
 }

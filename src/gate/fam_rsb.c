@@ -143,8 +143,8 @@ static int rsb_prepare(struct tr_fit *f, int t, struct tr_family_view *v, struct
 {
 	double t1 = tr_fit_stage1_threshold(f, t);
 	*v = (struct tr_family_view){0};
-	if (f->o->crossfit) {
-		snprintf(v->why, sizeof v->why, "not tried under crossfit calibration");
+	if (f->o->crossfit || f->o->oof) {
+		snprintf(v->why, sizeof v->why, "not tried under %s calibration", tr_calibration_name(f->o));
 		return 0;
 	}
 	if (isnan(t1)) {

@@ -15,6 +15,17 @@
  * (the "calibration" rows). The deployed surrogate is refitted on every used row, so the gate's
  * certificate is about the fold models, not the deployed one: no formal guarantee (tr_crossfit_caveat).
  * rsb is not tried under crossfit: its second stage would be trained and checked on the same rows.
+ *
+ * Calibration out of fold (--calibration oof) keeps crossfit's use of the traces but restores the
+ * promise. The used rows are split, grouped but not stratified (the split must not look at the labels),
+ * into a fit part F (70% by default) and a calibration part C. F is cut into K folds: every row of F
+ * gets out-of-fold probabilities, the acceptor learns on all of them, ltt-plan plans on them (F rows are
+ * the "validation" rows below) and the deployed surrogate is refitted on all of F (the "train" rows; the
+ * tf-idf vocabulary too). Surrogate, acceptor, thresholds, plan and family are then functions of F alone,
+ * and C is only ever scored by the deployed policy, so the gate's test on C is a test about the deployed
+ * policy. Of C only the first row of each group key (smallest trace index) is tested: rows sharing a
+ * group are correlated, one row per group makes the tested rows independent when groups are. rsb is
+ * not tried (its second stage would need out-of-fold rows of its own).
  */
 #include "fit.h"
 #include "../common/progress.h"
@@ -26,6 +37,26 @@
 const char tr_crossfit_caveat[] =
 	"the gate tests the out-of-fold models, but the deployed surrogate is refitted on all traces, so the "
 	"promise of ltt and ltt-plan does not carry over to it";
+
+const char tr_oof_guarantee[] =
+	"P(agreement on handled traffic < α) <= δ for the deployed policy, on the handled set before the OOD guard, "
+	"when the calibration part's groups and future traffic are independent draws from one distribution; "
+	"surrogate, acceptor, plan and family are functions of the fit part alone (out-of-fold), the gate tests "
+	"the first row (by trace index) of each group key of the calibration part, and rsb is not tried";
+
+const char *tr_calibration_name(const struct tr_fit_options *o)
+{
+	return o->oof ? "oof" : o->crossfit ? "crossfit" : "holdout";
+}
+
+int tr_oof_split_parse(const char *text, int *cal)
+{
+	int a, b, used = 0;
+	if (sscanf(text, "%d/%d%n", &a, &b, &used) != 2 || text[used] || a < 1 || b < 1 || a + b != 100)
+		return -1;
+	*cal = b;
+	return 0;
+}
 
 int tr_split_parse(const char *text, int split[3])
 {
@@ -94,6 +125,67 @@ int tr_fit_train(struct tr_fit *f, const struct tr_grid *grid, const size_t *tr,
 	return rc;
 }
 
+struct keyed {
+	const char *group;
+	size_t j;
+};
+
+/* By group key, then position: the first of each run is its group's smallest trace index. */
+static int cmp_group(const void *a, const void *b)
+{
+	const struct keyed *x = a, *y = b;
+	int c = strcmp(x->group, y->group);
+	return c ? c : (x->j > y->j) - (x->j < y->j);
+}
+
+/*
+ * oof's split: part[j] = 0 for F, 2 for the calibration rows tested, 3 for calibration rows left out
+ * (a group's later rows); f->fold[j] = the fold of an F row, -1 for C. F and C are split by group with
+ * one stratum (labels unseen); the folds inside F are stratified by teacher label (F only).
+ */
+static int oof_split(struct tr_fit *f, int *part, struct tr_err *e)
+{
+	const struct tr_rows *r = &f->ts->part[TR_PART_TRACES];
+	int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, cal = f->o->oof_cal ? f->o->oof_cal : TR_OOF_CAL;
+	int *zero = tr_calloc(f->n ? f->n : 1, sizeof *zero), *fold = tr_malloc((f->n ? f->n : 1) * sizeof *fold), rc = -1;
+	const char **group = tr_malloc((f->n ? f->n : 1) * sizeof *group);
+	size_t *fi = tr_malloc((f->n ? f->n : 1) * sizeof *fi), nf = 0, nc = 0;
+	struct keyed *ci = tr_malloc((f->n ? f->n : 1) * sizeof *ci);
+	double fc[2] = {1 - cal / 100.0, cal / 100.0}, ff[16];
+	f->fold = tr_malloc((f->n ? f->n : 1) * sizeof *f->fold);
+	if (!zero || !fold || !group || !fi || !ci || !f->fold) {
+		tr_fail(e, "out of memory");
+		goto out;
+	}
+	if (K < 2 || K > 16 || cal < 1 || cal > 99) {
+		tr_fail(e, "oof: %d folds (2 to 16), calibration %d%% (1 to 99)", K, cal);
+		goto out;
+	}
+	for (int k = 0; k < K; k++)
+		ff[k] = 1.0 / K;
+	for (size_t j = 0; j < f->n; j++)
+		group[j] = tr_trace_group(row(f, j));
+	if (tr_split_grouped(f->n, zero, group, fc, 2, f->o->seed ^ 0x27d4eb2f165667c5ull, 0, part, e))
+		goto out;
+	for (size_t j = 0; j < f->n; j++) {
+		if (part[j] == 0)
+			fi[nf++] = f->use[j];
+		else
+			ci[nc++] = (struct keyed){group[j], j};
+	}
+	if (tr_split_traces(r->v, fi, nf, ff, K, f->o->seed ^ 0x5bd1e995ull, 0, fold, e))
+		goto out;
+	for (size_t j = 0, i = 0; j < f->n; j++)
+		f->fold[j] = part[j] == 0 ? fold[i++] : -1;
+	qsort(ci, nc, sizeof *ci, cmp_group);
+	for (size_t i = 0; i < nc; i++)
+		part[ci[i].j] = i > 0 && strcmp(ci[i].group, ci[i - 1].group) == 0 ? 3 : 2;
+	rc = 0;
+out:
+	tr_free(zero), tr_free(fold), tr_free(group), tr_free(fi), tr_free(ci);
+	return rc;
+}
+
 static int split_rows(struct tr_fit *f, struct tr_err *e)
 {
 	const struct tr_rows *r = &f->ts->part[TR_PART_TRACES];
@@ -137,6 +229,9 @@ static int split_rows(struct tr_fit *f, struct tr_err *e)
 			goto out;
 		for (size_t j = 0; j < f->n; j++)
 			part[j] += 1;
+	} else if (f->o->oof) {
+		if (oof_split(f, part, e))
+			goto out;
 	} else if (tr_split_traces(r->v, f->use, f->n, frac3, 3, f->o->seed, 1, part, e))
 		goto out;
 	f->tr = tr_malloc(f->n * sizeof *f->tr);
@@ -151,7 +246,11 @@ static int split_rows(struct tr_fit *f, struct tr_err *e)
 		f->y[j] = r->v[f->use[j]].teacher;
 		if (f->o->crossfit) /* every row trains the refitted surrogate */
 			f->tr[f->ntr++] = j;
-		if (part[j] == 0)
+		if (f->o->oof && part[j] == 0) /* F: the refit's rows and the out-of-fold rows */
+			f->tr[f->ntr++] = j, f->va[f->nva++] = j;
+		else if (f->o->oof && part[j] == 3)
+			f->ca_dropped++;
+		else if (part[j] == 0)
 			f->tr[f->ntr++] = j;
 		else if (part[j] == 1)
 			f->va[f->nva++] = j;
@@ -216,7 +315,7 @@ static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 		for (size_t j = 0; j < f->n; j++) {
 			if (f->fold[j] == k)
 				out[no++] = j;
-			else
+			else if (f->fold[j] >= 0) /* oof: C rows (fold -1) train no fold model */
 				in[ni++] = j;
 		}
 		if (no == 0)
@@ -233,6 +332,15 @@ static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 	rc = tr_fit_train(f, &one, f->tr, f->ntr, f->va, f->nva, &f->s1, e);
 	if (!rc) /* the refit has seen every row: report the out-of-fold score of the model that chose */
 		f->s1->val_f1 = f1;
+	if (!rc && f->o->oof) { /* C: the deployed surrogate's probabilities, all of C (tested or not) */
+		size_t nc = 0;
+		for (size_t j = 0; j < f->n; j++)
+			if (f->fold[j] < 0)
+				out[nc++] = j;
+		rc = tr_fit_predict(f, f->s1, out, nc, p, e);
+		for (size_t i = 0; !rc && i < nc; i++)
+			memcpy(f->p1 + out[i] * (size_t)f->K, p + i * (size_t)f->K, (size_t)f->K * sizeof *p);
+	}
 done:
 	tr_surrogate_free(s);
 	tr_free(in), tr_free(out), tr_free(p);
@@ -255,7 +363,7 @@ static int stage1(struct tr_fit *f, struct tr_err *e)
 	}
 	for (size_t j = 0; j < f->n; j++)
 		all[j] = j;
-	if (f->o->crossfit ? crossfit_probs(f, e)
+	if (f->o->crossfit || f->o->oof ? crossfit_probs(f, e)
 			   : tr_fit_train(f, &f->grid, f->tr, f->ntr, f->va, f->nva, &f->s1, e) ||
 				     tr_fit_predict(f, f->s1, all, f->n, f->p1, e))
 		goto out;
@@ -369,6 +477,8 @@ int tr_fit_new(const struct tr_traceset *ts, const char *spec, const struct tr_f
 	if (!two)
 		return tr_fail(e, "%s: one teacher label only (%s): nothing to learn, every input has the same answer",
 			       spec, first >= 0 ? ts->labels.names[first] : "none");
+	if (o->crossfit && o->oof)
+		return tr_fail(e, "calibration: crossfit and oof exclude each other");
 	struct tr_fit *f = tr_calloc(1, sizeof *f);
 	if (!f)
 		return tr_fail(e, "out of memory");
@@ -465,7 +575,7 @@ static int plan_target(struct tr_fit *f, int t, struct tr_err *e)
 	struct tr_gate_input in[TR_REGISTRY_MAX] = {{0}};
 	struct tr_plan plans[TR_REGISTRY_MAX];
 	for (int fam = 0; fam < n; fam++)
-		others += !tr_pol_family_at(fam)->accept_all;
+		others += !(all[fam] = tr_pol_family_at(fam)->accept_all);
 	for (int fam = 0; fam < n; fam++) {
 		struct tr_fam_result *x = tr_fit_res(f, t, fam);
 		const struct tr_pol_family *pf = tr_pol_family_at(fam);
@@ -564,7 +674,7 @@ double tr_fit_stage_threshold(const struct tr_fam_result *x, int k)
 
 void tr_fit_info(const struct tr_fit *f, struct tr_fit_info *out)
 {
-	*out = (struct tr_fit_info){f->n, f->ntr, f->nva, f->nca, f->fam, f->s1->hp, f->s1->val_f1, f->fz};
+	*out = (struct tr_fit_info){f->n, f->ntr, f->nva, f->nca, f->ca_dropped, f->fam, f->s1->hp, f->s1->val_f1, f->fz};
 }
 
 int tr_fit_ood(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e)

@@ -25,7 +25,8 @@ struct tr_fit {
 	int K;
 	size_t n, *use;
 	size_t *tr, *va, *ca, ntr, nva, nca;
-	int *fold; /* crossfit: fold of each used row (NULL otherwise) */
+	int *fold; /* crossfit, oof: fold of each used row, -1 for oof's calibration rows (NULL otherwise) */
+	size_t ca_dropped; /* oof: calibration rows not tested (not the first of their group) */
 	int *y;	   /* teacher label per used row */
 	struct tr_feats F;
 	struct tr_featurizer *fz;

@@ -273,16 +273,25 @@ struct tr_fit_options {
 	int threads;	/* grid points trained at once (0: the online cores) */
 	int split[3];	/* train / validation / calibration percents; all 0: TR_DEFAULT_SPLIT */
 	int crossfit;	/* calibration by cross-fitting (no formal guarantee; see fit.c) */
-	int folds;	/* crossfit: K (0: TR_CROSSFIT_FOLDS) */
+	int folds;	/* crossfit, oof: K (0: TR_CROSSFIT_FOLDS) */
+	int oof;	/* calibration on a held-out part, everything else out-of-fold on the rest (fit.c) */
+	int oof_cal;	/* oof: calibration percent (0: TR_OOF_CAL) */
 	struct tr_progress *progress; /* phases reported here (NULL: none) */
 };
 #define TR_DEFAULT_TARGETS {0.80, 0.85, 0.90, 0.95, 0.97, 0.98, 0.99}
 #define TR_DEFAULT_SPLIT {60, 20, 20} /* chosen by experiments/splits.spec (PAPER.md) */
 #define TR_CROSSFIT_FOLDS 5
+#define TR_OOF_CAL 30 /* oof's calibration percent (fit part 70%) */
 /* Parses "60/20/20" (three positive percents summing to 100); -1 if malformed. */
 int tr_split_parse(const char *text, int split[3]);
+/* Parses "70/30" (fit / calibration percents, both positive, summing to 100) into *cal; -1 if malformed. */
+int tr_oof_split_parse(const char *text, int *cal);
 /* Why crossfit has no formal guarantee: for --help, manifest.json and report.md. */
 extern const char tr_crossfit_caveat[];
+/* The proven statement of ltt and ltt-plan under oof calibration (manifest, report.md, audit). */
+extern const char tr_oof_guarantee[];
+/* "holdout", "crossfit" or "oof": the calibration mode of o, as manifests, cells and report.md name it. */
+const char *tr_calibration_name(const struct tr_fit_options *o);
 
 /* ---- one fit, step by step (fit.c): what tr_policy_fit and the experiment cells share ---- */
 
@@ -311,6 +320,7 @@ double tr_fit_stage_threshold(const struct tr_fam_result *x, int k);
 /* Splits and stage 1's facts: counts, hyperparameters, validation macro-F1. */
 struct tr_fit_info {
 	size_t used, train, validation, calibration;
+	size_t calibration_dropped; /* oof: calibration rows left out (not the first of their group) */
 	const struct tr_family *backend;
 	const double *hp;
 	double val_f1;

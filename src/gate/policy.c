@@ -136,6 +136,17 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 		tr_buf_printf(&b, "- calibration: crossfit, %d folds (out-of-fold probabilities; acceptor on %zu rows, gate "
 				  "on %zu; validation macro-F1 is fold 0's). **No formal guarantee**: %s.\n",
 			      f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, f->nva, f->nca, tr_crossfit_caveat);
+	else if (f->o->oof && rule->guarantee)
+		tr_buf_printf(&b, "- calibration: oof, %d folds (%zu fit rows, out-of-fold; %zu calibration rows tested, %zu "
+				  "left out as later rows of a group; validation macro-F1 is fold 0's).\n- guarantee (proven): "
+				  "%s.%s\n",
+			      f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, f->ntr, f->nca, f->ca_dropped, tr_oof_guarantee,
+			      p->ood ? " The OOD guard is on: it defers some of the handled inputs the gate tested, so "
+				       "agreement on what it leaves handled is measured, not proven." : "");
+	else if (f->o->oof)
+		tr_buf_printf(&b, "- calibration: oof, %d folds (%zu fit rows, %zu calibration rows tested).\n- guarantee: "
+				  "none (measured only: PAPER.md, honesty study).\n",
+			      f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, f->ntr, f->nca);
 	else if (rule->guarantee)
 		tr_buf_printf(&b, "- guarantee (proven): %s.%s\n", rule->guarantee,
 			      p->ood ? " The OOD guard is on: it defers some of the handled inputs the gate tested, so "
@@ -248,6 +259,12 @@ static json_t *audit_json(const struct tr_fit *f, int ti, const struct tr_policy
 				  fams, "deployed", tr_pol_family_name(p->family));
 	if (audit && o->rule->param)
 		json_object_set_new(audit, o->rule->param, json_real(o->rule->param_value(f->nca, o->target, dpf)));
+	if (audit && o->oof) { /* only oof fits carry these keys (earlier audits keep their bytes) */
+		json_object_set_new(audit, "calibration", json_string("oof"));
+		json_object_set_new(audit, "calibration_rows_per_group", json_string("the first row (smallest trace index) "
+									     "of each group key; later rows are not tested"));
+		json_object_set_new(audit, "calibration_dropped", json_integer((json_int_t)f->ca_dropped));
+	}
 	return audit;
 }
 
@@ -299,8 +316,14 @@ static json_t *manifest_json(const struct tr_fit *f, const char *spec, int ti, c
 	if (m) {
 		static const int dflt[3] = TR_DEFAULT_SPLIT;
 		const int *pc = o->split[0] ? o->split : dflt;
-		json_object_set_new(m, "calibration", json_string(o->crossfit ? "crossfit" : "holdout"));
-		if (o->crossfit) {
+		json_object_set_new(m, "calibration", json_string(tr_calibration_name(o)));
+		if (o->oof) {
+			int cal = o->oof_cal ? o->oof_cal : TR_OOF_CAL;
+			json_object_set_new(m, "folds", json_integer(o->folds ? o->folds : TR_CROSSFIT_FOLDS));
+			json_object_set_new(m, "oof_split_percent", json_pack("[i, i]", 100 - cal, cal));
+			json_object_set_new(m, "calibration_dropped", json_integer((json_int_t)f->ca_dropped));
+			json_object_set_new(m, "guarantee", o->rule->guarantee ? json_string(tr_oof_guarantee) : json_null());
+		} else if (o->crossfit) {
 			json_object_set_new(m, "folds", json_integer(o->folds ? o->folds : TR_CROSSFIT_FOLDS));
 			json_object_set_new(m, "guarantee", json_string(tr_crossfit_caveat));
 		} else {

@@ -91,6 +91,9 @@ static int build(json_t *rep, struct section *S)
 	const struct tr_rule *rr = tr_rule_find(rule);
 	if (json_is_string(json_object_get(g, "calibration")) && strcmp(str(g, "calibration"), "crossfit") == 0)
 		tr_buf_printf(&s->prose, "**No formal guarantee** (crossfit calibration): %s.\n", tr_crossfit_caveat);
+	else if (rr && rr->guarantee && json_is_string(json_object_get(g, "calibration")) &&
+		 strcmp(str(g, "calibration"), "oof") == 0)
+		tr_buf_printf(&s->prose, "Proven (oof calibration): %s.\n", tr_oof_guarantee);
 	else if (rr && rr->guarantee)
 		tr_buf_printf(&s->prose, "Proven: %s.\n", rr->guarantee);
 	else

@@ -32,6 +32,16 @@ check "manifest names the calibration" grep -q '"calibration": "crossfit"' cf/ma
 check "manifest carries the caveat" grep -q '"guarantee": "the gate tests the out-of-fold models' cf/manifest.json
 check "every used trace trains the deployed surrogate" grep -q '"train": 1498' cf/manifest.json
 
+# oof: out-of-fold on the fit part, the deployed policy tested on the calibration part, one row per group.
+ok "fit with oof calibration" "$TRACER" fit mnli:gold --grid C=10 --cap 1500 --calibration oof --split 60/40 --out oof
+check "manifest names oof" grep -q '"calibration": "oof"' oof/manifest.json
+check "manifest records the fit/calibration percents" [ "$(grep -A2 '"oof_split_percent"' oof/manifest.json | tr -d ' \n')" = '"oof_split_percent":[60,40' ]
+check "manifest states oof's guarantee" grep -q '"guarantee": "P(agreement on handled traffic < α) <= δ for the deployed policy' oof/manifest.json
+check "report.md names the calibration" grep -q 'calibration: oof, 5 folds' oof/report.md
+check "gate_audit says one row per group" grep -q '"calibration_rows_per_group": "the first row' oof/gate_audit.json
+check "MNLI premises: later rows of a group are left out" grep -q '"calibration_dropped": [1-9]' oof/gate_audit.json
+check "rsb is not tried under oof" grep -q 'not tried under oof calibration' oof/frontier.json
+
 # route: one decision per input, constant fields, fallback replay
 "$TRACER" traces export banking77:gold --part test >test.jsonl
 ok "route" sh -c "'$TRACER' route b77-0.95 <test.jsonl >dec.jsonl"
@@ -91,4 +101,6 @@ fails 2 '--target must be in' "bad target" "$TRACER" fit mnli:gold --target 1.5 
 fails 2 '--split must be' "bad split" "$TRACER" fit mnli:gold --split 50/50/0 --out x4
 fails 2 '--calibration must be' "bad calibration" "$TRACER" fit mnli:gold --calibration magic --out x4
 fails 2 '--folds must be' "bad folds" "$TRACER" fit mnli:gold --calibration crossfit --folds 1 --out x4
+fails 2 'needs --calibration oof' "two-part split without oof" "$TRACER" fit mnli:gold --split 70/30 --out x4
+fails 2 'takes --split FIT/CAL' "three-part split with oof" "$TRACER" fit mnli:gold --calibration oof --split 60/20/20 --out x4
 finish

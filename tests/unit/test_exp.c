@@ -58,7 +58,7 @@ static void test_parse(void)
 		{"name x\ngrid liblinear C=1\n", "t.spec:2: expected `grid BACKEND SPEC` after the backends line"},
 		{"name x\nbackends liblinear\ngrid liblinear C=1\ngrid liblinear C=2\n", "t.spec:4: a second grid"},
 		{"name x\nbackends liblinear\ngrid liblinear C=-1\n", "t.spec:3:"},
-		{"name x\nsets a:b\n", "t.spec: a spec needs name, sets, backends, gates and targets"},
+		{"name x\nsets a:b\n", "t.spec: a spec needs name, sets, backends, gates (or oof) and targets"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		e.msg[0] = 0;
