@@ -120,7 +120,7 @@ SPECS   = experiments/coverage.spec experiments/pooled.spec experiments/flywheel
 	  experiments/honesty.spec experiments/backends.spec
 # Computed by `make reproduce-extra` only (their cells are committed in results/ and collected by
 # `make reproduce`): they would take `make reproduce` past 20 minutes on 2 cores.
-EXTRA_SPECS = experiments/honesty-crossfit.spec
+EXTRA_SPECS = experiments/honesty-crossfit.spec experiments/honesty-oof.spec experiments/flywheel-oof.spec
 # Computed and collected by `make reproduce-extra` only (no committed cells): the split study.
 STUDY_SPECS = experiments/splits.spec
 JOBS    ?= $(shell nproc)
@@ -147,7 +147,7 @@ reproduce:
 		$(MAKE) --no-print-directory plots RESULTS=$(RESULTS); \
 	fi
 
-# The specs `make reproduce` only collects (the crossfit honesty cells) and the split study, then
+# The specs `make reproduce` only collects (crossfit and oof honesty cells, the oof flywheel) and the split study, then
 # everything as `make reproduce` does, the split study's section of PAPER.md included.
 reproduce-extra:
 	@$(MAKE) --no-print-directory all

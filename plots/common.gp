@@ -31,8 +31,9 @@ set style line 3 lc rgb "#2ca02c" lw 2 pt 9
 set style line 4 lc rgb "#9467bd" lw 2 pt 11
 set style line 5 lc rgb "#ff7f0e" lw 2 pt 13
 set style line 6 lc rgb "#8c564b" lw 2 pt 15
+set style line 7 lc rgb "#17becf" lw 2 pt 4
 allrules = ""
-ruleline(r) = 1 + (index_of(allrules, r) + 5) % 6
+ruleline(r) = 1 + (index_of(allrules, r) + 6) % 7
 outfile(name, ext) = results."/figures/".name.".".ext
 # One legend for all panels of a multiplot, in a band above them, so that no data ever lies under it: a
 # figure W × H pixels lays out its panels with

@@ -1,13 +1,13 @@
 # Figure 7: the honesty/coverage frontier. One point per gate rule × target × trace count of the honesty
-# study (specs honesty and honesty-crossfit): mean test coverage against the share of seeds
+# study (specs honesty, honesty-crossfit and honesty-oof): mean test coverage against the share of seeds
 # whose deployed policy broke its target. A rule is honest where its points stay left of δ.
 load "plots/common.gp"
 t = "honesty"
-allrules = rules(t)." crossfit"
+allrules = rules(t)." crossfit cp-holdout-oof ltt-plan-oof"
 sets = values(t, 1, "1")
 n = words(sets)
-# the rows of one rule from the two honesty tables (a table that is absent contributes nothing)
-hrows(s, r) = "< cat ".table("honesty")." ".table("honesty-crossfit")." 2>/dev/null | awk -F'\t' '$1 == \"".s."\" && $5 == \"".r."\" && $4 != \"traces\"'"
+# the rows of one rule from the three honesty tables (a table that is absent contributes nothing)
+hrows(s, r) = "< cat ".table("honesty")." ".table("honesty-crossfit")." ".table("honesty-oof")." 2>/dev/null | awk -F'\t' '$1 == \"".s."\" && $5 == \"".r."\" && $4 != \"traces\"'"
 do for [ext in "png svg"] {
 	if (ext eq "png") { set terminal pngcairo size 480 * n, 460 font ",10" } else { set terminal svg size 480 * n, 460 dynamic font ",10" }
 	set output outfile("fig7-honesty-frontier", ext)

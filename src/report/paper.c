@@ -248,6 +248,13 @@ static void sec_coverage(const struct tr_table *t, struct tr_buf *b, const char 
 		tr_buf_puts(b, "\n*(no finished cells)*\n");
 }
 
+/* Whether rule names a rule under oof calibration ("ltt-plan-oof"): its rows come from the -oof specs. */
+static int is_oof(const char *rule)
+{
+	size_t n = strlen(rule);
+	return n > 4 && strcmp(rule + n - 4, "-oof") == 0;
+}
+
 static void sec_flywheel(const struct tr_table *t, struct tr_buf *b)
 {
 	static const char *const sets[] = {"banking77:gold", "clinc150:gold", "banking77:gpt-4o"};
@@ -257,29 +264,44 @@ static void sec_flywheel(const struct tr_table *t, struct tr_buf *b)
 		counts[i] < 0 ? tr_buf_puts(b, " all |") : tr_buf_printf(b, " %ld |", counts[i]);
 	tr_buf_puts(b, "\n|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
-		for (int r = 0; r < N_SHOWN; r++)
+		for (int r = 0; r <= N_SHOWN; r++) /* the shown rules, then ltt-plan under oof (spec flywheel-oof) */
 			for (double a = 0.90; a < 0.96; a += 0.05) {
-				if (!tr_table_find(t, "flywheel", sets[s], "official", "liblinear", -1, shown[r], a))
+				const char *rule = r < N_SHOWN ? shown[r] : "ltt-plan-oof";
+				const char *spec = r < N_SHOWN ? "flywheel" : "flywheel-oof";
+				const struct tr_agg *any = NULL;
+				for (size_t i = 0; i < sizeof counts / sizeof *counts && !any; i++)
+					any = tr_table_find(t, spec, sets[s], "official", "liblinear", counts[i], rule, a);
+				if (!any)
 					continue;
-				tr_buf_printf(b, "| %s | %s | %.2f |", sets[s], shown[r], a);
+				tr_buf_printf(b, "| %s | %s | %.2f |", sets[s], rule, a);
 				for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
-					const struct tr_agg *x = tr_table_find(t, "flywheel", sets[s], "official", "liblinear",
-									       counts[i], shown[r], a);
+					const struct tr_agg *x = tr_table_find(t, spec, sets[s], "official", "liblinear", counts[i],
+									       rule, a);
 					tr_buf_puts(b, " ");
-					pct(b, mean_cov(x));
+					if (x)
+						pct(b, mean_cov(x));
+					else
+						tr_buf_puts(b, "—");
 					tr_buf_puts(b, " |");
 				}
 				tr_buf_puts(b, "\n");
 			}
 }
 
-/* The honesty study's row for set × traces × rule: spec honesty, or honesty-crossfit for crossfit. */
+/*
+ * The honesty study's row for set × traces × rule: spec honesty, honesty-crossfit for crossfit, or
+ * honesty-oof for the rules under oof calibration.
+ */
 static const struct tr_agg *hon_row(const struct tr_table *t, const char *set, long n, const char *rule, double a)
 {
 	/* honesty-crossfit's holdout rows repeat honesty's: only its crossfit rows are read */
-	return tr_table_find(t, strcmp(rule, "crossfit") == 0 ? "honesty-crossfit" : "honesty", set, "pooled",
-			     "liblinear", n, rule, a);
+	const char *spec = strcmp(rule, "crossfit") == 0 ? "honesty-crossfit" : is_oof(rule) ? "honesty-oof" : "honesty";
+	return tr_table_find(t, spec, set, "pooled", "liblinear", n, rule, a);
 }
+
+/* Rows of the honesty and flywheel tables besides the rule table's: other calibrations. */
+static const char *const extra_rules[] = {"crossfit", "cp-holdout-oof", "ltt-plan-oof"};
+#define N_EXTRA (int)(sizeof extra_rules / sizeof *extra_rules)
 
 /* Rows exceeding this many violating seeds out of 40 are listed: δ = 0.10 of 40 plus sampling noise. */
 #define HON_MAX_VIOLATIONS 7
@@ -301,8 +323,8 @@ static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
 	int rows = 0;
 	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
 		for (size_t c = 0; c < sizeof counts / sizeof *counts; c++)
-			for (int r = 0; r <= tr_rule_count(); r++) {
-				const char *rule = r < tr_rule_count() ? tr_rule_at(r)->name : "crossfit";
+			for (int r = 0; r < tr_rule_count() + N_EXTRA; r++) {
+				const char *rule = r < tr_rule_count() ? tr_rule_at(r)->name : extra_rules[r - tr_rule_count()];
 				const struct tr_agg *x0 = NULL;
 				for (int i = 0; i < N_ALPHAS && !x0; i++)
 					x0 = hon_row(t, sets[s], counts[c], rule, alphas[i]);

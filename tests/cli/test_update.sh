@@ -27,6 +27,15 @@ check "update then eval = fresh fit then eval, byte for byte" cmp e1 e2
 "$TRACER" route fresh --batch 500 <traffic.jsonl >d1
 check "and every decision" cmp d1 d2
 
+# an oof policy: update refits under oof with the parent's fit / calibration split
+ok "fit an oof policy" "$TRACER" fit banking77:gpt-4o --grid C=10 --target 0.80 --calibration oof --split 60/40 --out opol
+ok "update it" "$TRACER" update opol new.jsonl --out opol2
+ok "a fresh oof fit on the union" "$TRACER" fit union.jsonl --grid C=10 --target 0.80 --calibration oof --split 60/40 --out ofresh
+check "the update stays oof" grep -q '"calibration": "oof"' opol2/manifest.json
+for f in stage1.model.zst acceptor1.model.zst gate_audit.json; do
+	check "oof update = fresh oof fit: $f byte for byte" cmp opol2/$f ofresh/$f
+done
+
 # what changed
 ok "audit --compare" "$TRACER" audit pol2 traffic.jsonl --compare pol --top 5
 has "^Lineage: updated from a parent with manifest SHA-256 [0-9a-f]{12} \(the compared policy\), 2005 \+ 400 traces" "lineage shown"
