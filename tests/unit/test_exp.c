@@ -59,6 +59,9 @@ static void test_parse(void)
 		{"name x\nbackends liblinear\ngrid liblinear C=1\ngrid liblinear C=2\n", "t.spec:4: a second grid"},
 		{"name x\nbackends liblinear\ngrid liblinear C=-1\n", "t.spec:3:"},
 		{"name x\nsets a:b\n", "t.spec: a spec needs name, sets, backends, gates (or oof) and targets"},
+		{"name x\noof ltt-plan magic\n", "t.spec:2: unknown rule \"magic\" in `oof`"},
+		{"name x\noofsplit 70/20\n", "t.spec:2: expected `oofsplit FIT/CAL`"},
+		{"name x\nsets a:b\nbackends knn\noof ltt\ncrossfit ltt\ntargets 0.9\n", "t.spec: a crossfit line needs a gates line"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		e.msg[0] = 0;
