@@ -1,6 +1,6 @@
 /*
  * Allocation-failure test: fail the Nth allocation, for N = 1, 2, ... through loading traces, training
- * and fitting a small policy (under ltt, ltt-plan and ltt-plan with crossfit calibration); every run must
+ * and fitting a small policy (under ltt, ltt-plan, and ltt-plan with crossfit or oof calibration); every run must
  * end in a clean error, or - where the failure only cost a log line - in exactly the decisions of an
  * undisturbed run. No crash; under `make asan`, no leak.
  * (liblinear, libsvm and jansson allocate with their own malloc: only our allocations are failed.)
@@ -13,9 +13,9 @@
 #include "../../src/exp/exp.h"
 #include "unit.h"
 
-/* The fit under test: the gate rule, and whether calibration is cross-fitted. */
+/* The fit under test: the gate rule, and whether calibration is cross-fitted or out of fold. */
 static const struct tr_rule *rule;
-static int crossfit;
+static int crossfit, oof;
 
 static int run(const char *path, struct tr_decision *d, struct tr_err *e)
 {
@@ -24,7 +24,7 @@ static int run(const char *path, struct tr_decision *d, struct tr_err *e)
 		return -1;
 	struct tr_fit_options o = {.backend = "liblinear", .grid = "C=1", .rule = rule, .threads = 1, .target = 0.8,
 				   .targets = {0.8, 0.9}, .n_targets = 2, .delta = 0.1, .seed = 1, .ood = 1,
-				   .crossfit = crossfit, .folds = 3};
+				   .crossfit = crossfit, .oof = oof, .folds = 3};
 	struct tr_policy *p;
 	int rc = tr_policy_fit(&ts, path, &o, &p, e);
 	if (!rc) {
@@ -109,8 +109,9 @@ static void sweep(const char *path)
 	}
 	tr_alloc_fail_at(0);
 	printf("%s%s: %lu allocations, each failed once: %s (%lu without effect on the result)\n", rule->name,
-	       crossfit ? " + crossfit" : "", total, clean ? "all clean" : "NOT clean", recovered);
-	CHECK(clean, "every allocation failure ends in a clean error (%s%s)", rule->name, crossfit ? " + crossfit" : "");
+	       crossfit ? " + crossfit" : oof ? " + oof" : "", total, clean ? "all clean" : "NOT clean", recovered);
+	CHECK(clean, "every allocation failure ends in a clean error (%s%s)", rule->name,
+	      crossfit ? " + crossfit" : oof ? " + oof" : "");
 	CHECK(total > 100, "the run made %lu allocations", total);
 }
 
@@ -124,6 +125,8 @@ int main(void)
 	rule = &tr_rule_ltt_plan; /* plans on validation, tests one family */
 	sweep(path);
 	crossfit = 1; /* folds, out-of-fold probabilities, refit */
+	sweep(path);
+	crossfit = 0, oof = 1; /* fit / calibration parts, folds on the fit part, one row per group */
 	sweep(path);
 	snprintf(path, sizeof path, "%s/tests/fixtures/audit/traces.jsonl", tr_root_dir());
 	test_cell_faults(path);
