@@ -140,7 +140,11 @@ ok "fit reports its phases" "$TRACER" fit easy.jsonl --target 0.9 --out prog
 for ph in 'features of 600 of the 600 traces' 'surrogate liblinear and acceptor' 'gate ltt-plan over 7 targets' 'OOD guard' 'writing prog' 'done in'; do
 	check "fit: a line for \"$ph\"" grep -q "^fit: $ph" err
 done
-check "fit: one line per phase, with the elapsed time" sh -c '[ $(grep -c "^fit: " err) -eq 6 ] && [ $(grep -c "s elapsed)$" err) -eq 5 ]'
+check "fit: one line per phase, with the elapsed time" sh -c '[ $(grep -v "grid search" err | grep -c "^fit: ") -eq 6 ] && [ $(grep -v "grid search" err | grep -c "s elapsed)$") -eq 5 ]'
+# the surrogate's grid search (the longest phase of a fit): a phase, then a line per point trained
+check "fit: the grid search's phase, then points 1/3 (with an ETA), 2/3 and 3/3 in order" sh -c 'grep "grid search" err | sed "s/(.*//" >gs.txt && printf "%s\n" "fit: surrogate liblinear grid search over 3 points " "fit: surrogate liblinear grid search over 3 points: 1/3 " "fit: surrogate liblinear grid search over 3 points: 2/3 " "fit: surrogate liblinear grid search over 3 points: 3/3 " | cmp -s - gs.txt && grep -q "over 3 points: 1/3 (.* elapsed, ETA [0-9]* s)" err'
+ok "fit --grid with one point: no grid search reported" "$TRACER" fit easy.jsonl --target 0.9 --out prog --grid C=1 --force
+check "fit --grid C=1: no grid search line" sh -c '! grep -q "grid search" err'
 ok "fit --quiet" "$TRACER" fit easy.jsonl --target 0.9 --out prog --quiet
 check "fit --quiet: nothing on stderr" [ ! -s err ]
 ok "audit reports its phases" "$TRACER" audit pol held.jsonl --out aud2
