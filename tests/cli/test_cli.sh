@@ -85,6 +85,15 @@ ok "audit on the policy's own traces" "$TRACER" audit pol easy.jsonl --out aud
 check "audit warns on stderr" grep -q '^tracer audit: warning: easy.jsonl is the file the policy was fitted on' err
 check "audit's report.json carries the warning" grep -q '"warnings": \[' aud/report.json
 check "audit's report.md has a Warnings section" grep -q '^## Warnings' aud/report.md
+check "audit's report.html has it too" grep -q '^<h2>Warnings</h2>$' aud/report.html
+check "before the gate decision" sh -c '[ $(grep -n "<h2>Warnings</h2>" aud/report.html | cut -d: -f1) -lt $(grep -n "<h2>Gate decision</h2>" aud/report.html | cut -d: -f1) ]'
+check "the terminal report leaves it to stderr" sh -c '! grep -q "Warnings" out'
+cp easy.jsonl 'x<i>&.jsonl'
+ok "audit on the same traces under a name with HTML in it" "$TRACER" audit pol 'x<i>&.jsonl' --out audx --quiet
+check "report.html escapes the name in the warning" grep -q '<td>x&lt;i&gt;&amp;.jsonl is the file the policy was fitted on' audx/report.html
+check "report.html has no raw <i> from the name" sh -c '! grep -q "x<i>" audx/report.html'
+ok "audit on held-out rows" "$TRACER" audit pol held.jsonl --out audh --quiet
+check "no Warnings section in either report" sh -c '! grep -q Warnings audh/report.md audh/report.html'
 
 # the one-label check looks at teacher labels: varied ground_truth does not make a second answer
 awk 'BEGIN { for (i = 0; i < 300; i++) printf "{\"input\":\"q%d w%d\",\"teacher\":\"card_arrival\",\"ground_truth\":\"g%d\"}\n", i, i % 7, i % 5 }' >onet.jsonl
