@@ -249,16 +249,6 @@ static int finish(const char *tmp, const char *outdir, int force, json_t *m, str
 	return rc ? -1 : 0;
 }
 
-/* Appends the misuse warnings (tr_traffic_check) to report.md. */
-static int warnings_md(struct tr_buf *md, const struct tr_traffic_warnings *w, struct tr_err *e)
-{
-	int bad = w->n && tr_buf_printf(md, "\n## Warnings\n\n");
-	/* the messages carry user paths: escaped like every name in report.md */
-	for (int i = 0; !bad && i < w->n; i++)
-		bad = tr_buf_puts(md, "- ") || tr_buf_md_escape(md, w->msg[i]) || tr_buf_puts(md, "\n");
-	return bad ? tr_fail(e, "out of memory") : 0;
-}
-
 static int audit_policy(const char *dir, const char *traffic, const char *outdir, int force, const char *emb_path,
 			const struct tr_audit_opts *o, struct tr_progress *pr, struct tr_err *e)
 {
@@ -291,7 +281,7 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	json_t *warn = json_array();
 	for (int k = 0; k < w.n; k++)
 		json_array_append_new(warn, json_string(w.msg[k]));
-	json_object_set_new(rep, "warnings", warn);
+	json_object_set_new(rep, "warnings", warn); /* report.md and report.html render them first, escaped */
 	struct tr_monitor mon; /* the drift monitor's state and history, when the policy has one */
 	int have_mon = tr_monitor_open(dir, &mon, NULL, e);
 	if (have_mon < 0)
@@ -305,7 +295,7 @@ static int audit_policy(const char *dir, const char *traffic, const char *outdir
 	int drawn_walk = drawn_label < 0 ? -1 : walk_chart(tmp, rep, wchart, sizeof wchart, e);
 	if (drawn_walk < 0)
 		goto out;
-	if (tr_audit_markdown(rep, 0, o->top, &md) || warnings_md(&md, &w, e) ||
+	if (tr_audit_markdown(rep, 0, o->top, &md) ||
 	    tr_audit_markdown(rep, 1, o->top, &term) ||
 	    tr_audit_html(rep, drawn_walk ? wchart : NULL, drawn_label ? chart : NULL, &html, e) || put(tmp, "report.md", md.data, md.len, e) ||
 	    put(tmp, "report.html", html.data, html.len, e) || put_json(tmp, "report.json", rep, e) ||

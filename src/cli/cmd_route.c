@@ -173,11 +173,10 @@ int cmd_route(int argc, char **argv)
 			continue;
 		if (!bad && tr_route_from_line(p, "stdin", lineno, &l, field, &b.in[b.n], emb, &le) == 0) {
 			/* a pair given to a single-text policy is routed on its input alone: say so */
-			if ((b.in[b.n].t.input_b != NULL) != (p->pairs != 0) && !mixed++) {
+			const char *w = tr_route_pair_warning(p, &b.in[b.n]);
+			if (w && !mixed++) {
 				first_mixed = lineno;
-				fprintf(stderr, "tracer route: warning: stdin:%zu: %s\n", lineno,
-					p->pairs ? "no input_b, but the policy was fitted on pairs (input, input_b)"
-						 : "input_b given, but the policy was fitted on single texts: it is ignored");
+				fprintf(stderr, "tracer route: warning: stdin:%zu: %s\n", lineno, w);
 			}
 			if (++b.n == b.cap)
 				rc = flush(p, field, &g, &b, &e);

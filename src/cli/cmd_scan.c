@@ -174,7 +174,7 @@ static int cv_agreement(const struct tr_traceset *ts, const struct tr_fit_option
 		double *proba = NULL;
 		rc = tr_feat_fit_tfidf(r->v, tr, ntr, &tp, &fz, e) || tr_feat_transform_text(fz, r->v, tr, ntr, &Xt, e) ||
 		     tr_feat_transform_text(fz, r->v, te, nte, &Xe, e) ||
-		     tr_surrogate_fit(fam, &g, &Xt, y, &none, NULL, K, o->seed, 0, &s, NULL, e);
+		     tr_surrogate_fit(fam, &g, &Xt, y, &none, NULL, K, o->seed, 0, &s, NULL, NULL, e);
 		if (!rc && !(proba = tr_malloc(nte * (size_t)K * sizeof *proba)))
 			rc = tr_fail(e, "out of memory");
 		if (!rc)

@@ -25,28 +25,6 @@ const char cmd_traces_usage[] =
 	"  test.jsonl (eval and audit on it) and manifest.json (the source's SHA-256, F, S, the counts); it is\n"
 	"  written atomically and replaces only a directory tracer wrote (--force moves any other aside).\n";
 
-/* The traces part of ts split into view->part[TRACES] and view->part[TEST] (rows borrowed from ts). */
-static int split_rows(const struct tr_traceset *ts, double test, uint64_t seed, struct tr_traceset *view,
-		      struct tr_err *e)
-{
-	const struct tr_rows *r = &ts->part[TR_PART_TRACES];
-	struct tr_rows *a = &view->part[TR_PART_TRACES], *b = &view->part[TR_PART_TEST];
-	*view = *ts;
-	memset(view->part, 0, sizeof view->part);
-	int *part = tr_malloc((r->n ? r->n : 1) * sizeof *part);
-	a->v = tr_malloc((r->n ? r->n : 1) * sizeof *a->v);
-	b->v = tr_malloc((r->n ? r->n : 1) * sizeof *b->v);
-	double frac[2] = {1 - test, test};
-	int rc = !part || !a->v || !b->v ? tr_fail(e, "out of memory")
-					 : tr_split_traces(r->v, NULL, r->n, frac, 2, seed, 0, part, e);
-	for (size_t i = 0; !rc && i < r->n; i++) {
-		struct tr_rows *to = part[i] ? b : a;
-		to->v[to->n++] = r->v[i];
-	}
-	tr_free(part);
-	return rc ? -1 : 0;
-}
-
 static int put_part(const char *tmp, const char *name, const struct tr_traceset *view, int part, struct tr_err *e)
 {
 	char path[PATH_MAX + 32];
@@ -64,7 +42,12 @@ static int split(const char *set, const char *dir, double test, uint64_t seed, i
 	tmp[0] = 0;
 	if (tr_cli_out_check(dir, force, e) || tr_traceset_open(set, &ts, e))
 		return -1;
-	int rc = split_rows(&ts, test, seed, &view, e);
+	/* the view borrows ts's rows: the split of the sweeps (tr_split_rows), held-out share last */
+	view = ts;
+	memset(view.part, 0, sizeof view.part);
+	const struct tr_rows *r = &ts.part[TR_PART_TRACES];
+	int rc = tr_split_rows(r->v, r->n, (const double[2]){1 - test, test}, seed, &view.part[TR_PART_TRACES],
+			       &view.part[TR_PART_TEST], e);
 	size_t n = ts.part[TR_PART_TRACES].n, na = view.part[TR_PART_TRACES].n, nb = view.part[TR_PART_TEST].n;
 	if (!rc && (!na || !nb))
 		rc = tr_fail(e, "%s: %zu traces cannot be split %g/%g with both sides non-empty (too few rows or "

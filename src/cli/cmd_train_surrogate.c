@@ -134,7 +134,7 @@ static int run(const struct job *j, struct tr_err *e)
 	}
 	int K = ts.labels.n;
 	t0 = tr_now();
-	if (tr_surrogate_fit(fam, &grid, &Xfit, yfit, &Xval, yval, K, j->seed, 0, &sel, &log, e))
+	if (tr_surrogate_fit(fam, &grid, &Xfit, yfit, &Xval, yval, K, j->seed, 0, &sel, &log, NULL, e))
 		goto out;
 	double t_select = tr_now() - t0;
 	/* refit the chosen point on every trace */
@@ -143,7 +143,7 @@ static int run(const struct job *j, struct tr_err *e)
 		one.n_vals[k] = 1, one.vals[k][0] = sel->hp[k];
 	struct tr_feats none = {0};
 	t0 = tr_now();
-	if (tr_surrogate_fit(fam, &one, &Xtr, ytrain, &none, NULL, K, j->seed, 0, &s, NULL, e))
+	if (tr_surrogate_fit(fam, &one, &Xtr, ytrain, &none, NULL, K, j->seed, 0, &s, NULL, NULL, e))
 		goto out;
 	double t_fit = tr_now() - t0;
 	if (!(proba = tr_malloc(ntest * (size_t)K * sizeof *proba))) {

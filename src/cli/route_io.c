@@ -58,6 +58,14 @@ int tr_route_parse_json(const struct tr_policy *p, const char *where, size_t lin
 	return rc;
 }
 
+const char *tr_route_pair_warning(const struct tr_policy *p, const struct tr_route_in *in)
+{
+	if ((in->t.input_b != NULL) == (p->pairs != 0))
+		return NULL;
+	return p->pairs ? "no input_b, but the policy was fitted on pairs (input, input_b)"
+			: "input_b given, but the policy was fitted on single texts: it is ignored";
+}
+
 void tr_guard_apply(const struct tr_guard *g, struct tr_decision *d, size_t n)
 {
 	for (size_t i = 0; g->closed && i < n; i++)

@@ -30,6 +30,12 @@ int tr_route_parse(const struct tr_policy *p, const char *where, size_t lineno, 
 int tr_route_parse_json(const struct tr_policy *p, const char *where, size_t lineno, json_t *o, const char *field,
 			struct tr_route_in *in, double *emb, struct tr_err *e);
 
+/*
+ * The warning for an input whose pair-ness is not the policy's (input_b given to a single-text policy,
+ * which routes on input alone, or missing for a pair policy), or NULL when it matches. A static string.
+ */
+const char *tr_route_pair_warning(const struct tr_policy *p, const struct tr_route_in *in);
+
 /* The drift guard's view of routing: a closed gate, and which handled inputs are audited. */
 struct tr_guard {
 	int closed, audits;

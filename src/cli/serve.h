@@ -46,6 +46,7 @@ struct server {
 	atomic_long inflight;
 	atomic_ulong requests[EP_N], responses[N_CODES], aborted;
 	atomic_ulong inputs, handled, deferred, ood, audited, feedback, feedback_audits, reloads, reload_failures;
+	atomic_ulong pair_mismatch; /* inputs routed whose pair-ness is not the policy's (tr_route_pair_warning) */
 	atomic_ulong hist[HIST_N + 1], lat_ns; /* latency: counts per bucket (+Inf last), sum in ns */
 };
 

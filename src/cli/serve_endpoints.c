@@ -23,19 +23,35 @@
 
 #include "serve.h"
 
-static void count_decisions(struct server *sv, const struct tr_guard *g, const struct tr_route_in *in,
-			    const struct tr_decision *d, size_t n)
+static void count_decisions(struct server *sv, const struct tr_policy *p, const struct tr_guard *g,
+			    const struct tr_route_in *in, const struct tr_decision *d, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (!in[i].t.id)
 			continue;
 		atomic_fetch_add(&sv->inputs, 1);
+		if (tr_route_pair_warning(p, &in[i]))
+			atomic_fetch_add(&sv->pair_mismatch, 1);
 		atomic_fetch_add(d[i].handled ? &sv->handled : &sv->deferred, 1);
 		if (d[i].ood)
 			atomic_fetch_add(&sv->ood, 1);
 		if (tr_guard_audits(g, &d[i], in[i].t.id))
 			atomic_fetch_add(&sv->audited, 1);
 	}
+}
+
+/* The decision object of `tracer route`, with a "warning" when the input's pair-ness is not the policy's
+ * (route says it on stderr; a client sees it in the answer). */
+static json_t *decision_json(const struct tr_policy *p, const struct tr_route_in *in, const struct tr_decision *d,
+			     const struct tr_guard *g)
+{
+	json_t *o = tr_route_decision_json(p, in, d, g, NULL);
+	const char *w = tr_route_pair_warning(p, in);
+	if (o && w && json_object_set_new(o, "warning", json_string(w))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 /*
@@ -80,8 +96,8 @@ enum MHD_Result serve_route(struct server *sv, struct MHD_Connection *c, struct 
 			rc = serve_reply_error(sv, c, 500, e.msg, NULL);
 		else {
 			tr_guard_apply(&g, &d, 1);
-			count_decisions(sv, &g, &in, &d, 1);
-			json_t *o = tr_route_decision_json(s->p, &in, &d, &g, NULL);
+			count_decisions(sv, s->p, &g, &in, &d, 1);
+			json_t *o = decision_json(s->p, &in, &d, &g);
 			rc = o ? serve_reply_json(sv, c, 200, o, NULL) : serve_reply(sv, c, 500, NULL, NULL, 0, NULL);
 		}
 		tr_route_in_free(&in);
@@ -153,11 +169,11 @@ enum MHD_Result serve_batch(struct server *sv, struct MHD_Connection *c, struct 
 	struct tr_buf out = {0};
 	if (!rc) {
 		tr_guard_apply(&g, d, m);
-		count_decisions(sv, &g, in, d, m);
+		count_decisions(sv, s->p, &g, in, d, m);
 		rc = tr_buf_puts(&out, array ? "[" : "");
 	}
 	for (size_t i = 0; !rc && i < m; i++) {
-		json_t *o = err[i] ? tr_route_error_json(line[i], err[i]) : tr_route_decision_json(s->p, &in[i], &d[i], &g, NULL);
+		json_t *o = err[i] ? tr_route_error_json(line[i], err[i]) : decision_json(s->p, &in[i], &d[i], &g);
 		char *t = tr_route_dumps(o);
 		json_decref(o);
 		rc = !t ? tr_fail(&e, "out of memory")
@@ -327,6 +343,9 @@ enum MHD_Result serve_metrics(struct server *sv, struct MHD_Connection *c)
 		{"tracer_inputs_deferred_total", "Inputs deferred to the teacher (OOD deferrals included).", &sv->deferred},
 		{"tracer_inputs_ood_deferred_total", "Inputs the OOD guard deferred.", &sv->ood},
 		{"tracer_inputs_audited_total", "Handled inputs marked for an audit by the teacher.", &sv->audited},
+		{"tracer_inputs_pair_mismatch_total",
+		 "Inputs with input_b for a single-text policy (routed on input alone) or without it for a pair policy.",
+		 &sv->pair_mismatch},
 		{"tracer_feedback_total", "Teacher labels received and appended to the feedback traces.", &sv->feedback},
 		{"tracer_feedback_audits_total", "Feedback on audited inputs fed to the drift monitor.", &sv->feedback_audits},
 		{"tracer_policy_reloads_total", "Successful policy reloads (SIGHUP).", &sv->reloads},

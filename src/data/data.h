@@ -226,5 +226,13 @@ int tr_split_grouped(size_t n, const int *strat, const char *const *group, const
  */
 int tr_split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
 		    uint64_t seed, int tiny, int *part, struct tr_err *e);
+/*
+ * rows[0..n) dealt into two lists by tr_split_traces (seed, no tiny rule): part 0 (share frac[0]) into a,
+ * part 1 (share frac[1]) into b, or dropped when b is NULL; each keeps the rows' order. a->v (and b->v) are
+ * new arrays of shallow copies (the strings stay rows'): the caller frees them, also on failure. Used by
+ * `traces split`, the sweeps' pooled split and their trace-count subsamples.
+ */
+int tr_split_rows(const struct tr_trace *rows, size_t n, const double frac[2], uint64_t seed, struct tr_rows *a,
+		  struct tr_rows *b, struct tr_err *e);
 
 #endif

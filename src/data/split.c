@@ -114,6 +114,28 @@ out:
 	return rc;
 }
 
+int tr_split_rows(const struct tr_trace *rows, size_t n, const double frac[2], uint64_t seed, struct tr_rows *a,
+		  struct tr_rows *b, struct tr_err *e)
+{
+	int *part = tr_malloc((n ? n : 1) * sizeof *part);
+	a->v = tr_malloc((n ? n : 1) * sizeof *a->v);
+	a->n = 0;
+	if (b) {
+		b->v = tr_malloc((n ? n : 1) * sizeof *b->v);
+		b->n = 0;
+	}
+	int rc = !part || !a->v || (b && !b->v) ? tr_fail(e, "out of memory")
+						 : tr_split_traces(rows, NULL, n, frac, 2, seed, 0, part, e);
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (part[i] == 0)
+			a->v[a->n++] = rows[i];
+		else if (b)
+			b->v[b->n++] = rows[i];
+	}
+	tr_free(part);
+	return rc ? -1 : 0;
+}
+
 int tr_split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
 		    uint64_t seed, int tiny, int *part, struct tr_err *e)
 {

@@ -14,37 +14,6 @@
 #define POOL_SEED(s) ((s) * 1000003ull + 101)
 #define SUBSAMPLE_SEED(s, n) ((s) * 1000003ull + 7919ull * (uint64_t)(n) + 202)
 
-/* Splits rows (shallow copies) into two lists with fraction `first`, grouped and stratified. */
-static int split(const struct tr_trace *rows, size_t n, double first, uint64_t seed, struct tr_rows *a,
-		 struct tr_rows *b, struct tr_err *e)
-{
-	int *part = tr_malloc((n ? n : 1) * sizeof *part);
-	int rc = -1;
-	a->v = tr_malloc((n ? n : 1) * sizeof *a->v);
-	a->n = 0;
-	if (b) {
-		b->v = tr_malloc((n ? n : 1) * sizeof *b->v);
-		b->n = 0;
-	}
-	if (!part || !a->v || (b && !b->v)) {
-		tr_fail(e, "out of memory");
-		goto out;
-	}
-	double frac[2] = {first, 1 - first};
-	if (tr_split_traces(rows, NULL, n, frac, 2, seed, 0, part, e))
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (part[i] == 0)
-			a->v[a->n++] = rows[i];
-		else if (b)
-			b->v[b->n++] = rows[i];
-	}
-	rc = 0;
-out:
-	tr_free(part);
-	return rc;
-}
-
 int tr_cell_finished(const char *path, const struct tr_cell *c)
 {
 	json_t *cell = json_load_file(path, 0, NULL);
@@ -68,7 +37,7 @@ int tr_pool_split(const struct tr_traceset *ts, uint64_t seed, struct tr_rows *t
 		return tr_fail(e, "out of memory");
 	memcpy(pool.v, ts->part[TR_PART_TRACES].v, nt * sizeof *pool.v);
 	memcpy(pool.v + nt, ts->part[TR_PART_TEST].v, nx * sizeof *pool.v);
-	int rc = split(pool.v, nt + nx, 0.7, POOL_SEED(seed), traces, test, e);
+	int rc = tr_split_rows(pool.v, nt + nx, (const double[2]){0.7, 1 - 0.7}, POOL_SEED(seed), traces, test, e);
 	tr_free(pool.v);
 	return rc;
 }
@@ -169,8 +138,9 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 	}
 	struct tr_rows *fitrows = &traces;
 	if (c->traces >= 0 && (size_t)c->traces < traces.n) {
-		if (split(traces.v, traces.n, (double)c->traces / (double)traces.n, SUBSAMPLE_SEED(c->seed, c->traces),
-			  &sub, NULL, e))
+		double first = (double)c->traces / (double)traces.n;
+		if (tr_split_rows(traces.v, traces.n, (const double[2]){first, 1 - first}, SUBSAMPLE_SEED(c->seed, c->traces),
+				  &sub, NULL, e))
 			goto out;
 		fitrows = &sub;
 	}

@@ -90,7 +90,7 @@ int tr_acceptor_fit(const double *proba, const int *agree, size_t n, int K, uint
 		y[i] = agree[i] != 0;
 	struct tr_grid g = {.n_hp = 1, .n_vals = {1}, .vals = {{1.0}}};
 	struct tr_feats none = {0};
-	int rc = tr_surrogate_fit(&tr_family_liblinear, &g, &X, y, &none, NULL, 2, seed, 1, &out->lr, NULL, e);
+	int rc = tr_surrogate_fit(&tr_family_liblinear, &g, &X, y, &none, NULL, 2, seed, 1, &out->lr, NULL, NULL, e);
 	tr_free(y);
 	tr_feats_free(&X);
 	return rc;

@@ -119,7 +119,8 @@ int tr_fit_train(struct tr_fit *f, const struct tr_grid *grid, const size_t *tr,
 		tr_free(yt);
 		return tr_fail(e, "out of memory");
 	}
-	int rc = tr_surrogate_fit(f->fam, grid, &Xt, yt, &Xv, yv, f->K, f->o->seed, f->o->threads, out, &f->log, e);
+	int rc = tr_surrogate_fit(f->fam, grid, &Xt, yt, &Xv, yv, f->K, f->o->seed, f->o->threads, out, &f->log,
+				  f->o->progress, e);
 	tr_feats_view_free(&Xt), tr_feats_view_free(&Xv);
 	tr_free(yt), tr_free(yv);
 	return rc;

@@ -23,6 +23,8 @@ struct section {
 	char **cells; /* rows × ncol */
 	size_t nrows, cap;
 	size_t elided_after; /* terminal view: rows [top, nrows - top) are elided when set */
+	int file_only;	     /* not in the terminal view (its text is on stderr already) */
+	enum { NO_CHART, WALK_CHART, LABEL_CHART } chart; /* the HTML chart drawn under the prose */
 };
 
 static char *fmt_num(double v, const char *fmt)
@@ -81,8 +83,24 @@ static int build(json_t *rep, struct section *S)
 	int n = 0;
 	json_t *g = json_object_get(rep, "gate"), *dep = json_object_get(g, "deployed");
 	const char *rule = str(g, "rule"), *family = str(dep, "family");
-	struct section *s = &S[n++];
+	struct section *s;
+	size_t i;
+	json_t *f, *warn = json_object_get(rep, "warnings");
+	if (json_array_size(warn)) { /* misuse first: it changes what every figure below means */
+		s = &S[n++];
+		snprintf(s->title, sizeof s->title, "Warnings");
+		tr_buf_puts(&s->prose, "This traffic may not be what an audit assumes (fresh inputs of the kind the policy "
+				       "was fitted on): read every figure below with these in mind.\n");
+		s->ncol = 1, s->head[0] = "warning", s->file_only = 1;
+		json_array_foreach(warn, i, f)
+		{
+			char *c[1] = {tr_strdup(json_string_value(f) ? json_string_value(f) : "")};
+			add_row(s, c);
+		}
+	}
+	s = &S[n++];
 	snprintf(s->title, sizeof s->title, "Gate decision");
+	s->chart = WALK_CHART;
 	tr_buf_printf(&s->prose, "Target α = %.2f, rule `%s`", num(g, "target"), rule);
 	if (json_is_string(json_object_get(g, "rule_detail")))
 		tr_buf_puts(&s->prose, str(g, "rule_detail"));
@@ -130,8 +148,6 @@ static int build(json_t *rep, struct section *S)
 	}
 	s->ncol = 4;
 	s->head[0] = "family", s->head[1] = "status", s->head[2] = "reason", s->head[3] = "thresholds examined";
-	size_t i;
-	json_t *f;
 	json_array_foreach(json_object_get(g, "families"), i, f)
 	{
 		char *c[4] = {tr_strdup(str(f, "family")), tr_strdup(str(f, "status")), tr_strdup(str(f, "reason")),
@@ -155,6 +171,7 @@ static int build(json_t *rep, struct section *S)
 
 	s = &S[n++];
 	snprintf(s->title, sizeof s->title, "Per teacher label (most handled first)");
+	s->chart = LABEL_CHART;
 	if (strcmp(family, "refused") == 0)
 		tr_buf_puts(&s->prose, "The policy is refused, so nothing is handled and every label's handled share is 0 (no "
 				       "chart): *Gate decision* above says why no threshold passed.\n");
@@ -303,6 +320,8 @@ int tr_audit_markdown(const struct json_t *report, int terminal, int top, struct
 	}
 	for (int i = 0; i < n; i++) {
 		const struct section *s = &S[i];
+		if (terminal && s->file_only)
+			continue;
 		tr_buf_printf(out, "## %s\n\n", s->title);
 		if (s->prose.data)
 			tr_buf_printf(out, "%s\n", s->prose.data);
@@ -441,11 +460,11 @@ int tr_audit_html(const struct json_t *report, const char *walk_png, const char 
 		if (s->prose.data)
 			html_prose(out, s->prose.data);
 		tr_buf_puts(out, "</p>\n");
-		if (i == 0 && walk_png)
+		if (s->chart == WALK_CHART && walk_png && !rc)
 			rc = embed_png(out, walk_png, "The gate's walk: every threshold examined, its calibration coverage and "
 						      "the rule's statistic, the bound it had to meet (dashed), the deployed "
 						      "threshold and where each walk stopped", e);
-		if (i == 2 && label_png && !rc)
+		if (s->chart == LABEL_CHART && label_png && !rc)
 			rc = embed_png(out, label_png, "Handled share per teacher label on the audited traffic", e);
 		if (!s->ncol)
 			continue;

@@ -3,6 +3,7 @@
  * metrics used to select (macro-F1 against the teacher).
  */
 #include "surrogate.h"
+#include "../common/progress.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -206,20 +207,23 @@ static void train_point(struct point *pt)
 
 struct pool {
 	struct point *pts;
-	size_t n, next;
+	size_t n, next, done;
+	struct tr_progress *progress; /* steps reported under mu: show() never runs in two threads at once */
 	pthread_mutex_t mu;
 };
 
 static void *worker(void *arg)
 {
 	struct pool *pl = arg;
+	pthread_mutex_lock(&pl->mu);
 	for (;;) {
-		pthread_mutex_lock(&pl->mu);
 		size_t i = pl->next++;
 		pthread_mutex_unlock(&pl->mu);
 		if (i >= pl->n)
 			return NULL;
 		train_point(&pl->pts[i]);
+		pthread_mutex_lock(&pl->mu);
+		tr_progress_step(pl->progress, ++pl->done, pl->n);
 	}
 }
 
@@ -235,7 +239,7 @@ static int n_threads(const struct tr_family *fam, size_t points, int threads)
 
 int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, const struct tr_feats *X,
 		     const int *y, const struct tr_feats *Xv, const int *yv, int K, uint64_t seed, int threads,
-		     struct tr_surrogate **out, struct tr_buf *log, struct tr_err *e)
+		     struct tr_surrogate **out, struct tr_buf *log, struct tr_progress *progress, struct tr_err *e)
 {
 	*out = NULL;
 	int dense = X->dense != NULL;
@@ -279,9 +283,16 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 		grid_point(grid, idx, s->hp);
 		pts[np++] = (struct point){fam, X, Xv, y, yv, K, seed, s, 0, {{0}}};
 	}
-	int nt = rc ? 1 : n_threads(fam, np, threads);
+	int nt = rc ? 1 : n_threads(fam, np, threads), log_steps = progress ? progress->log_steps : 0;
+	if (np < 2)
+		progress = NULL; /* one point: no search to report */
+	if (!rc && progress) {
+		/* a phase of its own; each point takes seconds to minutes, so each is worth a log line */
+		tr_progress_phase(progress, "surrogate %s grid search over %zu points", fam->name, np);
+		progress->log_steps = 1;
+	}
 	if (!rc && nt > 1) {
-		struct pool pl = {.pts = pts, .n = np};
+		struct pool pl = {.pts = pts, .n = np, .progress = progress};
 		pthread_t th[64];
 		int started = 0;
 		pthread_mutex_init(&pl.mu, NULL);
@@ -294,9 +305,13 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 			pthread_join(th[t], NULL);
 		pthread_mutex_destroy(&pl.mu);
 	} else if (!rc) {
-		for (size_t i = 0; i < np; i++)
+		for (size_t i = 0; i < np; i++) {
 			train_point(&pts[i]);
+			tr_progress_step(progress, i + 1, np);
+		}
 	}
+	if (progress)
+		progress->log_steps = log_steps;
 	struct tr_surrogate *best = NULL;
 	for (size_t i = 0; i < np; i++) {
 		struct point *pt = &pts[i];

@@ -71,15 +71,18 @@ struct tr_surrogate {
 	void *model;
 };
 
+struct tr_progress;
 /*
  * Trains every grid point on (X, y), picks by validation macro-F1 on (Xv, yv) when Xv has rows, and
  * returns the chosen model. `log` (may be NULL) receives one line per grid point. Grid points train in
  * up to `threads` parallel threads for thread-safe families (0: the online cores); the result does
- * not depend on the number of threads.
+ * not depend on the number of threads. `progress` (may be NULL), when two or more points are trained,
+ * gets a phase "surrogate FAMILY grid search over N points" and a step per point trained (points done / total;
+ * from the training thread, never two at once), each worth a log line; its log_steps is restored after.
  */
 int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, const struct tr_feats *X,
 		     const int *y, const struct tr_feats *Xv, const int *yv, int K, uint64_t seed, int threads,
-		     struct tr_surrogate **out, struct tr_buf *log, struct tr_err *e);
+		     struct tr_surrogate **out, struct tr_buf *log, struct tr_progress *progress, struct tr_err *e);
 int tr_surrogate_predict(const struct tr_surrogate *s, const struct tr_feats *X, double *proba,
 			 struct tr_err *e);
 /* Binary serialisation behind a text header line "tracer-surrogate 2 FAMILY" (format 2: sparse nodes

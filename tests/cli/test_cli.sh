@@ -85,6 +85,15 @@ ok "audit on the policy's own traces" "$TRACER" audit pol easy.jsonl --out aud
 check "audit warns on stderr" grep -q '^tracer audit: warning: easy.jsonl is the file the policy was fitted on' err
 check "audit's report.json carries the warning" grep -q '"warnings": \[' aud/report.json
 check "audit's report.md has a Warnings section" grep -q '^## Warnings' aud/report.md
+check "audit's report.html has it too" grep -q '^<h2>Warnings</h2>$' aud/report.html
+check "before the gate decision" sh -c '[ $(grep -n "<h2>Warnings</h2>" aud/report.html | cut -d: -f1) -lt $(grep -n "<h2>Gate decision</h2>" aud/report.html | cut -d: -f1) ]'
+check "the terminal report leaves it to stderr" sh -c '! grep -q "Warnings" out'
+cp easy.jsonl 'x<i>&.jsonl'
+ok "audit on the same traces under a name with HTML in it" "$TRACER" audit pol 'x<i>&.jsonl' --out audx --quiet
+check "report.html escapes the name in the warning" grep -q '<td>x&lt;i&gt;&amp;.jsonl is the file the policy was fitted on' audx/report.html
+check "report.html has no raw <i> from the name" sh -c '! grep -q "x<i>" audx/report.html'
+ok "audit on held-out rows" "$TRACER" audit pol held.jsonl --out audh --quiet
+check "no Warnings section in either report" sh -c '! grep -q Warnings audh/report.md audh/report.html'
 
 # the one-label check looks at teacher labels: varied ground_truth does not make a second answer
 awk 'BEGIN { for (i = 0; i < 300; i++) printf "{\"input\":\"q%d w%d\",\"teacher\":\"card_arrival\",\"ground_truth\":\"g%d\"}\n", i, i % 7, i % 5 }' >onet.jsonl
@@ -140,7 +149,11 @@ ok "fit reports its phases" "$TRACER" fit easy.jsonl --target 0.9 --out prog
 for ph in 'features of 600 of the 600 traces' 'surrogate liblinear and acceptor' 'gate ltt-plan over 7 targets' 'OOD guard' 'writing prog' 'done in'; do
 	check "fit: a line for \"$ph\"" grep -q "^fit: $ph" err
 done
-check "fit: one line per phase, with the elapsed time" sh -c '[ $(grep -c "^fit: " err) -eq 6 ] && [ $(grep -c "s elapsed)$" err) -eq 5 ]'
+check "fit: one line per phase, with the elapsed time" sh -c '[ $(grep -v "grid search" err | grep -c "^fit: ") -eq 6 ] && [ $(grep -v "grid search" err | grep -c "s elapsed)$") -eq 5 ]'
+# the surrogate's grid search (the longest phase of a fit): a phase, then a line per point trained
+check "fit: the grid search's phase, then points 1/3 (with an ETA), 2/3 and 3/3 in order" sh -c 'grep "grid search" err | sed "s/(.*//" >gs.txt && printf "%s\n" "fit: surrogate liblinear grid search over 3 points " "fit: surrogate liblinear grid search over 3 points: 1/3 " "fit: surrogate liblinear grid search over 3 points: 2/3 " "fit: surrogate liblinear grid search over 3 points: 3/3 " | cmp -s - gs.txt && grep -q "over 3 points: 1/3 (.* elapsed, ETA [0-9]* s)" err'
+ok "fit --grid with one point: no grid search reported" "$TRACER" fit easy.jsonl --target 0.9 --out prog --grid C=1 --force
+check "fit --grid C=1: no grid search line" sh -c '! grep -q "grid search" err'
 ok "fit --quiet" "$TRACER" fit easy.jsonl --target 0.9 --out prog --quiet
 check "fit --quiet: nothing on stderr" [ ! -s err ]
 ok "audit reports its phases" "$TRACER" audit pol held.jsonl --out aud2

@@ -46,6 +46,9 @@ check "both charts are in the parsed page" [ "$(grep -o '<img alt="chart" src="d
 check "the gate walk's caption" grep -q "The gate's walk: every threshold examined" deployed.dom
 check "Markdown code is rendered" grep -q 'rule <code>point</code>' deployed.dom
 check "no backtick left in the prose" sh -c "! grep -q 'rule \`' deployed.dom"
+# the audit ran on the policy's own traces: the misuse warning heads the page, the path escaped
+check "the misuse warning is on the page" grep -q '<h2>Warnings</h2>' deployed.dom
+check "... naming the traffic file" grep -q "<td>$(echo "$T" | sed 's/[.[\*^$]/\\&/g') is the file the policy was fitted on" deployed.dom
 
 ok "fit a refused policy" "$TRACER" fit mnli:phi-3-small --target 0.95 --out refused
 ok "audit it" "$TRACER" audit refused mnli:phi-3-small --out raud
@@ -55,6 +58,7 @@ check "the refused page is not blank (ink $1)" [ "${1:-0}" -gt 10000 ]
 check "... and draws no bars (green $2)" [ "${2:-1}" -lt 25 ]
 check "it says why instead of an empty chart" grep -q 'The policy is refused, so nothing is handled' refused.dom
 check "it embeds no empty chart" sh -c "! grep -q '<img' refused.dom"
+check "held-out traffic (the set's test part): no Warnings section" sh -c "! grep -q 'Warnings' refused.dom"
 # SHOTS=DIR keeps the screenshots, for a person to look at
 [ -z "${SHOTS:-}" ] || cp deployed.png refused.png "$SHOTS/"
 finish

@@ -59,6 +59,18 @@ check "the batch answers what tracer route answers, line for line" cmp body cli.
 req POST /route/batch --data-binary @mixed.jsonl
 check "a bad line in a batch is an error record in its place" [ "$(sed -n 3p body)" = "{\"line\":3,\"error\":\"body:3: malformed JSON: '[' or '{' expected near 'nope'\"}" ]
 check "blank lines are skipped, the rest routed" [ "$(grep -c '"decision"' body)" -eq 3 ]
+# an input_b for this single-text policy: routed on input alone, as route does, with a warning in the answer
+head -n 1 fifty.jsonl | sed 's/"teacher"/"input_b":"a second text","teacher"/' >pair1.jsonl
+"$TRACER" route pol --audit-rate 0.5 <pair1.jsonl >pair1.cli 2>pair1.err
+check "route warns on stderr for the pair" grep -q 'input_b given, but the policy was fitted on single texts' pair1.err
+req POST /route --data-binary @pair1.jsonl
+check "POST /route with input_b: 200" [ "$code" = 200 ]
+check "its decision is route's, with a warning field" [ "$(cat body)" = "$(sed 's/}$/,"warning":"input_b given, but the policy was fitted on single texts: it is ignored"}/' pair1.cli)" ]
+{ cat pair1.jsonl; sed -n 2p fifty.jsonl; } >pairmix.jsonl
+req POST /route/batch --data-binary @pairmix.jsonl
+check "in a batch only the pair's answer carries the warning" sh -c '[ $(grep -c "\"warning\":\"input_b given" body) -eq 1 ] && sed -n 1p body | grep -q "\"warning\"" && [ "$(sed -n 2p body)" = "$(sed -n 2p cli.jsonl)" ]'
+req GET /metrics
+check "the two mismatched inputs are counted" grep -q '^tracer_inputs_pair_mismatch_total 2$' body
 req POST /route/batch --data-binary "[$(head -n 1 fifty.jsonl),{\"id\":\"n\"},$(sed -n 2p fifty.jsonl)]"
 check "POST /route/batch (JSON array) 200" [ "$code" = 200 ]
 check "an array is answered with an array, error in place" grep -q '^\[{"id":"test:0",.*},{"line":2,"error":"body:2: missing input (one of .*)"},{"id":"test:9",.*}\]$' body
@@ -103,6 +115,7 @@ check "GET /metrics 200" [ "$code" = 200 ]
 check "requests counted by endpoint" grep -q '^tracer_requests_total{endpoint="route_batch"} 20[0-9]$' body
 check "handled + deferred = inputs" awk '/^tracer_inputs_total /{n=$2} /^tracer_inputs_handled_total /{h=$2} /^tracer_inputs_deferred_total /{d=$2} END{exit !(n > 10000 && h + d == n)}' body
 check "OOD deferrals and audits are counted" grep -q '^tracer_inputs_audited_total [1-9]' body
+check "10,000 single texts later, still the two pair mismatches" grep -q '^tracer_inputs_pair_mismatch_total 2$' body
 check "a latency histogram" grep -q '^tracer_request_duration_seconds_bucket{le="+Inf"} [1-9]' body
 check "the gate state" grep -q '^tracer_gate_open 1$' body
 check "every line a comment or a sample" sh -c "! grep -v -E '^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z0-9_]+=\"[^\"]*\"\})? [0-9.e+-]+)$' body"

@@ -172,6 +172,43 @@ static void test_split(void)
 	CHECK(tr_split_grouped(3, s2, g2, frac, 3, 9, 1, p2, &e) == 0 && p2[0] == p2[1], "group kept whole");
 }
 
+/* tr_split_rows: tr_split_traces's parts, dealt in row order; b NULL drops part 1; failures leave arrays
+ * the caller frees. */
+static void test_split_rows(void)
+{
+	enum { N = 600 };
+	static struct tr_trace rows[N];
+	static char text[N][16];
+	static int part[N];
+	for (int i = 0; i < N; i++) {
+		snprintf(text[i], sizeof text[i], "q%d", i / 2); /* pairs of rows share an input: one group */
+		rows[i] = (struct tr_trace){.input = text[i], .teacher = i % 4, .gold = -1};
+	}
+	const double frac[2] = {0.75, 0.25};
+	struct tr_err e;
+	struct tr_rows a = {0}, b = {0}, c = {0};
+	CHECK(tr_split_traces(rows, NULL, N, frac, 2, 11, 0, part, &e) == 0, "%s", e.msg);
+	CHECK(tr_split_rows(rows, N, frac, 11, &a, &b, &e) == 0, "%s", e.msg);
+	size_t ia = 0, ib = 0, bad = 0;
+	for (int i = 0; i < N; i++) {
+		struct tr_rows *to = part[i] ? &b : &a;
+		size_t *k = part[i] ? &ib : &ia;
+		bad += *k >= to->n || to->v[*k].input != rows[i].input; /* the same row, in order, shallow */
+		++*k;
+	}
+	CHECK(bad == 0 && ia == a.n && ib == b.n, "%zu rows misplaced (a %zu of %zu, b %zu of %zu)", bad, ia, a.n, ib,
+	      b.n);
+	CHECK(a.n > 400 && a.n < 500 && a.n + b.n == N, "shares %zu / %zu", a.n, b.n);
+	CHECK(tr_split_rows(rows, N, frac, 11, &c, NULL, &e) == 0 && c.n == a.n &&
+		      memcmp(c.v, a.v, a.n * sizeof *a.v) == 0,
+	      "b NULL: the same part 0, part 1 dropped");
+	tr_free(a.v), tr_free(b.v), tr_free(c.v);
+	const double neg[2] = {-1, 1};
+	CHECK(tr_split_rows(rows, N, neg, 11, &a, &b, &e) == -1, "a bad fraction fails");
+	CHECK_ERR(e, "split: bad fraction -1");
+	tr_free(a.v), tr_free(b.v);
+}
+
 /* Every allocation failure while reading traces ends in a clean error. */
 static void test_alloc_failures(void)
 {
@@ -205,6 +242,7 @@ int main(void)
 	test_jsonl();
 	test_manifest();
 	test_split();
+	test_split_rows();
 	test_alloc_failures();
 	return unit_done();
 }

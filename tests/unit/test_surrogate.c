@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "../../src/common/progress.h"
 #include "../../src/surrogate/surrogate.h"
 #include "unit.h"
 
@@ -91,7 +92,7 @@ static struct tr_surrogate *fit(const struct tr_family *fam, const char *grid, c
 	struct tr_grid g;
 	struct tr_err e;
 	struct tr_surrogate *s = NULL;
-	if (tr_grid_parse(fam, grid, &g, &e) || tr_surrogate_fit(fam, &g, X, y, V, yv, K, seed, 0, &s, NULL, &e))
+	if (tr_grid_parse(fam, grid, &g, &e) || tr_surrogate_fit(fam, &g, X, y, V, yv, K, seed, 0, &s, NULL, NULL, &e))
 		CHECK(0, "%s: %s", fam->name, e.msg);
 	return s;
 }
@@ -279,6 +280,81 @@ static void libsvm_pairs(void)
 	free_feats(&X);
 }
 
+/* What a grid search reported through its progress. */
+struct seen {
+	int phases, steps, log_steps, out_of_order;
+	size_t done, total;
+	char phase[160];
+};
+
+static void seen_show(void *ctx, const struct tr_progress *p, int phase_changed)
+{
+	struct seen *s = ctx;
+	if (phase_changed) {
+		s->phases++;
+		snprintf(s->phase, sizeof s->phase, "%s", p->phase);
+		return;
+	}
+	s->steps++;
+	s->out_of_order += p->done != s->done + 1;
+	s->done = p->done, s->total = p->total;
+	s->log_steps += p->log_steps;
+}
+
+/* Model bytes of a fit (for comparing fits with and without progress). */
+static struct tr_buf saved(const struct tr_surrogate *s)
+{
+	struct tr_buf b = {0};
+	struct tr_err e;
+	CHECK(s && tr_surrogate_save(s, &b, &e) == 0, "save");
+	return b;
+}
+
+/* The grid search reports a phase and one step per point, in order, from one or two threads; one point
+ * reports nothing; the model does not depend on whether progress is watched. */
+static void grid_progress(void)
+{
+	enum { N = 300, NV = 100, K = 4 };
+	static int y[N], yv[NV];
+	struct tr_feats X, V;
+	make(&X, y, N, K, 0, 0, 21);
+	make(&V, yv, NV, K, 0, 0, 22);
+	struct tr_grid g, one;
+	struct tr_err e;
+	CHECK(tr_grid_parse(&tr_family_liblinear, "C=0.1,1,10,100", &g, &e) == 0 &&
+		      tr_grid_parse(&tr_family_liblinear, "C=1", &one, &e) == 0,
+	      "grids");
+	for (int threads = 1; threads <= 2; threads++) {
+		struct seen s = {0};
+		struct tr_progress p;
+		tr_progress_init(&p, "test");
+		p.show = seen_show, p.ctx = &s;
+		struct tr_surrogate *a = NULL, *b = NULL;
+		CHECK(tr_surrogate_fit(&tr_family_liblinear, &g, &X, y, &V, yv, K, 5, threads, &a, NULL, &p, &e) == 0,
+		      "fit: %s", e.msg);
+		CHECK(s.phases == 1 && strcmp(s.phase, "surrogate liblinear grid search over 4 points") == 0,
+		      "%d threads: %d phases, last \"%s\"", threads, s.phases, s.phase);
+		CHECK(s.steps == 4 && s.done == 4 && s.total == 4 && s.out_of_order == 0,
+		      "%d threads: %d steps, last %zu/%zu, %d out of order", threads, s.steps, s.done, s.total,
+		      s.out_of_order);
+		CHECK(s.log_steps == 4 && p.log_steps == 0, "each point a log line (%d of 4), log_steps restored (%d)",
+		      s.log_steps, p.log_steps);
+		CHECK(tr_surrogate_fit(&tr_family_liblinear, &g, &X, y, &V, yv, K, 5, threads, &b, NULL, NULL, &e) == 0,
+		      "fit without progress: %s", e.msg);
+		struct tr_buf ba = saved(a), bb = saved(b);
+		CHECK(ba.len == bb.len && ba.len && memcmp(ba.data, bb.data, ba.len) == 0,
+		      "%d threads: same model with and without progress", threads);
+		tr_buf_free(&ba), tr_buf_free(&bb);
+		tr_surrogate_free(a), tr_surrogate_free(b);
+		s = (struct seen){0};
+		CHECK(tr_surrogate_fit(&tr_family_liblinear, &one, &X, y, &V, yv, K, 5, threads, &a, NULL, &p, &e) == 0 &&
+			      s.phases == 0 && s.steps == 0,
+		      "one point: no search reported (%d phases, %d steps)", s.phases, s.steps);
+		tr_surrogate_free(a);
+	}
+	free_feats(&X), free_feats(&V);
+}
+
 int main(void)
 {
 	tr_gsl_init();
@@ -294,6 +370,7 @@ int main(void)
 	softmax_optimum(0);
 	softmax_optimum(1);
 	libsvm_pairs();
+	grid_progress();
 	struct tr_grid g;
 	struct tr_err e;
 	CHECK(tr_grid_parse(&tr_family_knn, "k=2.5", &g, &e) == -1, "fractional k");
