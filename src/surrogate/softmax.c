@@ -1,8 +1,9 @@
 /*
  * softmax.c - one multinomial logistic regression over all labels (instead of one-vs-rest problems),
  * L2-regularised like liblinear's: minimise C * sum_i -log p(y_i | x_i) + |W|^2 / 2, the bias a
- * regularised feature of value 1. Loss and gradient are two matrix products (dense rows: BLAS dgemm
- * through GSL's CBLAS, linked to OpenBLAS; sparse rows: loops over the non-zeros), minimised by
+ * regularised feature of value 1. Loss and gradient are two matrix products (dense rows: BLAS sgemm
+ * through GSL's CBLAS, linked to OpenBLAS, in single precision like the float32 embeddings themselves,
+ * the rest in double; sparse rows: loops over the non-zeros), minimised by
  * limited-memory BFGS from W = 0. Deterministic: no random draw, one BLAS thread.
  *
  * Only labels present in the training rows get a column (others get probability 0), and sparse rows
@@ -62,12 +63,13 @@ static double softmax_rows(double *z, size_t n, int Kc, const int *y)
 struct sm_prob {
 	size_t n;
 	int d, Kc;
-	const double *X;	      /* dense: n x d, or NULL */
+	const float *X;		      /* dense: n x d in single precision, or NULL */
 	struct tr_node *const *rows;  /* sparse rows (indices 1-based, global) */
 	const int *col;		      /* sparse: global feature index - 1 -> compact feature */
 	const int *y;		      /* compact labels */
 	double C;
 	double *Z;		      /* n x Kc work space: scores, then P - Y */
+	float *Zf, *Wf;		      /* dense: Z and W (or the gradient) in single precision */
 };
 
 /* Z = X W + b for the problem's rows (W is (d + 1) x Kc, the last row the bias). */
@@ -77,8 +79,12 @@ static void scores(const struct sm_prob *p, const double *W, double *Z)
 	for (size_t i = 0; i < p->n; i++)
 		memcpy(Z + i * Kc, W + (size_t)p->d * Kc, Kc * sizeof *Z);
 	if (p->X) {
-		cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p->n, p->Kc, p->d, 1.0, p->X, p->d, W,
-			    p->Kc, 1.0, Z, p->Kc);
+		for (size_t j = 0; j < (size_t)p->d * Kc; j++)
+			p->Wf[j] = (float)W[j];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p->n, p->Kc, p->d, 1.0f, p->X, p->d,
+			    p->Wf, p->Kc, 0.0f, p->Zf, p->Kc);
+		for (size_t j = 0; j < p->n * Kc; j++)
+			Z[j] += p->Zf[j];
 		return;
 	}
 	for (size_t i = 0; i < p->n; i++)
@@ -120,8 +126,12 @@ static double objective(struct sm_prob *p, const double *W, double *g, size_t np
 	double inv = 1.0 / (double)n, reg = 1.0 / (p->C * (double)n);
 	memcpy(g, W, np * sizeof *g);
 	if (p->X) {
-		cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->d, p->Kc, (int)n, inv, p->X, p->d, p->Z,
-			    p->Kc, reg, g, p->Kc);
+		for (size_t j = 0; j < n * Kc; j++)
+			p->Zf[j] = (float)p->Z[j];
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->d, p->Kc, (int)n, 1.0f, p->X, p->d, p->Zf,
+			    p->Kc, 0.0f, p->Wf, p->Kc);
+		for (size_t j = 0; j < (size_t)p->d * Kc; j++)
+			g[j] = g[j] * reg + inv * p->Wf[j];
 	} else {
 		for (size_t j = 0; j < (size_t)p->d * Kc; j++)
 			g[j] *= reg;
@@ -228,6 +238,7 @@ static int sm_train(const struct tr_feats *X, const int *y, int K, const double 
 	int *cls = tr_malloc((size_t)K * sizeof *cls), *yc = tr_malloc(X->n * sizeof *yc);
 	int *col = NULL, *feat = NULL, d = X->dim, rc = -1;
 	double *W = NULL, *Z = NULL;
+	float *Xf = NULL, *Zf = NULL, *Wf = NULL;
 	if (!m || !cls || !yc)
 		goto oom;
 	*m = (struct sm_model){.K = K, .dim = X->dim};
@@ -265,8 +276,16 @@ static int sm_train(const struct tr_feats *X, const int *y, int K, const double 
 	m->W = tr_calloc(((size_t)X->dim + 1) * Kc, sizeof *m->W);
 	if (!W || !Z || !m->W)
 		goto oom;
-	struct sm_prob p = {.n = X->n, .d = d, .Kc = m->Kc, .X = X->dense, .rows = X->rows, .col = col, .y = yc,
-			    .C = hp[0], .Z = Z};
+	if (X->dense) { /* single precision for the two products: half the time and memory of double */
+		size_t nd = X->n * (size_t)d;
+		if (!(Xf = tr_malloc((nd ? nd : 1) * sizeof *Xf)) || !(Zf = tr_malloc((X->n * Kc + 1) * sizeof *Zf)) ||
+		    !(Wf = tr_malloc((size_t)d * Kc * sizeof *Wf)))
+			goto oom;
+		for (size_t j = 0; j < nd; j++)
+			Xf[j] = (float)X->dense[j];
+	}
+	struct sm_prob p = {.n = X->n, .d = d, .Kc = m->Kc, .X = Xf, .rows = X->rows, .col = col, .y = yc,
+			    .C = hp[0], .Z = Z, .Zf = Zf, .Wf = Wf};
 	if (X->dense && tr_blas_begin()) {
 		tr_fail(e, "out of memory while training softmax (BLAS needs %.0f MB)", TR_BLAS_BUFFER / 1e6);
 		goto out;
@@ -292,6 +311,7 @@ oom:
 out:
 	sm_free(m);
 	tr_free(cls), tr_free(yc), tr_free(col), tr_free(feat), tr_free(W), tr_free(Z);
+	tr_free(Xf), tr_free(Zf), tr_free(Wf);
 	return rc;
 }
 
