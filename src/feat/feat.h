@@ -22,7 +22,11 @@ struct tr_node {
 	double value;
 };
 
-/* Feature rows of n inputs. Dense features also keep an n × dim row-major copy (for BLAS). */
+/*
+ * Feature rows of n inputs: sparse features as rows of nodes (rows, pool), dense features as one
+ * n × dim row-major matrix only (dense; rows and pool NULL): a family that reads rows of nodes gets
+ * them from tr_feats_row or tr_feats_dense_rows.
+ */
 struct tr_feats {
 	size_t n;
 	int dim;
@@ -31,9 +35,16 @@ struct tr_feats {
 	double *dense;
 };
 void tr_feats_free(struct tr_feats *f);
-/* Rows `idx` of f, sharing f's storage (free only the returned `rows` array: tr_feats_view_free). */
+/* Rows `idx` of f, sharing f's sparse rows (dense rows are copied); free with tr_feats_view_free. */
 int tr_feats_view(const struct tr_feats *f, const size_t *idx, size_t n, struct tr_feats *out);
 void tr_feats_view_free(struct tr_feats *v);
+/*
+ * Row i of X as nodes (1-based indices, ended by index -1): X's own row when X is sparse, else dense
+ * row i written into buf (X->dim + 1 nodes: every value, zeros included) and buf returned.
+ */
+const struct tr_node *tr_feats_row(const struct tr_feats *X, size_t i, struct tr_node *buf);
+/* Every row of dense X as nodes, as tr_feats_row writes them, in one pool; the caller frees both. */
+struct tr_node **tr_feats_dense_rows(const struct tr_feats *X, struct tr_node **pool);
 
 enum tr_feat_kind { TR_FEAT_TFIDF, TR_FEAT_NPY };
 

@@ -41,10 +41,12 @@ void tr_feats_free(struct tr_feats *f)
 int tr_feats_view(const struct tr_feats *f, const size_t *idx, size_t n, struct tr_feats *out)
 {
 	memset(out, 0, sizeof *out);
-	if (!(out->rows = tr_malloc(n * sizeof *out->rows)))
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		out->rows[i] = f->rows[idx[i]];
+	if (f->rows) {
+		if (!(out->rows = tr_malloc(n * sizeof *out->rows)))
+			return -1;
+		for (size_t i = 0; i < n; i++)
+			out->rows[i] = f->rows[idx[i]];
+	}
 	out->n = n;
 	out->dim = f->dim;
 	if (f->dense) {
@@ -64,6 +66,32 @@ void tr_feats_view_free(struct tr_feats *v)
 	tr_free(v->rows);
 	tr_free(v->dense);
 	memset(v, 0, sizeof *v);
+}
+
+const struct tr_node *tr_feats_row(const struct tr_feats *X, size_t i, struct tr_node *buf)
+{
+	if (X->rows)
+		return X->rows[i];
+	const double *x = X->dense + i * (size_t)X->dim;
+	for (int k = 0; k < X->dim; k++)
+		buf[k] = (struct tr_node){k + 1, x[k]};
+	buf[X->dim] = (struct tr_node){-1, 0};
+	return buf;
+}
+
+struct tr_node **tr_feats_dense_rows(const struct tr_feats *X, struct tr_node **pool)
+{
+	size_t d = (size_t)X->dim + 1;
+	struct tr_node **rows = tr_malloc((X->n ? X->n : 1) * sizeof *rows);
+	*pool = tr_malloc((X->n ? X->n : 1) * d * sizeof **pool);
+	if (!rows || !*pool) {
+		tr_free(rows), tr_free(*pool);
+		*pool = NULL;
+		return NULL;
+	}
+	for (size_t i = 0; i < X->n; i++)
+		rows[i] = (struct tr_node *)tr_feats_row(X, i, *pool + i * d);
+	return rows;
 }
 
 /* ---- tokenisation and hashing ---- */
@@ -352,10 +380,8 @@ int tr_feat_transform_dense(const struct tr_featurizer *f, const double *emb, si
 	if (dim != f->dim)
 		return tr_fail(e, "embeddings: dimension %d, the model was fitted on %d", dim, f->dim);
 	size_t d = (size_t)dim;
-	out->dense = tr_malloc(n * d * sizeof *out->dense);
-	out->pool = tr_malloc(n * (d + 1) * sizeof *out->pool);
-	out->rows = tr_malloc((n ? n : 1) * sizeof *out->rows);
-	if (!out->dense || !out->pool || !out->rows) {
+	out->dense = tr_malloc((n ? n : 1) * d * sizeof *out->dense);
+	if (!out->dense) {
 		tr_feats_free(out);
 		return tr_fail(e, "embeddings: out of memory for %zu rows of %d", n, dim);
 	}
@@ -370,13 +396,8 @@ int tr_feat_transform_dense(const struct tr_featurizer *f, const double *emb, si
 			norm += src[k] * src[k];
 		norm = norm > 0 ? 1.0 / sqrt(norm) : 0;
 		double *dst = out->dense + i * d;
-		struct tr_node *row = out->pool + i * (d + 1);
-		for (size_t k = 0; k < d; k++) {
+		for (size_t k = 0; k < d; k++)
 			dst[k] = src[k] * norm;
-			row[k] = (struct tr_node){(int)k + 1, dst[k]};
-		}
-		row[d] = (struct tr_node){-1, 0};
-		out->rows[i] = row;
 	}
 	out->n = n;
 	out->dim = dim;

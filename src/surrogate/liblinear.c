@@ -37,8 +37,11 @@ static size_t row_len(const struct tr_node *x)
 static struct feature_node **with_bias(const struct tr_feats *X, int bias_index, struct feature_node **pool)
 {
 	size_t total = 0;
-	for (size_t i = 0; i < X->n; i++)
-		total += row_len(X->rows[i]) + 2;
+	if (X->rows)
+		for (size_t i = 0; i < X->n; i++)
+			total += row_len(X->rows[i]) + 2;
+	else
+		total = X->n * ((size_t)X->dim + 2);
 	struct feature_node **rows = tr_malloc(X->n * sizeof *rows);
 	*pool = tr_malloc(total * sizeof **pool);
 	if (!rows || !*pool) {
@@ -48,9 +51,12 @@ static struct feature_node **with_bias(const struct tr_feats *X, int bias_index,
 	}
 	struct feature_node *p = *pool;
 	for (size_t i = 0; i < X->n; i++) {
-		size_t n = row_len(X->rows[i]);
+		/* a dense row is written straight into the pool (its dim + 1 nodes fit the dim + 2 there) */
+		const struct tr_node *r = tr_feats_row(X, i, (struct tr_node *)p);
+		size_t n = row_len(r);
 		rows[i] = p;
-		memcpy(p, X->rows[i], n * sizeof *p);
+		if (X->rows)
+			memcpy(p, r, n * sizeof *p);
 		p[n] = (struct feature_node){bias_index, 1.0};
 		p[n + 1] = (struct feature_node){-1, 0};
 		p += n + 2;
@@ -129,13 +135,15 @@ static int ll_predict(const void *model, const struct tr_feats *X, double *proba
 	if (!est)
 		return tr_fail(e, "liblinear: out of memory");
 	for (size_t i = 0; i < X->n; i++) {
-		size_t n = row_len(X->rows[i]);
+		size_t n = X->rows ? row_len(X->rows[i]) : (size_t)X->dim;
 		if (tr_grow(&buf, &cap, n + 2, sizeof *buf)) {
 			tr_free(est), tr_free(buf);
 			return tr_fail(e, "liblinear: out of memory");
 		}
 		/* features beyond the training dimension cannot occur: the featurizer is the same */
-		memcpy(buf, X->rows[i], n * sizeof *buf);
+		const struct tr_node *r = tr_feats_row(X, i, (struct tr_node *)buf);
+		if (X->rows)
+			memcpy(buf, r, n * sizeof *buf);
 		buf[n] = (struct feature_node){m->nr_feature + 1, 1.0};
 		buf[n + 1] = (struct feature_node){-1, 0};
 		predict_probability(m, buf, est);

@@ -364,10 +364,10 @@ static int sv_train(const struct tr_feats *X, const int *y, int K, const double 
 	int sparse = X->dense == NULL, whole = !sparse || tr_libsvm_whole_gram;
 	double *yd = tr_malloc(X->n * sizeof *yd);
 	struct sv_model *sm = tr_calloc(1, sizeof *sm);
-	struct svm_node *pool = NULL,
-			**rows = !sparse ? (struct svm_node **)X->rows : whole ? gram(X, &pool) : tr_malloc(sizeof *rows);
+	struct svm_node *pool = NULL, **rows = !sparse ? (struct svm_node **)tr_feats_dense_rows(X, (struct tr_node **)&pool)
+					       : whole ? gram(X, &pool) : tr_malloc(sizeof *rows);
 	if (!yd || !sm || !rows) {
-		tr_free(yd), tr_free(sm);
+		tr_free(yd), tr_free(sm), tr_free(rows), tr_free(pool);
 		return tr_fail(e, "out of memory while preparing %zu rows for libsvm%s", X->n,
 			       sparse ? " (Gram matrix)" : "");
 	}
@@ -428,8 +428,7 @@ static int sv_train(const struct tr_feats *X, const int *y, int K, const double 
 		tr_fail(e, "libsvm: out of memory keeping the support vectors");
 out:
 	tr_free(yd);
-	if (sparse)
-		tr_free(rows), tr_free(pool);
+	tr_free(rows), tr_free(pool); /* dense: the SVs were copied out of them by own_dense_svs */
 	if (rc) {
 		if (sm->m && !sm->m->free_sv)
 			sm->m->l = 0; /* SVs still point into the Gram rows we just freed: nothing to free */
@@ -447,8 +446,8 @@ static int sv_predict(const void *model, const struct tr_feats *X, double *proba
 	int nc = m->nr_class, pre = m->param.kernel_type == PRECOMPUTED;
 	size_t l = (size_t)m->l;
 	double *est = tr_malloc((size_t)nc * sizeof *est), *dots = pre ? tr_malloc(l * sizeof *dots) : NULL;
-	struct svm_node *kx = pre ? tr_malloc((l + 2) * sizeof *kx) : NULL;
-	if (!est || (pre && (!dots || !kx))) {
+	struct svm_node *kx = tr_malloc((pre ? l + 2 : (size_t)X->dim + 1) * sizeof *kx);
+	if (!est || !kx || (pre && !dots)) {
 		tr_free(est), tr_free(dots), tr_free(kx);
 		return tr_fail(e, "libsvm: out of memory");
 	}
@@ -457,7 +456,7 @@ static int sv_predict(const void *model, const struct tr_feats *X, double *proba
 		return tr_fail(e, "libsvm: model and rows differ in kind (dense vs sparse)");
 	}
 	for (size_t i = 0; i < X->n; i++) {
-		const struct svm_node *x = (const struct svm_node *)X->rows[i];
+		const struct svm_node *x = pre ? kx : (const struct svm_node *)tr_feats_row(X, i, (struct tr_node *)kx);
 		if (pre) {
 			tr_sparse_index_dots(sm->ix, X->rows[i], dots);
 			kx[0] = (struct svm_node){0, 0};

@@ -175,7 +175,19 @@ static void test_npy(void)
 	CHECK(tr_feat_transform_dense(f, f64, 3, 2, idx, 2, &X, &e) == 0 && fabs(X.dense[0] * X.dense[0] +
 										 X.dense[1] * X.dense[1] - 1) < 1e-12,
 	      "dense normalised");
-	CHECK(X.rows[1][0].index == 1 && X.rows[1][2].index == -1, "dense rows as nodes");
+	/* dense features keep the matrix only; rows as nodes are made on demand, from the same values */
+	CHECK(X.rows == NULL && X.pool == NULL, "dense features hold no node rows");
+	struct tr_node nb[3], *pool = NULL, **rows = tr_feats_dense_rows(&X, &pool);
+	const struct tr_node *r1 = tr_feats_row(&X, 1, nb);
+	CHECK(r1 == nb && r1[0].index == 1 && r1[1].index == 2 && r1[2].index == -1 && r1[0].value == X.dense[2] &&
+	      r1[1].value == X.dense[3], "dense row 1 as nodes");
+	CHECK(rows && rows[1][0].index == 1 && rows[1][1].value == X.dense[3] && rows[1][2].index == -1 &&
+	      rows[0][1].value == X.dense[1], "dense rows as nodes in one pool");
+	tr_free(rows), tr_free(pool);
+	struct tr_feats V;
+	size_t back[] = {1};
+	CHECK(tr_feats_view(&X, back, 1, &V) == 0 && V.rows == NULL && V.dense[0] == X.dense[2], "dense view");
+	tr_feats_view_free(&V);
 	tr_feats_free(&X);
 	CHECK(tr_feat_transform_dense(f, f64, 2, 3, idx, 2, &X, &e) == -1, "dimension mismatch");
 	CHECK_ERR(e, "dimension 3, the model was fitted on 2");
