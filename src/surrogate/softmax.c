@@ -68,25 +68,16 @@ struct sm_prob {
 	const int *col;		      /* sparse: global feature index - 1 -> compact feature */
 	const int *y;		      /* compact labels */
 	double C;
-	double *Z;		      /* n x Kc work space: scores, then P - Y */
-	float *Zf, *Wf;		      /* dense: Z and W (or the gradient) in single precision */
+	double *Z;		      /* work space: scores, then P - Y; n x Kc (sparse) or one row (dense) */
+	float *Zf, *Wf;		      /* dense: n x Kc scores, then P - Y; W, then the gradient */
 };
 
-/* Z = X W + b for the problem's rows (W is (d + 1) x Kc, the last row the bias). */
+/* Z = X W + b for the problem's sparse rows (W is (d + 1) x Kc, the last row the bias). */
 static void scores(const struct sm_prob *p, const double *W, double *Z)
 {
 	size_t Kc = (size_t)p->Kc;
 	for (size_t i = 0; i < p->n; i++)
 		memcpy(Z + i * Kc, W + (size_t)p->d * Kc, Kc * sizeof *Z);
-	if (p->X) {
-		for (size_t j = 0; j < (size_t)p->d * Kc; j++)
-			p->Wf[j] = (float)W[j];
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p->n, p->Kc, p->d, 1.0f, p->X, p->d,
-			    p->Wf, p->Kc, 0.0f, p->Zf, p->Kc);
-		for (size_t j = 0; j < p->n * Kc; j++)
-			Z[j] += p->Zf[j];
-		return;
-	}
 	for (size_t i = 0; i < p->n; i++)
 		for (const struct tr_node *x = p->rows[i]; x->index != -1; x++) {
 			const double *w = W + (size_t)p->col[x->index - 1] * Kc;
@@ -119,31 +110,48 @@ static void axpy(double a, const double *x, double *y, size_t n)
 static double objective(struct sm_prob *p, const double *W, double *g, size_t np)
 {
 	size_t Kc = (size_t)p->Kc, n = p->n;
-	scores(p, W, p->Z);
-	double loss = softmax_rows(p->Z, n, p->Kc, p->y);
-	for (size_t i = 0; i < n; i++)
-		p->Z[i * Kc + (size_t)p->y[i]] -= 1;
-	double inv = 1.0 / (double)n, reg = 1.0 / (p->C * (double)n);
+	double inv = 1.0 / (double)n, reg = 1.0 / (p->C * (double)n), loss = 0;
+	const double *wb = W + (size_t)p->d * Kc;
+	double *gb = g + (size_t)p->d * Kc;
 	memcpy(g, W, np * sizeof *g);
-	if (p->X) {
-		for (size_t j = 0; j < n * Kc; j++)
-			p->Zf[j] = (float)p->Z[j];
+	if (p->X) { /* row by row in double between the two single-precision products: no n x Kc doubles */
+		for (size_t j = 0; j < (size_t)p->d * Kc; j++)
+			p->Wf[j] = (float)W[j];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, p->Kc, p->d, 1.0f, p->X, p->d, p->Wf,
+			    p->Kc, 0.0f, p->Zf, p->Kc);
+		for (size_t c = 0; c < Kc; c++)
+			gb[c] *= reg;
+		for (size_t i = 0; i < n; i++) {
+			double *r = p->Z;
+			float *zf = p->Zf + i * Kc;
+			for (size_t c = 0; c < Kc; c++)
+				r[c] = wb[c] + zf[c];
+			loss += softmax_rows(r, 1, p->Kc, p->y + i);
+			r[p->y[i]] -= 1;
+			for (size_t c = 0; c < Kc; c++) {
+				gb[c] += inv * r[c];
+				zf[c] = (float)r[c];
+			}
+		}
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->d, p->Kc, (int)n, 1.0f, p->X, p->d, p->Zf,
 			    p->Kc, 0.0f, p->Wf, p->Kc);
 		for (size_t j = 0; j < (size_t)p->d * Kc; j++)
 			g[j] = g[j] * reg + inv * p->Wf[j];
-	} else {
-		for (size_t j = 0; j < (size_t)p->d * Kc; j++)
-			g[j] *= reg;
-		for (size_t i = 0; i < n; i++)
-			for (const struct tr_node *x = p->rows[i]; x->index != -1; x++) {
-				double *gr = g + (size_t)p->col[x->index - 1] * Kc;
-				const double *r = p->Z + i * Kc;
-				for (size_t c = 0; c < Kc; c++)
-					gr[c] += inv * x->value * r[c];
-			}
+		return loss * inv + dot(W, W, np) * reg / 2;
 	}
-	double *gb = g + (size_t)p->d * Kc;
+	scores(p, W, p->Z);
+	loss = softmax_rows(p->Z, n, p->Kc, p->y);
+	for (size_t i = 0; i < n; i++)
+		p->Z[i * Kc + (size_t)p->y[i]] -= 1;
+	for (size_t j = 0; j < (size_t)p->d * Kc; j++)
+		g[j] *= reg;
+	for (size_t i = 0; i < n; i++)
+		for (const struct tr_node *x = p->rows[i]; x->index != -1; x++) {
+			double *gr = g + (size_t)p->col[x->index - 1] * Kc;
+			const double *r = p->Z + i * Kc;
+			for (size_t c = 0; c < Kc; c++)
+				gr[c] += inv * x->value * r[c];
+		}
 	for (size_t c = 0; c < Kc; c++)
 		gb[c] *= reg;
 	for (size_t i = 0; i < n; i++)
@@ -272,7 +280,7 @@ static int sm_train(const struct tr_feats *X, const int *y, int K, const double 
 	}
 	size_t Kc = (size_t)m->Kc;
 	W = tr_calloc(((size_t)d + 1) * Kc, sizeof *W);
-	Z = tr_malloc(X->n * Kc * sizeof *Z);
+	Z = tr_malloc((X->dense ? 1 : X->n) * Kc * sizeof *Z);
 	m->W = tr_calloc(((size_t)X->dim + 1) * Kc, sizeof *m->W);
 	if (!W || !Z || !m->W)
 		goto oom;
