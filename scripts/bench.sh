@@ -1,7 +1,8 @@
 #!/bin/sh
 # make bench: speed and memory of the pieces that exist, as a table on stdout and results/bench.tsv.
 # Each figure is the median of REPS runs (REPS=3 by default). Targets are in README ("Speed").
-# BENCH_ONLY=dense runs only the dense workload (into results/bench-dense.tsv).
+# BENCH_ONLY=dense runs only the dense workload (into results/bench-dense.tsv); BENCH_FAMILIES (default
+# "softmax liblinear") picks the families it fits, the other families' rows kept from the file as it was.
 set -eu
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
@@ -19,7 +20,7 @@ dw=${BENCH_DENSE:-../shared/bench/banking77-lsa256}
 field() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p"; }
 if [ -f "$dw/traces.jsonl" ]; then
 	pol=$(mktemp -d)
-	for b in softmax liblinear; do
+	for b in ${BENCH_FAMILIES:-softmax liblinear}; do
 		: >wall.$$; : >mem.$$
 		i=0
 		while [ $i -lt "$REPS" ]; do
@@ -51,6 +52,11 @@ else
 	echo "bench: $dw not found: the dense workload is skipped" >&2
 fi
 if [ "${BENCH_ONLY:-}" = dense ]; then
+	if [ -n "${BENCH_FAMILIES:-}" ] && [ -f results/bench-dense.tsv ]; then
+		# keep the rows of the families not rerun (the family is in brackets in the first column)
+		awk -F'\t' -v fams=" $BENCH_FAMILIES " 'NR > 1 { f = $1; sub(/.*\(/, "", f); sub(/[;)].*/, "", f)
+			if (index(fams, " " f " ") == 0) print }' results/bench-dense.tsv >>"$tmp"
+	fi
 	mv "$tmp" results/bench-dense.tsv
 	exit 0
 fi
