@@ -220,6 +220,8 @@ void tr_csv_free(struct tr_csv *c);
  */
 int tr_split_grouped(size_t n, const int *strat, const char *const *group, const double *frac,
 		     int nparts, uint64_t seed, int tiny, int *part, struct tr_err *e);
+/* first[i] = 1 when row i is the lowest-indexed of the rows sharing its group key, else 0. */
+int tr_group_first(size_t n, const char *const *group, unsigned char *first, struct tr_err *e);
 /*
  * The split of traces every caller uses: tr_split_grouped over rows[idx[i]] (rows[i] when idx is NULL),
  * i < n, stratified by teacher label and grouped by tr_trace_group. part[i] is the part of position i.

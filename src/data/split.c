@@ -24,6 +24,20 @@ static int cmp_keyed(const void *a, const void *b)
 	return c ? c : (x->row > y->row) - (x->row < y->row);
 }
 
+int tr_group_first(size_t n, const char *const *group, unsigned char *first, struct tr_err *e)
+{
+	struct keyed *k = tr_malloc((n ? n : 1) * sizeof *k);
+	if (!k)
+		return tr_fail(e, "split: out of memory for %zu rows", n);
+	for (size_t i = 0; i < n; i++)
+		k[i] = (struct keyed){group[i], i};
+	qsort(k, n, sizeof *k, cmp_keyed); /* equal keys are ordered by row: the first is the lowest */
+	for (size_t i = 0; i < n; i++)
+		first[k[i].row] = i == 0 || strcmp(k[i].key, k[i - 1].key) != 0;
+	tr_free(k);
+	return 0;
+}
+
 struct group {
 	size_t first; /* lowest row index: fixes the group's stratum and its order */
 	size_t size;

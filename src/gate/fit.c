@@ -131,19 +131,6 @@ int tr_fit_train(struct tr_fit *f, const struct tr_grid *grid, const size_t *tr,
 	return rc;
 }
 
-struct keyed {
-	const char *group;
-	size_t j;
-};
-
-/* By group key, then position: the first of each run is its group's smallest trace index. */
-static int cmp_group(const void *a, const void *b)
-{
-	const struct keyed *x = a, *y = b;
-	int c = strcmp(x->group, y->group);
-	return c ? c : (x->j > y->j) - (x->j < y->j);
-}
-
 /*
  * oof's split: part[j] = 0 for F, 2 for the calibration rows tested, 3 for calibration rows left out
  * (a group's later rows); f->fold[j] = the fold of an F row, -1 for C. F and C are split by group with
@@ -155,11 +142,13 @@ static int oof_split(struct tr_fit *f, int *part, struct tr_err *e)
 	int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, cal = f->o->oof_cal ? f->o->oof_cal : TR_OOF_CAL;
 	int *zero = tr_calloc(f->n ? f->n : 1, sizeof *zero), *fold = tr_malloc((f->n ? f->n : 1) * sizeof *fold), rc = -1;
 	const char **group = tr_malloc((f->n ? f->n : 1) * sizeof *group);
-	size_t *fi = tr_malloc((f->n ? f->n : 1) * sizeof *fi), nf = 0, nc = 0;
-	struct keyed *ci = tr_malloc((f->n ? f->n : 1) * sizeof *ci);
+	size_t *fi = tr_malloc((f->n ? f->n : 1) * sizeof *fi), *ci = tr_malloc((f->n ? f->n : 1) * sizeof *ci);
+	size_t nf = 0, nc = 0;
+	const char **cg = tr_malloc((f->n ? f->n : 1) * sizeof *cg);
+	unsigned char *first = tr_malloc(f->n ? f->n : 1);
 	double fc[2] = {1 - cal / 100.0, cal / 100.0}, ff[16];
 	f->fold = tr_malloc((f->n ? f->n : 1) * sizeof *f->fold);
-	if (!zero || !fold || !group || !fi || !ci || !f->fold) {
+	if (!zero || !fold || !group || !fi || !ci || !cg || !first || !f->fold) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
@@ -177,18 +166,19 @@ static int oof_split(struct tr_fit *f, int *part, struct tr_err *e)
 		if (part[j] == 0)
 			fi[nf++] = f->use[j];
 		else
-			ci[nc++] = (struct keyed){group[j], j};
+			cg[nc] = group[j], ci[nc++] = j;
 	}
 	if (tr_split_traces(r->v, fi, nf, ff, K, f->o->seed ^ 0x5bd1e995ull, 0, fold, e))
 		goto out;
 	for (size_t j = 0, i = 0; j < f->n; j++)
 		f->fold[j] = part[j] == 0 ? fold[i++] : -1;
-	qsort(ci, nc, sizeof *ci, cmp_group);
+	if (tr_group_first(nc, cg, first, e)) /* ci is in trace order: a group's first is its smallest index */
+		goto out;
 	for (size_t i = 0; i < nc; i++)
-		part[ci[i].j] = i > 0 && strcmp(ci[i].group, ci[i - 1].group) == 0 ? 3 : 2;
+		part[ci[i]] = first[i] ? 2 : 3;
 	rc = 0;
 out:
-	tr_free(zero), tr_free(fold), tr_free(group), tr_free(fi), tr_free(ci);
+	tr_free(zero), tr_free(fold), tr_free(group), tr_free(fi), tr_free(ci), tr_free(cg), tr_free(first);
 	return rc;
 }
 
