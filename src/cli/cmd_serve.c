@@ -45,10 +45,11 @@ const char cmd_serve_usage[] =
 	"                       latency, gate\n"
 	"  Bodies over --max-body (default 1048576) get 413, malformed JSON 400 with the parser's message,\n"
 	"  unknown paths 404, wrong methods 405. A monitor is created at the first audited feedback with rate R\n"
-	"  (default 0.02) and seed S (default 0); an existing one keeps its settings. SIGHUP reloads DIR (a\n"
-	"  failed load keeps the old policy; requests in flight finish on the one they started with); SIGTERM\n"
-	"  or SIGINT drains the requests in flight and exits 0. Addresses other than loopback need\n"
-	"  --allow-remote. --threads: the pool size (default: the number of processors).\n";
+	"  (default 0.02) and seed S (default 0); an existing one keeps its settings. It also counts the\n"
+	"  routed inputs: its file gets them at each audited feedback, before a reload and at the stop.\n"
+	"  SIGHUP reloads DIR (a failed load keeps the old policy; requests in flight finish on the one they\n"
+	"  started with); SIGTERM or SIGINT drains the requests in flight and exits 0. Addresses other than\n"
+	"  loopback need --allow-remote. --threads: the pool size (default: the number of processors).\n";
 
 const double hist_le[HIST_N] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
 				       0.01,   0.025,   0.05,   0.1,   0.5,	   1.0};
@@ -91,6 +92,23 @@ static struct served *served_load(const struct server *sv, struct tr_err *e)
 	s->have_mon = got;
 	atomic_init(&s->closed, s->mon.closed);
 	return s;
+}
+
+/*
+ * Writes the input counts the monitor gathered since its last save, when it has a state file (a monitor is
+ * only written once an audit fed it). Called before a reload and at the end; a failure is said, not fatal.
+ */
+static void served_save_counts(const struct server *sv, struct served *s)
+{
+	struct tr_err e;
+	pthread_mutex_lock(&s->mlock);
+	if (s->have_mon && s->mon_dirty) {
+		if (tr_monitor_save(&s->mon, sv->mon_path, &e))
+			fprintf(stderr, "tracer serve: the monitor's input counts were not saved: %s\n", e.msg);
+		else
+			s->mon_dirty = 0;
+	}
+	pthread_mutex_unlock(&s->mlock);
 }
 
 struct served *serve_acquire(struct server *sv)
@@ -373,6 +391,7 @@ int cmd_serve(int argc, char **argv)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
+			served_save_counts(&sv, sv.cur); /* the new policy may be this one, its monitor read back */
 			struct served *s = served_load(&sv, &e);
 			if (!s) {
 				atomic_fetch_add(&sv.reload_failures, 1);
@@ -400,6 +419,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	long left = atomic_load(&sv.inflight);
 	MHD_stop_daemon(d);
+	served_save_counts(&sv, sv.cur);
 	serve_release(sv.cur);
 	if (sv.fb_fd >= 0)
 		close(sv.fb_fd);

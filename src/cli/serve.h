@@ -29,6 +29,7 @@ struct served {
 	pthread_mutex_t mlock; /* guards mon and have_mon */
 	struct tr_monitor mon;
 	int have_mon; /* the state file exists (or was written by us) */
+	int mon_dirty; /* inputs counted since the state file was last written */
 	atomic_int closed;
 };
 

@@ -23,21 +23,29 @@
 
 #include "serve.h"
 
-static void count_decisions(struct server *sv, const struct tr_policy *p, const struct tr_guard *g,
+/*
+ * Counts routed inputs in the metrics and in the policy's monitor (its state file gets them at the next
+ * save: an audited feedback, a reload or the end), so the monitor's events say how much traffic passed.
+ */
+static void count_decisions(struct server *sv, struct served *s, const struct tr_guard *g,
 			    const struct tr_route_in *in, const struct tr_decision *d, size_t n)
 {
+	pthread_mutex_lock(&s->mlock);
 	for (size_t i = 0; i < n; i++) {
 		if (!in[i].t.id)
 			continue;
 		atomic_fetch_add(&sv->inputs, 1);
-		if (tr_route_pair_warning(p, &in[i]))
+		if (tr_route_pair_warning(s->p, &in[i]))
 			atomic_fetch_add(&sv->pair_mismatch, 1);
 		atomic_fetch_add(d[i].handled ? &sv->handled : &sv->deferred, 1);
 		if (d[i].ood)
 			atomic_fetch_add(&sv->ood, 1);
 		if (tr_guard_audits(g, &d[i], in[i].t.id))
 			atomic_fetch_add(&sv->audited, 1);
+		tr_monitor_count(&s->mon, d[i].handled);
 	}
+	s->mon_dirty = 1;
+	pthread_mutex_unlock(&s->mlock);
 }
 
 /* The decision object of `tracer route`, with a "warning" when the input's pair-ness is not the policy's
@@ -96,7 +104,7 @@ enum MHD_Result serve_route(struct server *sv, struct MHD_Connection *c, struct 
 			rc = serve_reply_error(sv, c, 500, e.msg, NULL);
 		else {
 			tr_guard_apply(&g, &d, 1);
-			count_decisions(sv, s->p, &g, &in, &d, 1);
+			count_decisions(sv, s, &g, &in, &d, 1);
 			json_t *o = decision_json(s->p, &in, &d, &g);
 			rc = o ? serve_reply_json(sv, c, 200, o, NULL) : serve_reply(sv, c, 500, NULL, NULL, 0, NULL);
 		}
@@ -169,7 +177,7 @@ enum MHD_Result serve_batch(struct server *sv, struct MHD_Connection *c, struct 
 	struct tr_buf out = {0};
 	if (!rc) {
 		tr_guard_apply(&g, d, m);
-		count_decisions(sv, s->p, &g, in, d, m);
+		count_decisions(sv, s, &g, in, d, m);
 		rc = tr_buf_puts(&out, array ? "[" : "");
 	}
 	for (size_t i = 0; !rc && i < m; i++) {
@@ -285,7 +293,7 @@ enum MHD_Result serve_feedback(struct server *sv, struct MHD_Connection *c, stru
 			if (tr_monitor_save(&s->mon, sv->mon_path, &e))
 				code = 500;
 			else
-				s->have_mon = 1;
+				s->have_mon = 1, s->mon_dirty = 0;
 			atomic_store(&s->closed, s->mon.closed);
 			if (closes)
 				fprintf(stderr, "tracer serve: the drift monitor closed the gate (%llu audits, %llu agreeing): every input "

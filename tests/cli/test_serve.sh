@@ -132,6 +132,8 @@ check "every feedback answered 200" [ "$n" -eq "$(wc -l <test.jsonl)" ]
 check "feedback appended one trace line each" [ "$(wc -l <pol.traces.jsonl)" -eq "$n" ]
 check "feedback lines are traces" grep -q '^{"id":"test:0","input":"How do I locate my card?","teacher":"not_a_label","ground_truth":"card_arrival"}$' pol.traces.jsonl
 check "the monitor's state file was written" grep -q '^closed 1$' pol.monitor
+check "the monitor counted the routed inputs (more than 10,000 before the feedback)" awk '/^inputs /{exit !($2 > 10000)}' pol.monitor
+check "the closing event says how much traffic had passed" awk '/^closing /{exit !($2 > 10000 && $3 > 0)}' pol.monitor
 req GET /health
 check "the health shows the closed gate" grep -q '"gate":"closed"' body
 req POST /route --data-binary "$(sed -n 2p test.jsonl)"
@@ -139,10 +141,13 @@ check "a closed gate defers" grep -q '"decision":"deferred".*"gate":"closed"' bo
 check "tracer route sees the same closed gate" sh -c "'$TRACER' route pol <fifty.jsonl | grep -c '\"gate\":\"closed\"' | grep -qx 50"
 
 # SIGHUP: a failed reload keeps the old policy; a refit is swapped in under load, no request fails
+in0=$(awk '/^inputs /{print $2}' pol.monitor)
 mv pol pol.away
 kill -HUP $spid
 sleep 0.5
 mv pol.away pol
+check "SIGHUP first saves the monitor's input counts (the route to the closed gate: $in0 + 1)" \
+	awk -v n="$in0" '/^inputs /{exit !($2 == n + 1)}' pol.monitor
 req GET /metrics
 check "a failed reload is counted" grep -q '^tracer_policy_reload_failures_total 1$' body
 req GET /health
