@@ -305,12 +305,16 @@ enum MHD_Result serve_feedback(struct server *sv, struct MHD_Connection *c, stru
 	}
 	if (code)
 		rc = serve_reply_error(sv, c, (unsigned)code, e.msg, NULL);
-	else
-		rc = serve_reply_json(sv, c, 200,
-				json_pack("{s:s,s:b,s:b,s:o,s:s}", "id", in.t.id, "recorded", 1, "audited", audited, "agree",
-					  audited ? json_boolean(agree) : json_null(), "gate",
-					  atomic_load(&s->closed) ? "closed" : "open"),
-				NULL);
+	else {
+		/* the trace is recorded either way; a pair mismatch is said as /route says it */
+		json_t *a = json_pack("{s:s,s:b,s:b,s:o,s:s}", "id", in.t.id, "recorded", 1, "audited", audited, "agree",
+				      audited ? json_boolean(agree) : json_null(), "gate",
+				      atomic_load(&s->closed) ? "closed" : "open");
+		const char *w = tr_route_pair_warning(s->p, &in);
+		if (a && w && json_object_set_new(a, "warning", json_string(w)))
+			json_decref(a), a = NULL;
+		rc = serve_reply_json(sv, c, 200, a, NULL);
+	}
 	tr_route_in_free(&in);
 	tr_free(emb);
 	json_decref(o);

@@ -139,6 +139,9 @@ check "the health shows the closed gate" grep -q '"gate":"closed"' body
 req POST /route --data-binary "$(sed -n 2p test.jsonl)"
 check "a closed gate defers" grep -q '"decision":"deferred".*"gate":"closed"' body
 check "tracer route sees the same closed gate" sh -c "'$TRACER' route pol <fifty.jsonl | grep -c '\"gate\":\"closed\"' | grep -qx 50"
+req POST /feedback --data-binary "$(cat pair1.jsonl)"
+check "feedback with input_b for a single-text policy: recorded, with /route's warning" \
+	sh -c "[ $code = 200 ] && grep -q '\"recorded\":true.*\"warning\":\"input_b given, but the policy was fitted on single texts' body"
 
 # SIGHUP: a failed reload keeps the old policy; a refit is swapped in under load, no request fails
 in0=$(awk '/^inputs /{print $2}' pol.monitor)
