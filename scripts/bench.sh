@@ -71,7 +71,7 @@ for set in banking77:gold clinc150:gold; do
 		: >fit.$$; : >rss.$$; : >pred.$$
 		i=0
 		while [ $i -lt "$REPS" ]; do
-			./tracer train-surrogate "$set" --backend $b --grid "$grid" >run.$$
+			./tracer train-surrogate "$set" --backend $b --grid "$grid" --quiet >run.$$
 			awk '/^seconds/ { print $7 >> "fit.'$$'"; print $9 >> "pred.'$$'"; print $12 >> "rss.'$$'" }' run.$$
 			ntest=$(awk '/^traces/ { print $9 }' run.$$)
 			i=$((i + 1))

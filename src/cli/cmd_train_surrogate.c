@@ -9,15 +9,19 @@
 #include <time.h>
 
 #include "../gate/gate.h"
+#include "../common/progress.h"
 #include "cli.h"
 
 const char cmd_train_surrogate_usage[] =
 	"usage: tracer train-surrogate DATASET:TEACHER|traces.jsonl --backend {backends}\n"
 	"           [--features tfidf|npy] [--embeddings FILE.npy[.zst]] [--grid 'NAME=v1,v2;...'] [--seed N]\n"
+	"           [--quiet]\n"
 	"  Hyperparameters are chosen on a group-aware 20% validation slice of the traces (macro-F1 against\n"
 	"  the teacher); the chosen point is refitted on all traces and scored on the test part. A trace file\n"
 	"  without a test part is split 70/30 (grouped, stratified, seeded). With --features npy, row i of\n"
-	"  the embeddings is row i of the set in export order: traces, then test.\n";
+	"  the embeddings is row i of the set in export order: traces, then test. Progress (the grid search's\n"
+	"  points with an estimate of the time left, refit, prediction) goes to stderr: in place on a\n"
+	"  terminal, a line per phase otherwise; --quiet silences it.\n";
 
 
 static double peak_rss_mb(void)
@@ -56,6 +60,7 @@ out:
 struct job {
 	const char *set, *backend, *features, *embeddings, *grid;
 	uint64_t seed;
+	int quiet;
 };
 
 static int run(const struct job *j, struct tr_err *e)
@@ -79,6 +84,7 @@ static int run(const struct job *j, struct tr_err *e)
 	struct tr_feats F = {0}, Xtr = {0}, Xfit = {0}, Xval = {0}, Xte = {0};
 	struct tr_surrogate *sel = NULL, *s = NULL;
 	struct tr_buf log = {0};
+	struct tr_progress *pg = NULL;
 	int rc = -1;
 	if (!rows || !train || !test || !fit || !val || !all || !ytrain || !yfit || !yval || !pred) {
 		tr_fail(e, "out of memory");
@@ -134,7 +140,10 @@ static int run(const struct job *j, struct tr_err *e)
 	}
 	int K = ts.labels.n;
 	t0 = tr_now();
-	if (tr_surrogate_fit(fam, &grid, &Xfit, yfit, &Xval, yval, K, j->seed, 0, &sel, &log, NULL, e))
+	/* started after the inputs were read and checked, so that their error is the one line on stderr */
+	pg = tr_cli_progress("train-surrogate", j->quiet);
+	tr_progress_phase(pg, "surrogate %s selection on %zu rows (features: %.1f s)", fam->name, nfit, t_feat);
+	if (tr_surrogate_fit(fam, &grid, &Xfit, yfit, &Xval, yval, K, j->seed, 0, &sel, &log, pg, e))
 		goto out;
 	double t_select = tr_now() - t0;
 	/* refit the chosen point on every trace */
@@ -142,6 +151,7 @@ static int run(const struct job *j, struct tr_err *e)
 	for (int k = 0; k < grid.n_hp; k++)
 		one.n_vals[k] = 1, one.vals[k][0] = sel->hp[k];
 	struct tr_feats none = {0};
+	tr_progress_phase(pg, "refit on %zu traces", ntrain);
 	t0 = tr_now();
 	if (tr_surrogate_fit(fam, &one, &Xtr, ytrain, &none, NULL, K, j->seed, 0, &s, NULL, NULL, e))
 		goto out;
@@ -150,10 +160,13 @@ static int run(const struct job *j, struct tr_err *e)
 		tr_fail(e, "out of memory");
 		goto out;
 	}
+	tr_progress_phase(pg, "predicting %zu test rows", ntest);
 	t0 = tr_now();
 	if (tr_surrogate_predict(s, &Xte, proba, e))
 		goto out;
 	double t_pred = tr_now() - t0;
+	tr_cli_progress_end(pg, 1);
+	pg = NULL;
 	tr_argmax_rows(proba, ntest, K, pred);
 	/* the surrogate alone answers every test row: the routing metrics of a policy that handles all */
 	if (!(d = tr_malloc((ntest ? ntest : 1) * sizeof *d)) || !(gold = tr_malloc((ntest ? ntest : 1) * sizeof *gold))) {
@@ -185,6 +198,8 @@ static int run(const struct job *j, struct tr_err *e)
 	       t_select, t_fit, t_pred, peak_rss_mb());
 	rc = 0;
 out:
+	if (pg)
+		tr_cli_progress_end(pg, 0);
 	tr_surrogate_free(sel);
 	tr_surrogate_free(s);
 	tr_buf_free(&log);
@@ -202,7 +217,7 @@ int cmd_train_surrogate(int argc, char **argv)
 {
 	struct job j = {.features = "tfidf"};
 	struct tr_args a = {.verb = "train-surrogate",
-			    .spec = "--backend= --features= --embeddings= --grid= --seed=",
+			    .spec = "--backend= --features= --embeddings= --grid= --seed= --quiet",
 			    .pos = (const char **[]){&j.set},
 			    .n_pos = 1};
 	int k;
@@ -216,6 +231,8 @@ int cmd_train_surrogate(int argc, char **argv)
 			j.embeddings = v;
 		else if (tr_args_is(&a, "--grid"))
 			j.grid = v;
+		else if (tr_args_is(&a, "--quiet"))
+			j.quiet = 1;
 		else if (tr_args_is(&a, "--seed")) {
 			unsigned long long u;
 			if (tr_cli_count(v, &u))

@@ -27,6 +27,10 @@ has '^test agreement with teacher 1\.0000 \(27/27\)' "separable embeddings learn
 ok "embeddings with libsvm (RBF)" "$TRACER" train-surrogate "$E/traces.jsonl" --backend libsvm \
 	--features npy --embeddings "$E/emb.npy" --grid "C=1;gamma=1"
 has 'chosen: C=1 gamma=1' "grid override"
+check "progress on stderr: each phase, then done" sh -c "grep -q '^train-surrogate: surrogate libsvm selection on [0-9]* rows' err && grep -q '^train-surrogate: refit on 63 traces' err && grep -q '^train-surrogate: done in' err"
+ok "--quiet" "$TRACER" train-surrogate "$E/traces.jsonl" --backend libsvm --features npy --embeddings "$E/emb.npy" \
+	--grid "C=1;gamma=1" --quiet
+check "--quiet: nothing on stderr" [ ! -s err ]
 fails 1 'emb-short.npy: 80 rows, but .*traces.jsonl has 90 traces' "row-count mismatch" \
 	"$TRACER" train-surrogate "$E/traces.jsonl" --backend knn --features npy --embeddings "$E/emb-short.npy"
 fails 1 'traces.jsonl: not a .npy file' "not an npy file" \
