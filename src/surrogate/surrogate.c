@@ -212,6 +212,12 @@ struct pool {
 	pthread_mutex_t mu;
 };
 
+/*
+ * Points are taken from the last: grids list C ascending and a larger C trains longer (liblinear 12 s
+ * at C = 100 against 5 s at C = 1 on Banking77), so the longest starts first and the short ones fill
+ * the other threads. Each point is trained alone and the choice below reads them in grid order, so
+ * the order of training changes nothing in the result.
+ */
 static void *worker(void *arg)
 {
 	struct pool *pl = arg;
@@ -221,7 +227,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&pl->mu);
 		if (i >= pl->n)
 			return NULL;
-		train_point(&pl->pts[i]);
+		train_point(&pl->pts[pl->n - 1 - i]);
 		pthread_mutex_lock(&pl->mu);
 		tr_progress_step(pl->progress, ++pl->done, pl->n);
 	}
