@@ -42,6 +42,9 @@ struct tr_spec {
 	const struct tr_rule *oof[TR_SPEC_MAX]; /* also these rules under oof calibration (results' rule "R-oof") */
 	int n_oof;
 	int oof_cal; /* oof's calibration percent (0: TR_OOF_CAL) */
+	/* a trace count's subsample: 0 stratified by teacher label (each label's share of the traffic kept),
+	 * 1 grouped but blind to labels (label counts vary as independent draws would make them) */
+	int subsample_iid;
 };
 
 struct tr_cell {

@@ -103,6 +103,37 @@ static int add_oof(const struct tr_spec *s, const struct tr_traceset *view, cons
 	return 0;
 }
 
+/*
+ * `subsample iid`: a share `first` of the rows (kept in order) into sub, grouped but blind to labels, so
+ * each label's count varies as it would in independent draws from the traffic. The stratified default
+ * fixes every label's count, and then a label-blind split of the traces (oof's fit / calibration split)
+ * gives the calibration part the complement of the fit part's label counts (PAPER.md, honesty-iid).
+ */
+static int subsample_blind(const struct tr_rows *rows, double first, uint64_t seed, struct tr_rows *sub,
+			   struct tr_err *e)
+{
+	size_t n = rows->n;
+	int *zero = tr_calloc(n ? n : 1, sizeof *zero), *part = tr_malloc((n ? n : 1) * sizeof *part), rc = -1;
+	const char **group = tr_malloc((n ? n : 1) * sizeof *group);
+	sub->n = 0;
+	sub->v = tr_malloc((n ? n : 1) * sizeof *sub->v);
+	if (!zero || !part || !group || !sub->v) {
+		tr_fail(e, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		group[i] = tr_trace_group(&rows->v[i]);
+	if (tr_split_grouped(n, zero, group, (const double[2]){first, 1 - first}, 2, seed, 0, part, e))
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (part[i] == 0)
+			sub->v[sub->n++] = rows->v[i];
+	rc = 0;
+out:
+	tr_free(zero), tr_free(part), tr_free(group);
+	return rc;
+}
+
 int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *results, int threads, int *skipped,
 		struct tr_err *e)
 {
@@ -139,8 +170,9 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 	struct tr_rows *fitrows = &traces;
 	if (c->traces >= 0 && (size_t)c->traces < traces.n) {
 		double first = (double)c->traces / (double)traces.n;
-		if (tr_split_rows(traces.v, traces.n, (const double[2]){first, 1 - first}, SUBSAMPLE_SEED(c->seed, c->traces),
-				  &sub, NULL, e))
+		uint64_t seed = SUBSAMPLE_SEED(c->seed, c->traces);
+		if (s->subsample_iid ? subsample_blind(&traces, first, seed, &sub, e)
+				     : tr_split_rows(traces.v, traces.n, (const double[2]){first, 1 - first}, seed, &sub, NULL, e))
 			goto out;
 		fitrows = &sub;
 	}
@@ -168,6 +200,8 @@ int tr_cell_run(const struct tr_spec *s, const struct tr_cell *c, const char *re
 	json_object_set_new(cell, "version", json_integer(TR_CELL_FORMAT));
 	if (c->split)
 		json_object_set_new(params, "split", json_pack("[i, i, i]", c->split[0], c->split[1], c->split[2]));
+	if (s->subsample_iid) /* absent otherwise: earlier cells keep their bytes */
+		json_object_set_new(params, "subsample", json_string("iid"));
 	json_object_set_new(cell, "params", params);
 	char *text = json_dumps(cell, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
 	if (!text) {

@@ -15,6 +15,8 @@
  *   crossfit   ltt-plan            (optional: that rule also under crossfit calibration, as rule "crossfit")
  *   oof        ltt-plan cp-holdout (optional: these rules also under oof calibration, as rules "ltt-plan-oof"...)
  *   oofsplit   70/30               (optional: oof's fit / calibration percents; default TR_OOF_CAL)
+ *   subsample  iid                 (optional: a trace count drawn without looking at labels, as independent
+ *                                   draws would fall; default `stratified`, each label's share kept)
  */
 #include "exp.h"
 
@@ -155,6 +157,11 @@ int tr_spec_parse(const char *path, const char *text, struct tr_spec *s, struct 
 			if (n != 2 || tr_oof_split_parse(w[1], &s->oof_cal))
 				rc = tr_fail(e, "%s:%zu: expected `oofsplit FIT/CAL` (two positive percents summing to 100)",
 					     path, lineno);
+		} else if (strcmp(key, "subsample") == 0) {
+			if (n != 2 || (strcmp(w[1], "iid") != 0 && strcmp(w[1], "stratified") != 0))
+				rc = tr_fail(e, "%s:%zu: expected `subsample iid` or `subsample stratified`", path, lineno);
+			else
+				s->subsample_iid = strcmp(w[1], "iid") == 0;
 		} else if (strcmp(key, "splits") == 0) {
 			for (int i = 1; i < n && !rc; i++) {
 				if (s->n_splits == 8 || tr_split_parse(w[i], s->splits[s->n_splits]))
@@ -257,6 +264,8 @@ static void cell_key(const struct tr_spec *s, const struct tr_cell *c, struct tr
 	}
 	if (s->oof_cal)
 		tr_buf_printf(b, "|oofcal %d", s->oof_cal);
+	if (s->subsample_iid)
+		tr_buf_puts(b, "|subsample iid");
 	if (c->split)
 		tr_buf_printf(b, "|split %d/%d/%d", c->split[0], c->split[1], c->split[2]);
 }

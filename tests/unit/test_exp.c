@@ -61,6 +61,7 @@ static void test_parse(void)
 		{"name x\nsets a:b\n", "t.spec: a spec needs name, sets, backends, gates (or oof) and targets"},
 		{"name x\noof ltt-plan magic\n", "t.spec:2: unknown rule \"magic\" in `oof`"},
 		{"name x\noofsplit 70/20\n", "t.spec:2: expected `oofsplit FIT/CAL`"},
+		{"name x\nsubsample random\n", "t.spec:2: expected `subsample iid` or `subsample stratified`"},
 		{"name x\nsets a:b\nbackends knn\noof ltt\ncrossfit ltt\ntargets 0.9\n", "t.spec: a crossfit line needs a gates line"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -103,6 +104,17 @@ static void test_cells(void)
 	parse(other, &s2, &e);
 	tr_spec_cells(&s2, &c2, &n2, &e);
 	CHECK(n2 == n && strcmp(c2[3].hash, c[3].hash) != 0, "delta is part of the hash");
+	tr_free(c2), tr_spec_free(&s2);
+	/* `subsample iid` changes the hash; `subsample stratified` is the default and keeps it */
+	snprintf(other, sizeof other, "%ssubsample iid\n", text);
+	CHECK(parse(other, &s2, &e) == 0 && s2.subsample_iid == 1, "subsample iid read: %s", e.msg);
+	tr_spec_cells(&s2, &c2, &n2, &e);
+	CHECK(n2 == n && strcmp(c2[3].hash, c[3].hash) != 0, "subsample iid is part of the hash");
+	tr_free(c2), tr_spec_free(&s2);
+	snprintf(other, sizeof other, "%ssubsample stratified\n", text);
+	CHECK(parse(other, &s2, &e) == 0 && s2.subsample_iid == 0, "subsample stratified read: %s", e.msg);
+	tr_spec_cells(&s2, &c2, &n2, &e);
+	CHECK(n2 == n && strcmp(c2[3].hash, c[3].hash) == 0, "subsample stratified keeps the default's hash");
 	tr_free(c2), tr_spec_free(&s2);
 	tr_free(c), tr_spec_free(&s);
 	CHECK(parse("name d\nsets nosuchset:gold\nbackends liblinear\ngates ltt\ntargets 0.9\n", &s, &e) == 0 &&
