@@ -306,13 +306,17 @@ static const char *const extra_rules[] = {"crossfit", "cp-holdout-oof", "ltt-pla
 /* Rows exceeding this many violating seeds out of 40 are listed: δ = 0.10 of 40 plus sampling noise. */
 #define HON_MAX_VIOLATIONS 7
 
-static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
+/* One honesty cell: violating seeds of all, their mean depth below α, mean test coverage. */
+static void hon_cell(struct tr_buf *b, const struct tr_agg *x)
 {
-	static const char *const sets[] = {"banking77:gold", "clinc150:gold", "banking77:gpt-4o",
-					   "clinc150:llama-3.2-1b-lora"};
-	static const long counts[] = {500, 1000, 2000, 4000};
-	struct tr_buf over = {0};
-	int point_above = 0, point_rows = 0;
+	tr_buf_printf(b, " %d/%d", x->violations, x->seeds);
+	if (x->violations)
+		tr_buf_printf(b, " (−%.3f)", x->gap_sum / x->violations);
+	tr_buf_printf(b, " · %.0f%% |", 100 * mean_cov(x));
+}
+
+static void hon_header(struct tr_buf *b)
+{
 	tr_buf_puts(b, "| set | traces | rule |");
 	for (int i = 0; i < N_ALPHAS; i++)
 		tr_buf_printf(b, " α=%.2f |", alphas[i]);
@@ -320,6 +324,51 @@ static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
 	for (int i = 0; i < N_ALPHAS; i++)
 		tr_buf_puts(b, "---|");
 	tr_buf_puts(b, "\n");
+}
+
+/*
+ * honesty-iid.spec: the holdout and oof rules when the trace count is drawn blind to labels (`subsample
+ * iid`), in the honesty table's format.
+ */
+static void sec_honesty_iid(const struct tr_table *t, struct tr_buf *b)
+{
+	static const char *const sets[] = {"banking77:gold", "clinc150:gold"};
+	static const char *const rules[] = {"cp-holdout", "ltt-plan", "cp-holdout-oof", "ltt-plan-oof"};
+	static const long counts[] = {500, 1000, 2000, 4000};
+	int rows = 0;
+	hon_header(b);
+	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+		for (size_t c = 0; c < sizeof counts / sizeof *counts; c++)
+			for (size_t r = 0; r < sizeof rules / sizeof *rules; r++) {
+				const struct tr_agg *x[N_ALPHAS];
+				int any = 0;
+				for (int i = 0; i < N_ALPHAS; i++)
+					any |= (x[i] = tr_table_find(t, "honesty-iid", sets[s], "pooled", "liblinear", counts[c],
+								    rules[r], alphas[i])) != NULL;
+				if (!any)
+					continue;
+				rows++;
+				tr_buf_printf(b, "| %s | %ld | %s |", sets[s], counts[c], rules[r]);
+				for (int i = 0; i < N_ALPHAS; i++) {
+					if (x[i])
+						hon_cell(b, x[i]);
+					else
+						tr_buf_puts(b, " — |");
+				}
+				tr_buf_puts(b, "\n");
+			}
+	if (!rows)
+		tr_buf_puts(b, "\n*(no finished cells)*\n");
+}
+
+static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
+{
+	static const char *const sets[] = {"banking77:gold", "clinc150:gold", "banking77:gpt-4o",
+					   "clinc150:llama-3.2-1b-lora"};
+	static const long counts[] = {500, 1000, 2000, 4000};
+	struct tr_buf over = {0};
+	int point_above = 0, point_rows = 0;
+	hon_header(b);
 	int rows = 0;
 	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
 		for (size_t c = 0; c < sizeof counts / sizeof *counts; c++)
@@ -338,10 +387,7 @@ static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
 						tr_buf_puts(b, " — |");
 						continue;
 					}
-					tr_buf_printf(b, " %d/%d", x->violations, x->seeds);
-					if (x->violations)
-						tr_buf_printf(b, " (−%.3f)", x->gap_sum / x->violations);
-					tr_buf_printf(b, " · %.0f%% |", 100 * mean_cov(x));
+					hon_cell(b, x);
 					int above = x->violations * 40 > HON_MAX_VIOLATIONS * x->seeds;
 					if (above && strcmp(rule, "point") == 0) /* the paper's rule: counted, not listed */
 						point_above++;
@@ -564,6 +610,7 @@ int tr_paper_update(const struct tr_table *t, const char *paper_path, struct tr_
 		const char *name;
 		void (*fn)(const struct tr_table *, struct tr_buf *);
 	} secs[] = {{"claims", sec_claims}, {"flywheel", sec_flywheel}, {"honesty", sec_honesty},
+		    {"honesty-iid", sec_honesty_iid},
 		    {"backends", sec_backends}, {"cost", sec_cost},	  {"shift", sec_shift},
 		    {"ood", sec_ood}, {"splits", sec_splits}};
 	int rc = 0;

@@ -10,8 +10,8 @@
 #include "../../src/report/report.h"
 #include "unit.h"
 
-static const char *const sections[] = {"claims", "coverage", "ood", "shift", "flywheel", "honesty", "backends", "cost",
-					"splits"};
+static const char *const sections[] = {"claims", "coverage", "ood", "shift", "flywheel", "honesty", "honesty-iid",
+					"backends", "cost", "splits"};
 #define N_SECTIONS (sizeof sections / sizeof *sections)
 
 static char dir[] = "/tmp/tracer-report-XXXXXX";
@@ -221,6 +221,9 @@ static void test_tables(void)
 	add(&t, "honesty", "clinc150:gold", 2000, "ltt", 0.90, 0.7, 0.95, 20, 0, 0);
 	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
 	t.v[t.n - 1].violations = 2;
+	add(&t, "honesty-iid", "banking77:gold", 1000, "ltt-plan-oof", 0.95, 0.3, 0.96, 20, 0, 0);
+	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
+	t.v[t.n - 1].violations = 1, t.v[t.n - 1].gap_sum = 0.004;
 	add(&t, "backends", "banking77:gold", -1, "ltt", 0.90, 0.8, 0.95, 1, 0, 0);
 	t.v[t.n - 1].fit_sum = 4.25, t.v[t.n - 1].fit_n = 1;
 	snprintf(t.v[t.n - 1].backend, sizeof t.v[t.n - 1].backend, "knn");
@@ -235,6 +238,8 @@ static void test_tables(void)
 	CHECK(text && strstr(text, "| clinc150:gold | 2000 | ltt | — | — | 2/20 (−") && strstr(text, " · 70% |"),
 	      "honesty row: set, traces, rule, violations with their depth, coverage");
 	CHECK(text && strstr(text, "| banking77:gold | knn | 80.0% | 95.0% | 60.0% | 97.0% | 4.2 |"), "backends row");
+	CHECK(text && strstr(text, "| banking77:gold | 1000 | ltt-plan-oof | — | — | — | 1/20 (−0.004) · 30% | — |"),
+	      "honesty-iid row: the subsample-iid spec's cells in the honesty format");
 	free(text);
 	tr_table_free(&t);
 }
