@@ -98,8 +98,9 @@ const struct tr_rule tr_rule_ltt = {
 	.stat = "p_value",
 	.guarantee = "P(agreement on handled traffic < α) <= δ for the global and l2d families, on the handled set before "
 		     "the OOD guard, when calibration rows and future traffic are independent draws from one distribution "
-		     "(rows sharing a group key are not independent); rsb's stage-1 threshold is chosen on calibration "
-		     "rows, so for rsb the promise is measured only",
+		     "(rows sharing a group key are not independent; the split is stratified by label, so the calibration "
+		     "rows' label mix follows the training rows' and the test is optimistic when the traces are such "
+		     "draws); rsb's stage-1 threshold is chosen on calibration rows, so for rsb the promise is measured only",
 	.run = run_ltt,
 	.passes = ltt_passes,
 	.param = "ltt_start_level",

@@ -282,8 +282,10 @@ const struct tr_rule tr_rule_ltt_plan = {
 	.stat = "p_value",
 	.guarantee = "P(agreement on handled traffic < α) <= δ, on the handled set before the OOD guard, when "
 		     "calibration rows and future traffic are independent draws from one distribution (rows sharing a "
-		     "group key are not independent; whether rsb competes depends on how many calibration rows fall "
-		     "below its stage-1 threshold, a label-free but calibration-dependent choice the proof does not cover)",
+		     "group key are not independent; the split is stratified by label, so the calibration rows' label mix "
+		     "follows the training rows' and the test is optimistic when the traces are such draws; whether rsb "
+		     "competes depends on how many calibration rows fall below its stage-1 threshold, a label-free but "
+		     "calibration-dependent choice the proof does not cover)",
 	.run = run_ltt_plan,
 	.passes = plan_passes,
 	.param = "backup_share",
