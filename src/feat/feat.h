@@ -112,6 +112,15 @@ void tr_sparse_knn_scratch_free(struct tr_sparse_knn_scratch *s);
 size_t tr_sparse_knn_scratch_evaluated(const struct tr_sparse_knn_scratch *s);
 size_t tr_sparse_knn_top(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
 			 struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims);
+/*
+ * A cheap first look: up to k rows among those sharing the query's rarest features (the best 2k by
+ * those features alone), with their exact similarities (the bits of a full scan), ranked as
+ * tr_sparse_knn_top ranks. Not the top k in general, but the j-th of them is never more similar than the
+ * true j-th nearest row: a caller that only needs to know the neighbours are at least this close (the OOD
+ * guard's "near" verdict) can stop here.
+ */
+size_t tr_sparse_knn_probe(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
+			   struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims);
 
 /*
  * Nodes in model and index files, field by field: a 4-byte index then an 8-byte value, 12 bytes a node

@@ -20,6 +20,8 @@
 
 /* a feature is common when at least this share of the rows has it */
 #define TR_KNN_COMMON_SHARE 0.1
+/* tr_sparse_knn_probe reads the postings of features in fewer than this share of the rows */
+#define TR_KNN_PROBE_SHARE 0.01
 
 struct tr_sparse_knn {
 	size_t n;
@@ -44,7 +46,7 @@ struct tr_sparse_knn_scratch {
 	double *acc;		/* per row: sum over the query's non-common features */
 	uint32_t *mark, *done, gen;
 	uint32_t *touched;
-	double *heap_ub;	/* the k largest bounds among touched rows (a min-heap) */
+	double *heap_ub;	/* the largest bounds among touched rows (a min-heap of up to 2k) */
 	uint32_t *heap_row;
 	size_t cap_k;
 	size_t evaluated;	/* rows whose dot product was computed, over every search */
@@ -176,8 +178,8 @@ struct tr_sparse_knn_scratch *tr_sparse_knn_scratch_new(const struct tr_sparse_k
 	s->mark = tr_calloc(n, sizeof *s->mark);
 	s->done = tr_calloc(n, sizeof *s->done);
 	s->touched = tr_malloc(n * sizeof *s->touched);
-	s->heap_ub = tr_malloc(kk * sizeof *s->heap_ub);
-	s->heap_row = tr_malloc(kk * sizeof *s->heap_row);
+	s->heap_ub = tr_malloc(2 * kk * sizeof *s->heap_ub);
+	s->heap_row = tr_malloc(2 * kk * sizeof *s->heap_row);
 	if (!s->qd || !s->acc || !s->mark || !s->done || !s->touched || !s->heap_ub || !s->heap_row) {
 		tr_sparse_knn_scratch_free(s);
 		return NULL;
@@ -340,5 +342,49 @@ out:
 	for (const struct tr_node *p = q; p->index != -1; p++)
 		if (p->index > 0 && p->index <= ix->dim)
 			qd[p->index] = 0;
+	return t.have;
+}
+
+size_t tr_sparse_knn_probe(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
+			   struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims)
+{
+	if (k < 1 || ix->n == 0)
+		return 0;
+	struct top t = {rows, sims, 0, (size_t)k};
+	size_t kk = (size_t)k < s->cap_k ? (size_t)k : s->cap_k, m = 2 * kk, h = 0, nt = 0;
+	size_t cut = (size_t)(TR_KNN_PROBE_SHARE * (double)ix->n) + 1;
+	if (++s->gen == 0) {
+		memset(s->mark, 0, ix->n * sizeof *s->mark);
+		memset(s->done, 0, ix->n * sizeof *s->done);
+		s->gen = 1;
+	}
+	uint32_t gen = s->gen;
+	for (const struct tr_node *p = q; p->index != -1; p++) {
+		if (p->index <= 0 || p->index > ix->dim)
+			continue;
+		s->qd[p->index] = p->value;
+		size_t j = ix->start[p->index], end = ix->start[p->index + 1];
+		if (ix->common[p->index] || end - j > cut)
+			continue;
+		for (; j < end; j++) {
+			uint32_t r = ix->prow[j];
+			s->touched[nt] = r;
+			nt += s->mark[r] != gen;
+			s->mark[r] = gen;
+			s->acc[r] += p->value * ix->pval[j];
+		}
+	}
+	for (size_t i = 0; i < nt; i++) {
+		uint32_t r = s->touched[i];
+		if (r != skip)
+			heap_push(s, &h, m, s->acc[r], r);
+		s->acc[r] = 0;
+	}
+	for (size_t i = 0; i < h; i++)
+		top_offer(&t, s->heap_row[i], row_dot(ix, s->qd, s->heap_row[i]));
+	s->evaluated += h;
+	for (const struct tr_node *p = q; p->index != -1; p++)
+		if (p->index > 0 && p->index <= ix->dim)
+			s->qd[p->index] = 0;
 	return t.have;
 }

@@ -200,6 +200,39 @@ int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int
 	return 0;
 }
 
+int tr_ood_check(const struct tr_ood *o, const struct tr_feats *X, const int *need, const int *label, double *dist,
+		 struct tr_err *e)
+{
+	if (o->dense)
+		return tr_ood_distances(o, X, need, dist, e);
+	if (X->dim != o->dim || X->dense)
+		return tr_fail(e, "ood: rows differ from the training rows in kind or dimension");
+	struct tr_sparse_knn_scratch *sk = tr_sparse_knn_scratch_new(o->ix, TR_OOD_K);
+	if (!sk)
+		return tr_fail(e, "ood: out of memory");
+	for (size_t i = 0; i < X->n; i++) {
+		dist[i] = NAN;
+		if (need && !need[i])
+			continue;
+		/*
+		 * Rank by rank, these k rows are no nearer than the k nearest, so their mean distance (summed in
+		 * the same order) bounds the true one from above: within the limit, the verdict is "near".
+		 */
+		uint32_t row[TR_OOD_K];
+		double top[TR_OOD_K];
+		if (tr_sparse_knn_probe(o->ix, X->rows[i], TR_OOD_K, SIZE_MAX, sk, row, top) == TR_OOD_K) {
+			double d = mean_distance(top, TR_OOD_K);
+			if (!tr_ood_far(o, label[i], d)) {
+				dist[i] = d;
+				continue;
+			}
+		}
+		dist[i] = sparse_distance(o, X->rows[i], SIZE_MAX, sk);
+	}
+	tr_sparse_knn_scratch_free(sk);
+	return 0;
+}
+
 int tr_ood_save(const struct tr_ood *o, struct tr_buf *out)
 {
 	int32_t head[3] = {o->K, o->dim, o->dense};

@@ -272,7 +272,7 @@ static void test_sparse_knn(void)
 		CHECK(tr_sparse_knn_new(nodes, nn, cases[c].n, dim, &ix) == 0, "case %zu: index", c);
 		CHECK(tr_sparse_index_packed(nodes, nn, cases[c].n, dim, &full) == 0, "case %zu: full index", c);
 		double *dots = malloc(cases[c].n * sizeof *dots);
-		int bad_rows = 0, bad_bits = 0, bad_count = 0, searches = 0;
+		int bad_rows = 0, bad_bits = 0, bad_count = 0, searches = 0, bad_probe = 0, probes = 0;
 		for (size_t kk = 0; kk < sizeof ks / sizeof *ks; kk++) {
 			int k = ks[kk];
 			struct tr_sparse_knn_scratch *s = tr_sparse_knn_scratch_new(ix, k);
@@ -291,6 +291,12 @@ static void test_sparse_knn(void)
 				size_t self = stored && i % 2 ? i - cases[c].nq : SIZE_MAX;
 				tr_sparse_index_dots(full, qq, dots);
 				size_t hb = brute_top(dots, cases[c].n, (size_t)k, self, brow, bsim);
+				/* a probe's j-th row is a real row with its full-scan similarity, never above the true j-th */
+				size_t hp = tr_sparse_knn_probe(ix, qq, k, self, s, row, sim);
+				probes += hp > 0;
+				for (size_t t = 0; t < hp; t++)
+					bad_probe += row[t] == self || memcmp(&sim[t], &dots[row[t]], sizeof sim[t]) != 0 ||
+						     t >= hb || sim[t] > bsim[t] || (t > 0 && sim[t] > sim[t - 1]);
 				size_t h = tr_sparse_knn_top(ix, qq, k, self, s, row, sim);
 				searches++;
 				bad_count += h != hb;
@@ -305,6 +311,8 @@ static void test_sparse_knn(void)
 			CHECK(!bad_count && !bad_rows && !bad_bits,
 			      "case %zu k %d: %d counts, %d rows, %d similarities differ from the full scan in %d searches", c, k,
 			      bad_count, bad_rows, bad_bits, searches);
+			CHECK(!bad_probe && (cases[c].n < 300 || probes > 0), "case %zu k %d: %d bad probe rows (%d probes found rows)",
+			      c, k, bad_probe, probes);
 			if (!cases[c].neg && cases[c].n >= 300 && k == 10)
 				CHECK(tr_sparse_knn_scratch_evaluated(s) < (size_t)searches * cases[c].n,
 				      "case %zu: the bound pruned nothing (%zu rows computed in %d searches)", c,
