@@ -11,6 +11,7 @@ REPS=${REPS:-3}
 out=results/bench.tsv
 tmp=$out.tmp.$$
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+printf 'what\tset\tvalue\tunit\n' >"$tmp"
 # one.$$: banking77:gold's test part; many.$$: ten copies of it with unique ids
 test_copies() {
 	./tracer traces export banking77:gold --part test >one.$$
@@ -64,8 +65,8 @@ knn_rows() {
 if [ "${BENCH_ONLY:-}" = search ]; then
 	knn_rows
 	pol=$(mktemp -d)
-	./tracer fit banking77:gold --out "$pol/p" >/dev/null
-	./tracer fit banking77:gold --no-ood --out "$pol/q" >/dev/null
+	./tracer fit banking77:gold --out "$pol/p" --quiet >/dev/null
+	./tracer fit banking77:gold --no-ood --out "$pol/q" --quiet >/dev/null
 	test_copies
 	route_rows
 	rm -rf "$pol" one.$$ many.$$ t.$$
@@ -80,7 +81,6 @@ if [ "${BENCH_ONLY:-}" = search ]; then
 	exit 0
 fi
 
-printf 'what\tset\tvalue\tunit\n' >"$tmp"
 
 # The fixed dense workload (../shared/bench/banking77-lsa256, README there): `tracer fit` with the
 # reference's four targets, wall seconds and peak RSS (medians), their ratios to the reference tool's
@@ -158,7 +158,7 @@ printf 'tracer fit peak RSS\tbanking77:gold\t%.0f\tMB\n' "$(median <mem.$$)" >>"
 # route throughput on one core: the test split ten times over, each copy's ids made unique (a repeated
 # id is an error line, not a routed input); inputs per second of CPU (user + system, policy load
 # included), so other work on the machine does not count against it
-./tracer fit banking77:gold --no-ood --out "$pol/q" >/dev/null
+./tracer fit banking77:gold --no-ood --out "$pol/q" --quiet >/dev/null
 test_copies
 route_rows
 
