@@ -93,6 +93,36 @@ int tr_sparse_index_packed(const struct tr_node *nodes, size_t n_nodes, size_t n
 void tr_sparse_index_free(struct tr_sparse_index *ix);
 
 /*
+ * Exact top-k search by dot product over packed rows (as tr_sparse_index_packed takes them; copied, so
+ * `nodes` may go afterwards): the k rows of largest <q, row>, ranked by similarity descending then row
+ * ascending, with similarities bit-identical to tr_sparse_index_dots (a full scan), while reading only
+ * the postings of uncommon features and the rows a bound cannot rule out (sparse_knn.c says how).
+ * tr_sparse_knn_top writes up to k rows and similarities into rows/sims (k entries each), leaving out
+ * row `skip` (SIZE_MAX: none), and returns how many it wrote (k, or fewer when there are fewer rows).
+ * A scratch belongs to one thread at a time; it is sized for the index it was made for (and k).
+ */
+struct tr_sparse_knn;
+struct tr_sparse_knn_scratch;
+int tr_sparse_knn_new(const struct tr_node *nodes, size_t n_nodes, size_t n_rows, int dim, struct tr_sparse_knn **out);
+void tr_sparse_knn_free(struct tr_sparse_knn *ix);
+size_t tr_sparse_knn_rows(const struct tr_sparse_knn *ix);
+struct tr_sparse_knn_scratch *tr_sparse_knn_scratch_new(const struct tr_sparse_knn *ix, int k);
+void tr_sparse_knn_scratch_free(struct tr_sparse_knn_scratch *s);
+/* Rows whose full dot product a search computed, summed over every search with this scratch. */
+size_t tr_sparse_knn_scratch_evaluated(const struct tr_sparse_knn_scratch *s);
+size_t tr_sparse_knn_top(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
+			 struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims);
+/*
+ * A cheap first look: up to k rows among those sharing the query's rarest features (the best 2k by
+ * those features alone), with their exact similarities (the bits of a full scan), ranked as
+ * tr_sparse_knn_top ranks. Not the top k in general, but the j-th of them is never more similar than the
+ * true j-th nearest row: a caller that only needs to know the neighbours are at least this close (the OOD
+ * guard's "near" verdict) can stop here.
+ */
+size_t tr_sparse_knn_probe(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
+			   struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims);
+
+/*
  * Nodes in model and index files, field by field: a 4-byte index then an 8-byte value, 12 bytes a node
  * (a struct tr_node holds 4 bytes of padding that would carry whatever the heap held). tr_nodes_take
  * fails, copying nothing, when fewer than n nodes are left.

@@ -181,7 +181,10 @@ static int text_grams(struct grams *g, const char *text, int field, const struct
 	return 0;
 }
 
-/* Sorts n bucket numbers below 2^bits: insertion sort when short, else LSD radix sort, 9-bit digits. */
+/*
+ * Sorts n numbers below 2^bits: insertion sort when short, else LSD radix sort in two passes when bits
+ * <= 18 (digits of half the bits: fewer counters to clear and sum for small ranges), 9-bit digits above.
+ */
 static void sort_buckets(uint32_t *a, uint32_t *tmp, size_t n, int bits)
 {
 	if (n <= 32) {
@@ -195,22 +198,24 @@ static void sort_buckets(uint32_t *a, uint32_t *tmp, size_t n, int bits)
 		return;
 	}
 	uint32_t count[1 << 9];
-	for (int shift = 0; shift < bits; shift += 9) {
-		memset(count, 0, sizeof count);
+	int digit = bits <= 18 ? (bits + 1) / 2 : 9, passes = 0;
+	uint32_t radix = 1u << digit, low = radix - 1;
+	for (int shift = 0; shift < bits; shift += digit, passes++) {
+		memset(count, 0, radix * sizeof *count);
 		for (size_t i = 0; i < n; i++)
-			count[(a[i] >> shift) & 0x1FF]++;
+			count[(a[i] >> shift) & low]++;
 		uint32_t sum = 0;
-		for (size_t d = 0; d < (1 << 9); d++) {
+		for (size_t d = 0; d < radix; d++) {
 			uint32_t c = count[d];
 			count[d] = sum;
 			sum += c;
 		}
 		for (size_t i = 0; i < n; i++)
-			tmp[count[(a[i] >> shift) & 0x1FF]++] = a[i];
+			tmp[count[(a[i] >> shift) & low]++] = a[i];
 		uint32_t *t = a;
 		a = tmp, tmp = t;
 	}
-	if ((bits + 8) / 9 % 2) /* an odd number of passes left the result in the scratch array */
+	if (passes % 2) /* an odd number of passes left the result in the scratch array */
 		memcpy(tmp, a, n * sizeof *a);
 }
 
@@ -324,11 +329,30 @@ int tr_feat_transform_text(const struct tr_featurizer *f, const struct tr_trace 
 	size_t *start = tr_malloc((n + 1) * sizeof *start);
 	if (!start)
 		goto oom;
+	int fbits = 1;
+	while (fbits < 31 && (1u << fbits) <= (unsigned)f->dim)
+		fbits++;
 	for (size_t i = 0; i < n; i++) {
-		if (trace_grams(&g, &rows[idx[i]], &f->p))
+		/*
+		 * Buckets to features first (dropped buckets go), then sort the features: the map is monotone and
+		 * one-to-one on kept buckets, so runs and order are those of the sorted buckets, over fewer and
+		 * smaller numbers.
+		 */
+		const struct tr_trace *t = &rows[idx[i]];
+		g.n = 0;
+		if (text_grams(&g, t->input, 0, &f->p) || (t->input_b && text_grams(&g, t->input_b, 1, &f->p)))
 			goto oom;
+		size_t kept = 0;
+		for (size_t k = 0; k < g.n; k++) {
+			uint32_t feat = (uint32_t)f->map[g.b[k]];
+			g.b[kept] = feat;
+			kept += feat != 0;
+		}
+		g.n = kept;
+		if (g.n > g.tmpcap && tr_grow(&g.tmp, &g.tmpcap, g.n, sizeof *g.tmp))
+			goto oom;
+		sort_buckets(g.b, g.tmp, g.n, fbits);
 		start[i] = used;
-		/* buckets are sorted; features keep bucket order only if map is monotone, which it is */
 		if (tr_grow(&out->pool, &cap, used + g.n + 1, sizeof *out->pool))
 			goto oom;
 		struct tr_node *row = out->pool + used;
@@ -338,12 +362,10 @@ int tr_feat_transform_text(const struct tr_featurizer *f, const struct tr_trace 
 			size_t j = k;
 			while (j < g.n && g.b[j] == g.b[k])
 				j++;
-			int feat = f->map[g.b[k]];
-			if (feat) {
-				double v = (j - k == 1 ? 1.0 : 1.0 + log((double)(j - k))) * f->idf[feat];
-				row[m++] = (struct tr_node){feat, v};
-				norm += v * v;
-			}
+			int feat = (int)g.b[k];
+			double v = (j - k == 1 ? 1.0 : 1.0 + log((double)(j - k))) * f->idf[feat];
+			row[m++] = (struct tr_node){feat, v};
+			norm += v * v;
 			k = j;
 		}
 		if (norm > 0) {

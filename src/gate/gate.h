@@ -183,6 +183,14 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
  * (need NULL: every row); NAN for the others. */
 int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int *need, double *dist,
 		     struct tr_err *e);
+/*
+ * For routing, the same verdicts for less work: dist[i] for the rows with need[i] != 0 (NAN for the
+ * others) is either the distance tr_ood_distances gives or, when a few training rows sharing the row's
+ * rarest features already put it within the limit of label[i], an upper bound of that distance that is
+ * within the limit. So tr_ood_far(o, label[i], dist[i]) is exactly what it is with tr_ood_distances.
+ */
+int tr_ood_check(const struct tr_ood *o, const struct tr_feats *X, const int *need, const int *label, double *dist,
+		 struct tr_err *e);
 /* Whether distance d is beyond the guard's limit for label `label` (-1: the global limit). */
 int tr_ood_far(const struct tr_ood *o, int label, double d);
 int tr_ood_save(const struct tr_ood *o, struct tr_buf *out);

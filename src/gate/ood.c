@@ -17,7 +17,7 @@ struct tr_ood {
 	struct tr_node *nodes; /* sparse training rows, concatenated */
 	size_t n_nodes;
 	double *x; /* dense training rows, n × dim */
-	struct tr_sparse_index *ix;
+	struct tr_sparse_knn *ix;
 };
 
 void tr_ood_free(struct tr_ood *o)
@@ -25,26 +25,43 @@ void tr_ood_free(struct tr_ood *o)
 	if (!o)
 		return;
 	tr_free(o->thr), tr_free(o->nodes), tr_free(o->x);
-	tr_sparse_index_free(o->ix);
+	tr_sparse_knn_free(o->ix);
 	tr_free(o);
 }
 
 #define OOD_BLOCK 128 /* dense query rows per BLAS product */
 
 /*
- * Similarities of query rows i0..i0+b of X to every training row, b rows of o->n (dense rows: one
- * BLAS product per block; sparse rows: b must be 1).
+ * Similarities of dense query rows i0..i0+b of X to every training row, b rows of o->n (one BLAS
+ * product per block).
  */
 static void sims(const struct tr_ood *o, const struct tr_feats *X, size_t i0, size_t b, double *out)
 {
-	if (o->dense) {
-		gsl_matrix_const_view t = gsl_matrix_const_view_array(o->x, o->n, (size_t)o->dim);
-		gsl_matrix_const_view q = gsl_matrix_const_view_array(X->dense + i0 * (size_t)o->dim, b, (size_t)o->dim);
-		gsl_matrix_view s = gsl_matrix_view_array(out, b, o->n);
-		gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &q.matrix, &t.matrix, 0.0, &s.matrix);
-	} else {
-		tr_sparse_index_dots(o->ix, X->rows[i0], out);
-	}
+	gsl_matrix_const_view t = gsl_matrix_const_view_array(o->x, o->n, (size_t)o->dim);
+	gsl_matrix_const_view q = gsl_matrix_const_view_array(X->dense + i0 * (size_t)o->dim, b, (size_t)o->dim);
+	gsl_matrix_view s = gsl_matrix_view_array(out, b, o->n);
+	gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &q.matrix, &t.matrix, 0.0, &s.matrix);
+}
+
+/* Mean cosine distance given the `have` largest similarities, largest first (1 when there are none). */
+static double mean_distance(const double *top, size_t have)
+{
+	double d = 0;
+	for (size_t t = 0; t < have; t++)
+		d += 1 - top[t];
+	return have ? d / (double)have : 1;
+}
+
+/*
+ * Mean cosine distance of sparse row q to its TR_OOD_K most similar training rows, leaving out row
+ * `self` (SIZE_MAX: none); the exact search gives the similarities a full scan would.
+ */
+static double sparse_distance(const struct tr_ood *o, const struct tr_node *q, size_t self,
+			      struct tr_sparse_knn_scratch *s)
+{
+	uint32_t row[TR_OOD_K];
+	double top[TR_OOD_K];
+	return mean_distance(top, tr_sparse_knn_top(o->ix, q, TR_OOD_K, self, s, row, top));
 }
 
 /* Mean cosine distance to the k most similar rows, skipping row `self` (or none if self = SIZE_MAX). */
@@ -65,18 +82,16 @@ static double mean_knn_distance(const double *sim, size_t n, size_t self)
 		}
 		top[pos] = s;
 	}
-	double d = 0;
-	for (int t = 0; t < have; t++)
-		d += 1 - top[t];
-	return have ? d / have : 1;
+	return mean_distance(top, (size_t)have);
 }
 
 int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **out, struct tr_err *e)
 {
 	*out = NULL;
 	struct tr_ood *o = tr_calloc(1, sizeof *o);
-	size_t block = X->dense ? OOD_BLOCK : 1;
-	double *dist = tr_malloc((X->n ? X->n : 1) * sizeof *dist), *sim = tr_malloc((X->n ? X->n : 1) * block * sizeof *sim);
+	size_t block = X->dense ? OOD_BLOCK : 0;
+	struct tr_sparse_knn_scratch *sk = NULL;
+	double *dist = tr_malloc((X->n ? X->n : 1) * sizeof *dist), *sim = tr_malloc((X->n ? X->n : 1) * (block ? block : 1) * sizeof *sim);
 	double *buf = tr_malloc((X->n ? X->n : 1) * sizeof *buf);
 	if (!o || !dist || !sim || !buf || !(o->thr = tr_malloc((size_t)K * sizeof *o->thr)))
 		goto oom;
@@ -87,7 +102,8 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
 			goto oom;
 		memcpy(o->x, X->dense, sz);
 	} else if (tr_rows_pack(X, &o->nodes, &o->n_nodes) ||
-		   tr_sparse_index_packed(o->nodes, o->n_nodes, o->n, o->dim, &o->ix)) {
+		   tr_sparse_knn_new(o->nodes, o->n_nodes, o->n, o->dim, &o->ix) ||
+		   !(sk = tr_sparse_knn_scratch_new(o->ix, TR_OOD_K))) {
 		goto oom;
 	}
 	if (o->dense && tr_blas_begin()) {
@@ -95,14 +111,17 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
 		tr_ood_free(o);
 		return tr_fail(e, "out of memory while fitting the ood guard (BLAS needs %.0f MB)", TR_BLAS_BUFFER / 1e6);
 	}
-	for (size_t i0 = 0; i0 < X->n; i0 += block) {
+	for (size_t i0 = 0; o->dense && i0 < X->n; i0 += block) {
 		size_t b = X->n - i0 < block ? X->n - i0 : block;
 		sims(o, X, i0, b, sim);
 		for (size_t r = 0; r < b; r++)
 			dist[i0 + r] = mean_knn_distance(sim + r * X->n, X->n, i0 + r);
 	}
+	for (size_t i = 0; !o->dense && i < X->n; i++)
+		dist[i] = sparse_distance(o, X->rows[i], i, sk);
 	if (o->dense)
 		tr_blas_end();
+	tr_sparse_knn_scratch_free(sk);
 	memcpy(buf, dist, X->n * sizeof *buf);
 	gsl_sort(buf, 1, X->n);
 	o->global = X->n ? gsl_stats_quantile_from_sorted_data(buf, 1, X->n, TR_OOD_PCT) : INFINITY;
@@ -122,6 +141,7 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
 	*out = o;
 	return 0;
 oom:
+	tr_sparse_knn_scratch_free(sk);
 	tr_free(dist), tr_free(sim), tr_free(buf);
 	tr_ood_free(o);
 	return tr_fail(e, "ood: out of memory for %zu rows", X->n);
@@ -137,15 +157,24 @@ int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int
 {
 	if (X->dim != o->dim || !!X->dense != o->dense)
 		return tr_fail(e, "ood: rows differ from the training rows in kind or dimension");
-	size_t block = o->dense ? OOD_BLOCK : 1, d = (size_t)o->dim;
+	if (!o->dense) {
+		struct tr_sparse_knn_scratch *sk = tr_sparse_knn_scratch_new(o->ix, TR_OOD_K);
+		if (!sk)
+			return tr_fail(e, "ood: out of memory");
+		for (size_t i = 0; i < X->n; i++)
+			dist[i] = !need || need[i] ? sparse_distance(o, X->rows[i], SIZE_MAX, sk) : NAN;
+		tr_sparse_knn_scratch_free(sk);
+		return 0;
+	}
+	size_t block = OOD_BLOCK, d = (size_t)o->dim;
 	double *sim = tr_malloc((o->n ? o->n : 1) * block * sizeof *sim);
-	double *q = o->dense ? tr_malloc(block * d * sizeof *q) : NULL;
+	double *q = tr_malloc(block * d * sizeof *q);
 	size_t *at = tr_malloc(block * sizeof *at);
-	if (!sim || !at || (o->dense && !q)) {
+	if (!sim || !at || !q) {
 		tr_free(sim), tr_free(q), tr_free(at);
 		return tr_fail(e, "ood: out of memory");
 	}
-	if (o->dense && tr_blas_begin()) {
+	if (tr_blas_begin()) {
 		tr_free(sim), tr_free(q), tr_free(at);
 		return tr_fail(e, "out of memory while checking inputs against the ood guard (BLAS needs %.0f MB)",
 			       TR_BLAS_BUFFER / 1e6);
@@ -160,16 +189,47 @@ int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int
 		}
 		if (b == 0)
 			continue;
-		if (o->dense)
-			for (size_t r = 0; r < b; r++)
-				memcpy(q + r * d, X->dense + at[r] * d, d * sizeof *q);
-		sims(o, o->dense ? &Q : X, o->dense ? 0 : at[0], b, sim);
+		for (size_t r = 0; r < b; r++)
+			memcpy(q + r * d, X->dense + at[r] * d, d * sizeof *q);
+		sims(o, &Q, 0, b, sim);
 		for (size_t r = 0; r < b; r++)
 			dist[at[r]] = mean_knn_distance(sim + r * o->n, o->n, (size_t)-1);
 	}
-	if (o->dense)
-		tr_blas_end();
+	tr_blas_end();
 	tr_free(sim), tr_free(q), tr_free(at);
+	return 0;
+}
+
+int tr_ood_check(const struct tr_ood *o, const struct tr_feats *X, const int *need, const int *label, double *dist,
+		 struct tr_err *e)
+{
+	if (o->dense)
+		return tr_ood_distances(o, X, need, dist, e);
+	if (X->dim != o->dim || X->dense)
+		return tr_fail(e, "ood: rows differ from the training rows in kind or dimension");
+	struct tr_sparse_knn_scratch *sk = tr_sparse_knn_scratch_new(o->ix, TR_OOD_K);
+	if (!sk)
+		return tr_fail(e, "ood: out of memory");
+	for (size_t i = 0; i < X->n; i++) {
+		dist[i] = NAN;
+		if (need && !need[i])
+			continue;
+		/*
+		 * Rank by rank, these k rows are no nearer than the k nearest, so their mean distance (summed in
+		 * the same order) bounds the true one from above: within the limit, the verdict is "near".
+		 */
+		uint32_t row[TR_OOD_K];
+		double top[TR_OOD_K];
+		if (tr_sparse_knn_probe(o->ix, X->rows[i], TR_OOD_K, SIZE_MAX, sk, row, top) == TR_OOD_K) {
+			double d = mean_distance(top, TR_OOD_K);
+			if (!tr_ood_far(o, label[i], d)) {
+				dist[i] = d;
+				continue;
+			}
+		}
+		dist[i] = sparse_distance(o, X->rows[i], SIZE_MAX, sk);
+	}
+	tr_sparse_knn_scratch_free(sk);
 	return 0;
 }
 
@@ -215,7 +275,7 @@ int tr_ood_load(const char *what, const char *data, size_t len, struct tr_ood **
 	} else if (!bad) {
 		bad = !(o->nodes = tr_malloc(o->n_nodes * sizeof *o->nodes)) ||
 		      tr_nodes_take(&c, o->nodes, o->n_nodes) ||
-		      tr_sparse_index_packed(o->nodes, o->n_nodes, o->n, o->dim, &o->ix);
+		      tr_sparse_knn_new(o->nodes, o->n_nodes, o->n, o->dim, &o->ix);
 	}
 	if (bad) {
 		tr_ood_free(o);

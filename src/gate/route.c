@@ -55,7 +55,7 @@ int tr_policy_route(const struct tr_policy *p, const struct tr_trace *rows, cons
 	struct tr_stage_scores st[TR_MAX_STAGES];
 	double *score = tr_malloc((size_t)p->n_stages * n * sizeof *score);
 	double *dist = p->ood ? tr_malloc(n * sizeof *dist) : NULL;
-	int *need = p->ood ? tr_malloc(n * sizeof *need) : NULL;
+	int *need = p->ood ? tr_malloc(2 * n * sizeof *need) : NULL; /* need[0..n), then the labels */
 	int *pred = tr_malloc((size_t)p->n_stages * n * sizeof *pred), rc = -1;
 	if (!score || !pred || (p->ood && (!dist || !need))) {
 		tr_fail(e, "out of memory");
@@ -70,8 +70,8 @@ int tr_policy_route(const struct tr_policy *p, const struct tr_trace *rows, cons
 	tr_route_decide(st, p->n_stages, NULL, NULL, n, out);
 	if (p->ood) {
 		for (size_t i = 0; i < n; i++)
-			need[i] = out[i].handled;
-		if (tr_ood_distances(p->ood, &X, need, dist, e))
+			need[i] = out[i].handled, need[n + i] = out[i].label;
+		if (tr_ood_check(p->ood, &X, need, need + n, dist, e))
 			goto out;
 		tr_route_decide(st, p->n_stages, p->ood, dist, n, out);
 	}

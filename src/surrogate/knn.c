@@ -3,7 +3,8 @@
  * see how a family plugs in).
  *
  * Rows are L2-normalised by the featurizer, so cosine similarity is a dot product: sparse rows go
- * through an inverted index, dense rows through BLAS (gsl_blas_dgemm, linked to OpenBLAS). The
+ * through the exact pruned top-k search (tr_sparse_knn_top: the neighbours and similarities of a full
+ * scan), dense rows through BLAS (gsl_blas_dgemm, linked to OpenBLAS). The
  * probability of a label is its share of the similarity-weighted votes of the k nearest rows, smoothed
  * by TR_KNN_SMOOTH so that no label seen in training is exactly 0; labels absent from the training rows
  * get 0, as with the other families. Ties in similarity go to the lower training row.
@@ -25,7 +26,7 @@ struct knn {
 	double *dense;	       /* n × dim, or NULL for sparse */
 	struct tr_node *nodes; /* sparse rows, concatenated, each ended by -1 */
 	size_t n_nodes;
-	struct tr_sparse_index *ix;
+	struct tr_sparse_knn *ix;
 };
 
 static void knn_free(void *model)
@@ -34,7 +35,7 @@ static void knn_free(void *model)
 	if (!m)
 		return;
 	tr_free(m->y), tr_free(m->present), tr_free(m->dense), tr_free(m->nodes);
-	tr_sparse_index_free(m->ix);
+	tr_sparse_knn_free(m->ix);
 	tr_free(m);
 }
 
@@ -56,7 +57,7 @@ static int knn_train(const struct tr_feats *X, const int *y, int K, const double
 			memcpy(m->dense, X->dense, sz);
 	} else if (!bad) {
 		bad = tr_rows_pack(X, &m->nodes, &m->n_nodes) ||
-		      tr_sparse_index_packed(m->nodes, m->n_nodes, m->n, m->dim, &m->ix);
+		      tr_sparse_knn_new(m->nodes, m->n_nodes, m->n, m->dim, &m->ix);
 	}
 	if (bad) {
 		knn_free(m);
@@ -70,29 +71,16 @@ static int knn_train(const struct tr_feats *X, const int *y, int K, const double
 	return 0;
 }
 
-/* Turns one row of similarities to all training rows into probabilities. */
-static void vote(const struct knn *m, const double *sim, int *top, double *row)
+/* Probabilities from the `have` nearest rows (rows top[], similarities sim[], nearest first). */
+static void vote(const struct knn *m, const uint32_t *top, const double *sim, int have, double *row)
 {
-	int k = m->k < (int)m->n ? m->k : (int)m->n, have = 0;
-	/* insertion into a sorted top-k list: similarity descending, then row ascending */
-	for (size_t j = 0; j < m->n; j++) {
-		double s = sim[j];
-		if (have == k && !(s > sim[top[k - 1]]))
-			continue;
-		int pos = have < k ? have++ : k - 1;
-		while (pos > 0 && s > sim[top[pos - 1]]) {
-			top[pos] = top[pos - 1];
-			pos--;
-		}
-		top[pos] = (int)j;
-	}
 	memset(row, 0, (size_t)m->K * sizeof *row);
 	double total = 0;
 	int labels = 0;
 	for (int c = 0; c < m->K; c++)
 		labels += m->present[c];
 	for (int t = 0; t < have; t++) {
-		double w = sim[top[t]] > 0 ? sim[top[t]] : 0;
+		double w = sim[t] > 0 ? sim[t] : 0;
 		row[m->y[top[t]]] += w;
 		total += w;
 	}
@@ -101,39 +89,67 @@ static void vote(const struct knn *m, const double *sim, int *top, double *row)
 		row[c] = m->present[c] ? (row[c] + TR_KNN_SMOOTH) / denom : 0;
 }
 
+/* The k nearest of one row of similarities to every training row: similarity descending, then row ascending. */
+static int nearest(const struct knn *m, const double *sim, uint32_t *top, double *tsim)
+{
+	int k = m->k < (int)m->n ? m->k : (int)m->n, have = 0;
+	for (size_t j = 0; j < m->n; j++) {
+		double s = sim[j];
+		if (have == k && !(s > tsim[k - 1]))
+			continue;
+		int pos = have < k ? have++ : k - 1;
+		while (pos > 0 && s > tsim[pos - 1]) {
+			top[pos] = top[pos - 1], tsim[pos] = tsim[pos - 1];
+			pos--;
+		}
+		top[pos] = (uint32_t)j, tsim[pos] = s;
+	}
+	return have;
+}
+
 static int knn_predict(const void *model, const struct tr_feats *X, double *proba, struct tr_err *e)
 {
 	const struct knn *m = model;
 	if (!!X->dense != !!m->dense)
 		return tr_fail(e, "knn: model and rows differ in kind (dense vs sparse)");
-	size_t block = m->dense ? TR_KNN_BLOCK : 1;
+	uint32_t *top = tr_malloc(((size_t)m->k + 1) * sizeof *top);
+	double *tsim = tr_malloc(((size_t)m->k + 1) * sizeof *tsim);
+	if (!top || !tsim) {
+		tr_free(top), tr_free(tsim);
+		return tr_fail(e, "out of memory while computing knn similarities of %zu rows", X->n);
+	}
+	if (!m->dense) {
+		struct tr_sparse_knn_scratch *s = tr_sparse_knn_scratch_new(m->ix, m->k);
+		for (size_t i = 0; s && i < X->n; i++) {
+			size_t have = tr_sparse_knn_top(m->ix, X->rows[i], m->k, SIZE_MAX, s, top, tsim);
+			vote(m, top, tsim, (int)have, proba + i * (size_t)m->K);
+		}
+		tr_free(top), tr_free(tsim);
+		if (!s)
+			return tr_fail(e, "out of memory while computing knn similarities of %zu rows", X->n);
+		tr_sparse_knn_scratch_free(s);
+		return 0;
+	}
+	size_t block = TR_KNN_BLOCK;
 	double *sim = tr_malloc(block * m->n * sizeof *sim);
-	int *top = tr_malloc(((size_t)m->k + 1) * sizeof *top);
-	if (!sim || !top || (m->dense && tr_blas_begin())) {
-		tr_free(sim), tr_free(top);
-		if (sim && top)
+	if (!sim || tr_blas_begin()) {
+		tr_free(sim), tr_free(top), tr_free(tsim);
+		if (sim)
 			return tr_fail(e, "out of memory while computing knn similarities (BLAS needs %.0f MB)",
 				       TR_BLAS_BUFFER / 1e6);
 		return tr_fail(e, "out of memory while computing knn similarities of %zu rows", X->n);
 	}
 	for (size_t i0 = 0; i0 < X->n; i0 += block) {
 		size_t b = X->n - i0 < block ? X->n - i0 : block;
-		if (m->dense) {
-			gsl_matrix_const_view q = gsl_matrix_const_view_array(X->dense + i0 * (size_t)m->dim, b,
-									      (size_t)m->dim);
-			gsl_matrix_const_view t = gsl_matrix_const_view_array(m->dense, m->n, (size_t)m->dim);
-			gsl_matrix_view s = gsl_matrix_view_array(sim, b, m->n);
-			gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &q.matrix, &t.matrix, 0.0, &s.matrix);
-		} else {
-			tr_sparse_index_dots(m->ix, X->rows[i0], sim);
-		}
+		gsl_matrix_const_view q = gsl_matrix_const_view_array(X->dense + i0 * (size_t)m->dim, b, (size_t)m->dim);
+		gsl_matrix_const_view t = gsl_matrix_const_view_array(m->dense, m->n, (size_t)m->dim);
+		gsl_matrix_view s = gsl_matrix_view_array(sim, b, m->n);
+		gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &q.matrix, &t.matrix, 0.0, &s.matrix);
 		for (size_t r = 0; r < b; r++)
-			vote(m, sim + r * m->n, top, proba + (i0 + r) * (size_t)m->K);
+			vote(m, top, tsim, nearest(m, sim + r * m->n, top, tsim), proba + (i0 + r) * (size_t)m->K);
 	}
-	if (m->dense)
-		tr_blas_end();
-	tr_free(sim);
-	tr_free(top);
+	tr_blas_end();
+	tr_free(sim), tr_free(top), tr_free(tsim);
 	return 0;
 }
 
@@ -174,7 +190,7 @@ static int knn_load(const char *what, struct tr_cursor *in, int K, void **model,
 	} else if (!bad) {
 		bad = !(m->nodes = tr_malloc(m->n_nodes * sizeof *m->nodes)) ||
 		      tr_nodes_take(in, m->nodes, m->n_nodes) ||
-		      tr_sparse_index_packed(m->nodes, m->n_nodes, m->n, m->dim, &m->ix);
+		      tr_sparse_knn_new(m->nodes, m->n_nodes, m->n, m->dim, &m->ix);
 	}
 	for (size_t i = 0; !bad && i < m->n; i++) {
 		bad = m->y[i] < 0 || m->y[i] >= m->K;

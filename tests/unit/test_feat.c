@@ -1,4 +1,5 @@
 /* Unit tests of src/feat: tf-idf rows, IDF from training rows only, pair namespaces, .npy reading. */
+#include <gsl/gsl_rng.h>
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -194,9 +195,150 @@ static void test_npy(void)
 	tr_featurizer_free(f);
 }
 
+/*
+ * n random sparse rows over dim features, packed (each ended by -1): feature f is present with a
+ * probability falling from 0.6 (feature 1) to 0.6/dim, so the first features are common and the rest
+ * rare, as with tf-idf; values in (0, 1] (or in [-1, 1] when `neg`), rows L2-normalised when `unit`.
+ * Rows `dup` apart repeat each other (ties in similarity).
+ */
+static struct tr_node *random_rows(gsl_rng *r, size_t n, int dim, int neg, int unit, size_t dup, size_t *n_nodes)
+{
+	struct tr_node *nodes = malloc(n * ((size_t)dim + 1) * sizeof *nodes);
+	size_t m = 0, *row_at = malloc(n * sizeof *row_at);
+	for (size_t i = 0; i < n; i++) {
+		row_at[i] = m;
+		if (dup && i >= dup && i % 3 == 0) { /* a copy of row i - dup */
+			for (size_t t = row_at[i - dup]; nodes[t].index != -1; t++)
+				nodes[m++] = nodes[t];
+			nodes[m++] = (struct tr_node){-1, 0};
+			continue;
+		}
+		size_t first = m;
+		double ss = 0;
+		for (int f = 1; f <= dim; f++)
+			if (gsl_rng_uniform(r) < 0.6 / f) {
+				double v = neg ? 2 * gsl_rng_uniform(r) - 1 : 1 - gsl_rng_uniform(r);
+				nodes[m++] = (struct tr_node){f, v};
+				ss += v * v;
+			}
+		for (size_t t = first; unit && ss > 0 && t < m; t++)
+			nodes[t].value /= sqrt(ss);
+		nodes[m++] = (struct tr_node){-1, 0};
+	}
+	free(row_at);
+	*n_nodes = m;
+	return nodes;
+}
+
+/* The k best rows of a full scan (similarity descending, then row ascending), skipping row `skip`. */
+static size_t brute_top(const double *dots, size_t n, size_t k, size_t skip, uint32_t *row, double *sim)
+{
+	size_t have = 0;
+	for (size_t j = 0; j < n; j++) {
+		if (j == skip)
+			continue;
+		if (have == k && !(dots[j] > sim[k - 1]))
+			continue;
+		size_t pos = have < k ? have++ : k - 1;
+		while (pos > 0 && dots[j] > sim[pos - 1]) {
+			sim[pos] = sim[pos - 1], row[pos] = row[pos - 1];
+			pos--;
+		}
+		sim[pos] = dots[j], row[pos] = (uint32_t)j;
+	}
+	return have;
+}
+
+/* The pruned top-k search against a full scan of the inverted index: same rows, same similarity bits. */
+static void test_sparse_knn(void)
+{
+	gsl_rng *r = tr_rng_new(11);
+	struct {
+		size_t n, nq, dup;
+		int dim, neg, unit;
+	} cases[] = {
+		{600, 200, 0, 300, 0, 1, }, {400, 100, 7, 120, 0, 1}, {300, 60, 0, 200, 0, 0},
+		{200, 50, 0, 80, 1, 1},	    {5, 20, 0, 40, 0, 1},     {1, 5, 0, 10, 0, 1},
+	};
+	int ks[] = {1, 3, 10, 25};
+	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+		size_t nn, qn;
+		int dim = cases[c].dim;
+		struct tr_node *nodes = random_rows(r, cases[c].n, dim, cases[c].neg, cases[c].unit, cases[c].dup, &nn);
+		/* queries: fresh rows and the stored rows themselves (searched with and without themselves) */
+		struct tr_node *qs = random_rows(r, cases[c].nq, dim, cases[c].neg, cases[c].unit, 0, &qn);
+		struct tr_sparse_knn *ix;
+		struct tr_sparse_index *full;
+		CHECK(tr_sparse_knn_new(nodes, nn, cases[c].n, dim, &ix) == 0, "case %zu: index", c);
+		CHECK(tr_sparse_index_packed(nodes, nn, cases[c].n, dim, &full) == 0, "case %zu: full index", c);
+		double *dots = malloc(cases[c].n * sizeof *dots);
+		int bad_rows = 0, bad_bits = 0, bad_count = 0, searches = 0, bad_probe = 0, probes = 0;
+		for (size_t kk = 0; kk < sizeof ks / sizeof *ks; kk++) {
+			int k = ks[kk];
+			struct tr_sparse_knn_scratch *s = tr_sparse_knn_scratch_new(ix, k);
+			uint32_t *row = malloc((size_t)k * sizeof *row), *brow = malloc((size_t)k * sizeof *brow);
+			double *sim = malloc((size_t)k * sizeof *sim), *bsim = malloc((size_t)k * sizeof *bsim);
+			const struct tr_node *q = qs;
+			for (size_t i = 0; i < cases[c].nq + cases[c].n; i++) {
+				int stored = i >= cases[c].nq;
+				const struct tr_node *qq = q;
+				if (stored) { /* stored row i - nq */
+					qq = nodes;
+					for (size_t skip = 0; skip < i - cases[c].nq; skip++)
+						while ((qq++)->index != -1)
+							;
+				}
+				size_t self = stored && i % 2 ? i - cases[c].nq : SIZE_MAX;
+				tr_sparse_index_dots(full, qq, dots);
+				size_t hb = brute_top(dots, cases[c].n, (size_t)k, self, brow, bsim);
+				/* a probe's j-th row is a real row with its full-scan similarity, never above the true j-th */
+				size_t hp = tr_sparse_knn_probe(ix, qq, k, self, s, row, sim);
+				probes += hp > 0;
+				for (size_t t = 0; t < hp; t++)
+					bad_probe += row[t] == self || memcmp(&sim[t], &dots[row[t]], sizeof sim[t]) != 0 ||
+						     t >= hb || sim[t] > bsim[t] || (t > 0 && sim[t] > sim[t - 1]);
+				size_t h = tr_sparse_knn_top(ix, qq, k, self, s, row, sim);
+				searches++;
+				bad_count += h != hb;
+				for (size_t t = 0; t < h && t < hb; t++) {
+					bad_rows += row[t] != brow[t];
+					bad_bits += memcmp(&sim[t], &bsim[t], sizeof sim[t]) != 0;
+				}
+				if (!stored)
+					while ((q++)->index != -1)
+						;
+			}
+			CHECK(!bad_count && !bad_rows && !bad_bits,
+			      "case %zu k %d: %d counts, %d rows, %d similarities differ from the full scan in %d searches", c, k,
+			      bad_count, bad_rows, bad_bits, searches);
+			CHECK(!bad_probe && (cases[c].n < 300 || probes > 0), "case %zu k %d: %d bad probe rows (%d probes found rows)",
+			      c, k, bad_probe, probes);
+			if (!cases[c].neg && cases[c].n >= 300 && k == 10)
+				CHECK(tr_sparse_knn_scratch_evaluated(s) < (size_t)searches * cases[c].n,
+				      "case %zu: the bound pruned nothing (%zu rows computed in %d searches)", c,
+				      tr_sparse_knn_scratch_evaluated(s), searches);
+			tr_sparse_knn_scratch_free(s);
+			free(row), free(brow), free(sim), free(bsim);
+		}
+		free(dots), free(nodes), free(qs);
+		tr_sparse_knn_free(ix);
+		tr_sparse_index_free(full);
+	}
+	size_t nn;
+	struct tr_node *nodes = random_rows(r, 10, 20, 0, 1, 0, &nn);
+	struct tr_sparse_knn *bad = NULL;
+	CHECK(tr_sparse_knn_new(nodes, nn, 11, 20, &bad) == -1 && !bad, "a wrong row count is refused");
+	CHECK(tr_sparse_knn_new(nodes, nn - 1, 10, 20, &bad) == -1 && !bad, "rows without their last end are refused");
+	tr_sparse_knn_free(NULL);
+	tr_sparse_knn_scratch_free(NULL);
+	free(nodes);
+	gsl_rng_free(r);
+}
+
 int main(void)
 {
 	test_tfidf();
 	test_npy();
+	test_sparse_knn();
 	return unit_done();
 }

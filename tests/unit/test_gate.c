@@ -219,6 +219,85 @@ static void test_ood_file(void)
 	tr_buf_free(&b), tr_buf_free(&b2);
 }
 
+/*
+ * n unit rows over features 1..dim, feature f present with probability 0.5 / f (common first features,
+ * rare later ones); `from` shifts the rare part, so rows drawn with another `from` are far from these.
+ */
+static void ood_rows(gsl_rng *r, size_t n, int dim, int from, struct tr_node *pool, struct tr_node **rows)
+{
+	struct tr_node *p = pool;
+	for (size_t i = 0; i < n; i++) {
+		rows[i] = p;
+		double ss = 0;
+		for (int f = 1; f <= dim; f++) {
+			int g = f <= 8 ? f : f + from;
+			if (g <= dim && gsl_rng_uniform(r) < (f <= 8 ? 0.5 : 4.0 / f)) {
+				*p = (struct tr_node){g, 0.1 + gsl_rng_uniform(r)};
+				ss += p->value * p->value, p++;
+			}
+		}
+		for (struct tr_node *q = rows[i]; q < p; q++)
+			q->value /= sqrt(ss);
+		*p++ = (struct tr_node){-1, 0};
+	}
+}
+
+/* The routing check gives tr_ood_distances' verdicts; where it stops early, a bound within the limit. */
+static void test_ood_check(void)
+{
+	enum { N = 400, Q = 300, DIM = 600 };
+	gsl_rng *r = tr_rng_new(5);
+	struct tr_node *pool = malloc((N + Q) * (DIM + 1) * sizeof *pool), *rows[N + Q];
+	int y[N], need[Q], label[Q];
+	ood_rows(r, N, DIM / 2, 0, pool, rows);
+	ood_rows(r, Q / 3, DIM, DIM / 2, pool + N * (DIM + 1), rows + N);		  /* far: other rare features */
+	for (size_t i = N + Q / 3; i < N + Q; i++) {					  /* near: training rows, nudged */
+		rows[i] = pool + N * (DIM + 1) + (Q / 3) * (DIM + 1) + (i - N - Q / 3) * (DIM + 1);
+		const struct tr_node *src = rows[gsl_rng_uniform_int(r, N)];
+		size_t m = 0;
+		double ss = 0;
+		for (; src[m].index != -1; m++) {
+			rows[i][m] = (struct tr_node){src[m].index, src[m].value * (0.8 + 0.4 * gsl_rng_uniform(r))};
+			ss += rows[i][m].value * rows[i][m].value;
+		}
+		for (size_t t = 0; t < m; t++)
+			rows[i][t].value /= sqrt(ss);
+		rows[i][m] = (struct tr_node){-1, 0};
+	}
+	for (size_t i = 0; i < N; i++)
+		y[i] = (int)gsl_rng_uniform_int(r, 4);
+	for (size_t i = 0; i < Q; i++)
+		need[i] = i % 7 != 0, label[i] = (int)gsl_rng_uniform_int(r, 5) - 1; /* -1: the global limit */
+	struct tr_feats X = {.n = N, .dim = DIM, .rows = rows}, T = {.n = Q, .dim = DIM, .rows = rows + N};
+	struct tr_ood *o = NULL;
+	struct tr_err e;
+	double full[Q], fast[Q];
+	CHECK(tr_ood_fit(&X, y, 4, &o, &e) == 0, "ood fit: %s", e.msg);
+	CHECK(tr_ood_distances(o, &T, need, full, &e) == 0 && tr_ood_check(o, &T, need, label, fast, &e) == 0, "%s",
+	      e.msg);
+	int same = 1, bounded = 1, early = 0, far = 0, near = 0;
+	for (size_t i = 0; i < Q; i++) {
+		if (!need[i]) {
+			same &= isnan(full[i]) && isnan(fast[i]);
+			continue;
+		}
+		int a = tr_ood_far(o, label[i], full[i]), b = tr_ood_far(o, label[i], fast[i]);
+		same &= a == b;
+		far += a, near += !a;
+		if (memcmp(&full[i], &fast[i], sizeof full[i]) != 0) {
+			early++;
+			bounded &= fast[i] >= full[i] && !b;
+		}
+	}
+	CHECK(same, "tr_ood_check's verdicts differ from tr_ood_distances'");
+	CHECK(bounded, "an early distance below the true one, or beyond the limit");
+	CHECK(far >= Q / 10 && near >= Q / 3 && early >= Q / 10, "a test that decides nothing: %d far, %d near, %d early", far,
+	      near, early);
+	tr_ood_free(o);
+	free(pool);
+	gsl_rng_free(r);
+}
+
 /* The table's rows: names, statistics, guarantees, and the audit's words for each rule. */
 static void test_table(void)
 {
@@ -416,6 +495,7 @@ int main(void)
 	tr_gsl_init();
 	test_table();
 	test_ood_file();
+	test_ood_check();
 	test_bounds();
 	test_walks();
 	test_monotone();
