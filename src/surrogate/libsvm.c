@@ -14,6 +14,16 @@
  * model as svm_train does: the same model bit for bit (a unit test compares it with one call on the
  * whole Gram matrix), in 16 bytes × (rows of the largest pair)² instead of 16 bytes × n².
  *
+ * Prediction on sparse rows does not go through the support vectors: with a linear kernel, class pair
+ * p's decision value sum_k coef_k <sv_k, x> - rho_p is <w_p, x> - rho_p with w_p = sum_k coef_k sv_k,
+ * so the model is collapsed once (after training or loading) to one sparse weight vector per class
+ * pair, indexed by feature. libsvm's probability step follows: each decision value through the pair's
+ * sigmoid (probA, probB), clipped, then Wu, Lin and Weng's pairwise coupling (their second method, as
+ * libsvm 3.24 runs it, same arithmetic in the same order). libsvm exposes neither step on its own, so
+ * both are written out here. The sums are regrouped, so decision values differ from libsvm's own
+ * svm_predict_probability in the last bits (tr_libsvm_kernel_predict runs libsvm's path, for tests).
+ * The saved model is unchanged (support vectors and coefficients): the weights are derived on load.
+ *
  * libsvm's probability fit shuffles with libc's rand(): srand(seed) runs right before training.
  */
 #include <pthread.h>
@@ -35,7 +45,10 @@ struct sv_model {
 	int dim;
 	struct tr_node *sv_nodes;
 	size_t n_sv_nodes;
-	struct tr_sparse_index *ix;
+	/* the collapsed pairs: feature f's weights are w[start[f] .. start[f+1]) for pairs pair[...] */
+	size_t *start;
+	uint32_t *pair;
+	double *w;
 };
 
 static void quiet(const char *s)
@@ -59,7 +72,7 @@ static void sv_free(void *model)
 	if (sm->m)
 		svm_free_and_destroy_model(&sm->m);
 	tr_free(sm->sv_nodes);
-	tr_sparse_index_free(sm->ix);
+	tr_free(sm->start), tr_free(sm->pair), tr_free(sm->w);
 	tr_free(sm);
 }
 
@@ -356,6 +369,143 @@ out:
 	return ok ? m : NULL;
 }
 
+/*
+ * Pair (a, b)'s weights, summed into acc (dim + 1 doubles, zero on entry): the SVs of class a with their
+ * coefficients against b, then those of class b against a, each SV's features in its row's order.
+ * Features seen for the first time are appended to touched (their count in *nt).
+ */
+static void pair_weights(const struct svm_model *m, const struct tr_node *const *sv, const int *first, int a, int b,
+			 int dim, double *acc, int *touched, size_t *nt)
+{
+	const int cls[2] = {a, b}, against[2] = {b - 1, a}; /* svm_predict_values' coefficient rows */
+	for (int h = 0; h < 2; h++) {
+		const double *coef = m->sv_coef[against[h]];
+		for (int k = first[cls[h]]; k < first[cls[h]] + m->nSV[cls[h]]; k++)
+			for (const struct tr_node *q = sv[k]; q->index != -1; q++) {
+				if (q->index <= 0 || q->index > dim)
+					continue;
+				if (!touched[q->index])
+					touched[q->index] = 1, touched[dim + 1 + (*nt)++] = q->index;
+				acc[q->index] += coef[k] * q->value;
+			}
+	}
+}
+
+/*
+ * Collapses the linear-kernel model to one weight vector per class pair (see the top of the file), in
+ * pairs' order (a, b), a < b, as libsvm numbers them, and indexes the weights by feature. Checks first
+ * that sv_nodes holds exactly l rows (a corrupt model file is an error, not an overrun).
+ */
+static int collapse(struct sv_model *sm)
+{
+	const struct svm_model *m = sm->m;
+	int nc = m->nr_class, dim = sm->dim, rc = -1;
+	size_t l = (size_t)m->l, ends = 0, d = (size_t)dim + 2;
+	for (size_t j = 0; j < sm->n_sv_nodes; j++)
+		ends += sm->sv_nodes[j].index == -1;
+	if (ends != l || sm->n_sv_nodes == 0 || sm->sv_nodes[sm->n_sv_nodes - 1].index != -1)
+		return -1;
+	const struct tr_node **sv = tr_malloc(l * sizeof *sv);
+	int *first = tr_malloc((size_t)nc * sizeof *first), *touched = tr_calloc(2 * d, sizeof *touched);
+	double *acc = tr_calloc(d, sizeof *acc);
+	size_t *fill = NULL;
+	if (!sv || !first || !touched || !acc || !(sm->start = tr_calloc(d, sizeof *sm->start)))
+		goto out;
+	for (size_t i = 0, j = 0; i < l; i++) {
+		sv[i] = sm->sv_nodes + j;
+		while (sm->sv_nodes[j++].index != -1)
+			;
+	}
+	for (int c = 0, f = 0; c < nc; f += m->nSV[c++])
+		first[c] = f;
+	/* two passes over the pairs: count each feature's weights, then place them */
+	for (int pass = 0; pass < 2; pass++) {
+		uint32_t p = 0;
+		for (int a = 0; a < nc; a++)
+			for (int b = a + 1; b < nc; b++, p++) {
+				size_t nt = 0;
+				pair_weights(m, sv, first, a, b, dim, acc, touched, &nt);
+				for (size_t t = 0; t < nt; t++) {
+					int f = touched[dim + 1 + t];
+					if (acc[f] != 0) {
+						if (pass == 0) {
+							sm->start[f + 1]++;
+						} else {
+							sm->pair[fill[f]] = p;
+							sm->w[fill[f]++] = acc[f];
+						}
+					}
+					acc[f] = 0, touched[f] = 0;
+				}
+			}
+		if (pass == 0) {
+			for (size_t f = 1; f < d; f++)
+				sm->start[f] += sm->start[f - 1];
+			size_t nw = sm->start[d - 1] ? sm->start[d - 1] : 1;
+			if (!(fill = tr_malloc(d * sizeof *fill)) || !(sm->pair = tr_malloc(nw * sizeof *sm->pair)) ||
+			    !(sm->w = tr_malloc(nw * sizeof *sm->w)))
+				goto out;
+			memcpy(fill, sm->start, d * sizeof *fill);
+		}
+	}
+	rc = 0;
+out:
+	tr_free(sv), tr_free(first), tr_free(touched), tr_free(acc), tr_free(fill);
+	return rc;
+}
+
+/* libsvm's pairwise probability for decision value f: 1 / (1 + exp(A f + B)), without overflow. */
+static double pair_sigmoid(double f, double A, double B)
+{
+	double z = f * A + B;
+	return z >= 0 ? exp(-z) / (1.0 + exp(-z)) : 1.0 / (1 + exp(z));
+}
+
+/*
+ * Class probabilities p (k of them) from pairwise ones r (k × k, r[i k + j] = P(i | i or j)): Wu, Lin
+ * and Weng (2004), method 2, minimising p'Qp with sum p = 1, Q[t][t] = sum_{j != t} r_jt²,
+ * Q[t][j] = -r_jt r_tj, by updating one coordinate at a time and renormalising, until every (Qp)_t is
+ * within 0.005 / k of p'Qp or max(100, k) sweeps. Q and Qp are the caller's scratch (k² and k doubles).
+ */
+static void pair_coupling(int k, const double *r, double *p, double *Q, double *Qp)
+{
+	for (int t = 0; t < k; t++) {
+		p[t] = 1.0 / k;
+		double diag = 0;
+		for (int j = 0; j < k; j++)
+			if (j != t) {
+				diag += r[j * k + t] * r[j * k + t];
+				Q[t * k + j] = -r[j * k + t] * r[t * k + j];
+			}
+		Q[t * k + t] = diag;
+	}
+	int sweeps = k > 100 ? k : 100;
+	for (int it = 0; it < sweeps; it++) {
+		double pQp = 0, worst = 0;
+		for (int t = 0; t < k; t++) {
+			double s = 0;
+			for (int j = 0; j < k; j++)
+				s += Q[t * k + j] * p[j];
+			Qp[t] = s;
+			pQp += p[t] * s;
+		}
+		for (int t = 0; t < k; t++)
+			if (fabs(Qp[t] - pQp) > worst)
+				worst = fabs(Qp[t] - pQp);
+		if (worst < 0.005 / k)
+			break;
+		for (int t = 0; t < k; t++) {
+			double step = (-Qp[t] + pQp) / Q[t * k + t], g = 1 + step;
+			p[t] += step;
+			pQp = (pQp + step * (step * Q[t * k + t] + 2 * Qp[t])) / g / g;
+			for (int j = 0; j < k; j++) {
+				Qp[j] = (Qp[j] + step * Q[t * k + j]) / g;
+				p[j] /= g;
+			}
+		}
+	}
+}
+
 static int sv_train(const struct tr_feats *X, const int *y, int K, const double *hp, uint64_t seed,
 		    void **model, struct tr_err *e)
 {
@@ -419,7 +569,7 @@ static int sv_train(const struct tr_feats *X, const int *y, int K, const double 
 				memcpy(p, r, n * sizeof *p);
 				p += n;
 			}
-			rc = serial_svs(sm->m) || tr_sparse_index_packed(sm->sv_nodes, sm->n_sv_nodes, (size_t)sm->m->l, sm->dim, &sm->ix) ? -1 : 0;
+			rc = serial_svs(sm->m) || collapse(sm) ? -1 : 0;
 		}
 	} else {
 		rc = own_dense_svs(sm->m);
@@ -439,39 +589,101 @@ out:
 	return 0;
 }
 
+int tr_libsvm_kernel_predict = 0;
+
+/* libsvm's own svm_predict_probability on sparse rows through the support vectors (tests only). */
+static int kernel_predict(const struct sv_model *sm, const struct tr_feats *X, double *proba)
+{
+	const struct svm_model *m = sm->m;
+	size_t l = (size_t)m->l;
+	struct tr_sparse_index *ix;
+	double *est = tr_malloc((size_t)m->nr_class * sizeof *est), *dots = tr_malloc(l * sizeof *dots);
+	struct svm_node *kx = tr_malloc((l + 2) * sizeof *kx);
+	if (!est || !dots || !kx || tr_sparse_index_packed(sm->sv_nodes, sm->n_sv_nodes, l, sm->dim, &ix)) {
+		tr_free(est), tr_free(dots), tr_free(kx);
+		return -1;
+	}
+	for (size_t i = 0; i < X->n; i++) {
+		tr_sparse_index_dots(ix, X->rows[i], dots);
+		kx[0] = (struct svm_node){0, 0};
+		for (size_t j = 0; j < l; j++)
+			kx[j + 1] = (struct svm_node){(int)j + 1, dots[j]};
+		kx[l + 1] = (struct svm_node){-1, 0};
+		svm_predict_probability(m, kx, est);
+		double *row = proba + i * (size_t)sm->K;
+		memset(row, 0, (size_t)sm->K * sizeof *row);
+		for (int c = 0; c < m->nr_class; c++)
+			row[m->label[c]] = est[c];
+	}
+	tr_sparse_index_free(ix);
+	tr_free(est), tr_free(dots), tr_free(kx);
+	return 0;
+}
+
+/* Sparse rows through the collapsed pairs (see the top of the file). */
+static int linear_predict(const struct sv_model *sm, const struct tr_feats *X, double *proba)
+{
+	const struct svm_model *m = sm->m;
+	int k = m->nr_class, pairs = k * (k - 1) / 2;
+	const double min_prob = 1e-7; /* libsvm's clip of pairwise probabilities */
+	size_t kk = (size_t)k * (size_t)k;
+	double *dec = tr_malloc((size_t)pairs * sizeof *dec), *r = tr_malloc(kk * sizeof *r),
+	       *Q = tr_malloc(kk * sizeof *Q), *Qp = tr_malloc((size_t)k * sizeof *Qp),
+	       *est = tr_malloc((size_t)k * sizeof *est);
+	if (!dec || !r || !Q || !Qp || !est) {
+		tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est);
+		return -1;
+	}
+	for (size_t i = 0; i < X->n; i++) {
+		memset(dec, 0, (size_t)pairs * sizeof *dec);
+		for (const struct tr_node *q = X->rows[i]; q->index != -1; q++)
+			if (q->index > 0 && q->index <= sm->dim)
+				for (size_t j = sm->start[q->index]; j < sm->start[q->index + 1]; j++)
+					dec[sm->pair[j]] += q->value * sm->w[j];
+		for (int a = 0, p = 0; a < k; a++)
+			for (int b = a + 1; b < k; b++, p++) {
+				double v = pair_sigmoid(dec[p] - m->rho[p], m->probA[p], m->probB[p]);
+				v = v < min_prob ? min_prob : v > 1 - min_prob ? 1 - min_prob : v;
+				r[a * k + b] = v, r[b * k + a] = 1 - v;
+			}
+		if (k == 2)
+			est[0] = r[1], est[1] = r[2];
+		else
+			pair_coupling(k, r, est, Q, Qp);
+		double *row = proba + i * (size_t)sm->K;
+		memset(row, 0, (size_t)sm->K * sizeof *row);
+		for (int c = 0; c < k; c++)
+			row[m->label[c]] = est[c];
+	}
+	tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est);
+	return 0;
+}
+
 static int sv_predict(const void *model, const struct tr_feats *X, double *proba, struct tr_err *e)
 {
 	const struct sv_model *sm = model;
 	const struct svm_model *m = sm->m;
 	int nc = m->nr_class, pre = m->param.kernel_type == PRECOMPUTED;
-	size_t l = (size_t)m->l;
-	double *est = tr_malloc((size_t)nc * sizeof *est), *dots = pre ? tr_malloc(l * sizeof *dots) : NULL;
-	struct svm_node *kx = tr_malloc((pre ? l + 2 : (size_t)X->dim + 1) * sizeof *kx);
-	if (!est || !kx || (pre && !dots)) {
-		tr_free(est), tr_free(dots), tr_free(kx);
+	if (!!X->dense == pre)
+		return tr_fail(e, "libsvm: model and rows differ in kind (dense vs sparse)");
+	if (pre)
+		return (tr_libsvm_kernel_predict ? kernel_predict(sm, X, proba) : linear_predict(sm, X, proba))
+			       ? tr_fail(e, "libsvm: out of memory")
+			       : 0;
+	double *est = tr_malloc((size_t)nc * sizeof *est);
+	struct svm_node *kx = tr_malloc(((size_t)X->dim + 1) * sizeof *kx);
+	if (!est || !kx) {
+		tr_free(est), tr_free(kx);
 		return tr_fail(e, "libsvm: out of memory");
 	}
-	if (!!X->dense == pre) {
-		tr_free(est), tr_free(dots), tr_free(kx);
-		return tr_fail(e, "libsvm: model and rows differ in kind (dense vs sparse)");
-	}
 	for (size_t i = 0; i < X->n; i++) {
-		const struct svm_node *x = pre ? kx : (const struct svm_node *)tr_feats_row(X, i, (struct tr_node *)kx);
-		if (pre) {
-			tr_sparse_index_dots(sm->ix, X->rows[i], dots);
-			kx[0] = (struct svm_node){0, 0};
-			for (size_t j = 0; j < l; j++)
-				kx[j + 1] = (struct svm_node){(int)j + 1, dots[j]};
-			kx[l + 1] = (struct svm_node){-1, 0};
-			x = kx;
-		}
-		svm_predict_probability(m, x, est);
+		svm_predict_probability(m, (const struct svm_node *)tr_feats_row(X, i, (struct tr_node *)kx), est);
 		double *row = proba + i * (size_t)sm->K;
 		memset(row, 0, (size_t)sm->K * sizeof *row);
 		for (int c = 0; c < nc; c++)
 			row[m->label[c]] = est[c];
 	}
-	tr_free(est), tr_free(dots), tr_free(kx);
+	tr_free(est), tr_free(kx);
 	return 0;
 }
 
@@ -588,7 +800,7 @@ static int sv_load(const char *what, struct tr_cursor *in, int K, void **model, 
 			sm->n_sv_nodes = (size_t)nn;
 			bad = !(sm->sv_nodes = tr_malloc(sm->n_sv_nodes * sizeof *sm->sv_nodes)) ||
 			      tr_nodes_take(in, sm->sv_nodes, sm->n_sv_nodes) ||
-			      serial_svs(m) || tr_sparse_index_packed(sm->sv_nodes, sm->n_sv_nodes, (size_t)sm->m->l, sm->dim, &sm->ix);
+			      serial_svs(m) || collapse(sm);
 		}
 	} else if (!bad) {
 		bad = load_dense_svs(m, in);
