@@ -45,10 +45,16 @@ struct sv_model {
 	int dim;
 	struct tr_node *sv_nodes;
 	size_t n_sv_nodes;
-	/* the collapsed pairs: feature f's weights are w[start[f] .. start[f+1]) for pairs pair[...] */
+	/*
+	 * The collapsed pairs, by feature. A feature held by at least a third of the pairs has a dense row
+	 * of every pair's weight, dense[row[f] * pairs ...] (row[f] >= 0): added as one contiguous run; the
+	 * others keep (pair, weight) lists w[start[f] .. start[f+1]) for pairs pair[...] (row[f] = -1).
+	 */
 	size_t *start;
 	uint32_t *pair;
 	double *w;
+	int32_t *row;
+	double *dense;
 };
 
 static void quiet(const char *s)
@@ -72,7 +78,7 @@ static void sv_free(void *model)
 	if (sm->m)
 		svm_free_and_destroy_model(&sm->m);
 	tr_free(sm->sv_nodes);
-	tr_free(sm->start), tr_free(sm->pair), tr_free(sm->w);
+	tr_free(sm->start), tr_free(sm->pair), tr_free(sm->w), tr_free(sm->row), tr_free(sm->dense);
 	tr_free(sm);
 }
 
@@ -409,7 +415,9 @@ static int collapse(struct sv_model *sm)
 	int *first = tr_malloc((size_t)nc * sizeof *first), *touched = tr_calloc(2 * d, sizeof *touched);
 	double *acc = tr_calloc(d, sizeof *acc);
 	size_t *fill = NULL;
-	if (!sv || !first || !touched || !acc || !(sm->start = tr_calloc(d, sizeof *sm->start)))
+	size_t pairs = (size_t)nc * (size_t)(nc - 1) / 2, n_dense = 0;
+	if (!sv || !first || !touched || !acc || !(sm->start = tr_calloc(d, sizeof *sm->start)) ||
+	    !(sm->row = tr_malloc(d * sizeof *sm->row)))
 		goto out;
 	for (size_t i = 0, j = 0; i < l; i++) {
 		sv[i] = sm->sv_nodes + j;
@@ -428,22 +436,30 @@ static int collapse(struct sv_model *sm)
 				for (size_t t = 0; t < nt; t++) {
 					int f = touched[dim + 1 + t];
 					if (acc[f] != 0) {
-						if (pass == 0) {
+						if (pass == 0)
 							sm->start[f + 1]++;
-						} else {
-							sm->pair[fill[f]] = p;
-							sm->w[fill[f]++] = acc[f];
-						}
+						else if (sm->row[f] >= 0)
+							sm->dense[(size_t)sm->row[f] * pairs + p] = acc[f];
+						else
+							sm->pair[fill[f]] = p, sm->w[fill[f]++] = acc[f];
 					}
 					acc[f] = 0, touched[f] = 0;
 				}
 			}
 		if (pass == 0) {
+			for (size_t f = 0; f + 1 < d; f++) {
+				int dense = 3 * sm->start[f + 1] >= pairs;
+				sm->row[f] = dense ? (int32_t)n_dense++ : -1;
+				if (dense)
+					sm->start[f + 1] = 0;
+			}
+			sm->row[d - 1] = -1;
 			for (size_t f = 1; f < d; f++)
 				sm->start[f] += sm->start[f - 1];
 			size_t nw = sm->start[d - 1] ? sm->start[d - 1] : 1;
 			if (!(fill = tr_malloc(d * sizeof *fill)) || !(sm->pair = tr_malloc(nw * sizeof *sm->pair)) ||
-			    !(sm->w = tr_malloc(nw * sizeof *sm->w)))
+			    !(sm->w = tr_malloc(nw * sizeof *sm->w)) ||
+			    !(sm->dense = tr_calloc(n_dense ? n_dense * pairs : 1, sizeof *sm->dense)))
 				goto out;
 			memcpy(fill, sm->start, d * sizeof *fill);
 		}
@@ -452,6 +468,19 @@ static int collapse(struct sv_model *sm)
 out:
 	tr_free(sv), tr_free(first), tr_free(touched), tr_free(acc), tr_free(fill);
 	return rc;
+}
+
+/* y[j] += a * x[j] for j < n, a product then a sum each (four at a time, which the compiler turns into
+ * vector instructions: the same roundings as one at a time). */
+static void add_scaled(size_t n, double a, const double *restrict x, double *restrict y)
+{
+	size_t j = 0;
+	for (; j + 4 <= n; j += 4) {
+		y[j] += a * x[j], y[j + 1] += a * x[j + 1];
+		y[j + 2] += a * x[j + 2], y[j + 3] += a * x[j + 3];
+	}
+	for (; j < n; j++)
+		y[j] += a * x[j];
 }
 
 /* libsvm's pairwise probability for decision value f: 1 / (1 + exp(A f + B)), without overflow. */
@@ -481,14 +510,14 @@ static void pair_coupling(int k, const double *r, double *p, double *Q, double *
 	}
 	int sweeps = k > 100 ? k : 100;
 	for (int it = 0; it < sweeps; it++) {
+		/* Qp[t] = sum_j Q[t][j] p[j], summed over j in order; Q[t][j] and Q[j][t] are the same product,
+		 * so row j of Q scaled by p[j] adds every t's term j at once */
 		double pQp = 0, worst = 0;
-		for (int t = 0; t < k; t++) {
-			double s = 0;
-			for (int j = 0; j < k; j++)
-				s += Q[t * k + j] * p[j];
-			Qp[t] = s;
-			pQp += p[t] * s;
-		}
+		memset(Qp, 0, (size_t)k * sizeof *Qp);
+		for (int j = 0; j < k; j++)
+			add_scaled((size_t)k, p[j], Q + (size_t)j * (size_t)k, Qp);
+		for (int t = 0; t < k; t++)
+			pQp += p[t] * Qp[t];
 		for (int t = 0; t < k; t++)
 			if (fabs(Qp[t] - pQp) > worst)
 				worst = fabs(Qp[t] - pQp);
@@ -498,8 +527,14 @@ static void pair_coupling(int k, const double *r, double *p, double *Q, double *
 			double step = (-Qp[t] + pQp) / Q[t * k + t], g = 1 + step;
 			p[t] += step;
 			pQp = (pQp + step * (step * Q[t * k + t] + 2 * Qp[t])) / g / g;
-			for (int j = 0; j < k; j++) {
-				Qp[j] = (Qp[j] + step * Q[t * k + j]) / g;
+			const double *q = Q + (size_t)t * (size_t)k;
+			int j = 0;
+			for (; j + 2 <= k; j += 2) { /* in pairs: the compiler divides two at a time */
+				Qp[j] = (Qp[j] + step * q[j]) / g, Qp[j + 1] = (Qp[j + 1] + step * q[j + 1]) / g;
+				p[j] /= g, p[j + 1] /= g;
+			}
+			for (; j < k; j++) {
+				Qp[j] = (Qp[j] + step * q[j]) / g;
 				p[j] /= g;
 			}
 		}
@@ -638,8 +673,12 @@ static int linear_predict(const struct sv_model *sm, const struct tr_feats *X, d
 		memset(dec, 0, (size_t)pairs * sizeof *dec);
 		for (const struct tr_node *q = X->rows[i]; q->index != -1; q++)
 			if (q->index > 0 && q->index <= sm->dim)
+			{
+				if (sm->row[q->index] >= 0)
+					add_scaled((size_t)pairs, q->value, sm->dense + (size_t)sm->row[q->index] * (size_t)pairs, dec);
 				for (size_t j = sm->start[q->index]; j < sm->start[q->index + 1]; j++)
 					dec[sm->pair[j]] += q->value * sm->w[j];
+			}
 		for (int a = 0, p = 0; a < k; a++)
 			for (int b = a + 1; b < k; b++, p++) {
 				double v = pair_sigmoid(dec[p] - m->rho[p], m->probA[p], m->probB[p]);
