@@ -41,14 +41,15 @@ _Static_assert(sizeof(struct svm_node) == sizeof(struct tr_node) &&
 struct sv_model {
 	struct svm_model *m;
 	int K;
-	/* precomputed (sparse) mode: the support vectors' rows, concatenated, and their index */
+	/* precomputed (sparse) mode: the support vectors' rows, concatenated (what is saved) */
 	int dim;
 	struct tr_node *sv_nodes;
 	size_t n_sv_nodes;
 	/*
-	 * The collapsed pairs, by feature. A feature held by at least a third of the pairs has a dense row
-	 * of every pair's weight, dense[row[f] * pairs ...] (row[f] >= 0): added as one contiguous run; the
-	 * others keep (pair, weight) lists w[start[f] .. start[f+1]) for pairs pair[...] (row[f] = -1).
+	 * The collapsed pairs, by feature. A feature held by at least two thirds of the pairs has a dense row
+	 * of every pair's weight, dense[row[f] * pairs ...] (row[f] >= 0): added as one contiguous run, in 8
+	 * bytes a pair, no more than the 12 bytes of each (pair, weight) it replaces; the others keep
+	 * (pair, weight) lists w[start[f] .. start[f+1]) for pairs pair[...] (row[f] = -1).
 	 */
 	size_t *start;
 	uint32_t *pair;
@@ -448,7 +449,7 @@ static int collapse(struct sv_model *sm)
 			}
 		if (pass == 0) {
 			for (size_t f = 0; f + 1 < d; f++) {
-				int dense = 3 * sm->start[f + 1] >= pairs;
+				int dense = 3 * sm->start[f + 1] >= 2 * pairs;
 				sm->row[f] = dense ? (int32_t)n_dense++ : -1;
 				if (dense)
 					sm->start[f + 1] = 0;
@@ -655,46 +656,101 @@ static int kernel_predict(const struct sv_model *sm, const struct tr_feats *X, d
 	return 0;
 }
 
+/* One feature of one row in a block of rows: ordered by feature, then row. */
+struct entry {
+	int32_t f;
+	uint32_t b;
+	double v;
+	size_t at; /* for a feature without a dense row: its next (pair, weight) not yet added */
+};
+
+static int entry_cmp(const void *x, const void *y)
+{
+	const struct entry *a = x, *b = y;
+	return a->f != b->f ? (a->f > b->f) - (a->f < b->f) : (a->b > b->b) - (a->b < b->b);
+}
+
+enum { BLOCK_ROWS = 128, BLOCK_PAIRS = 256 };
+
+/*
+ * Decision values (before rho) of rows X->rows[i0 .. i0 + nb) into dec (nb × pairs), in blocks: the
+ * rows' features sorted by feature, then the pairs a run of BLOCK_PAIRS at a time, each feature's run
+ * of weights added to every row of the block holding it while it is in cache. Each decision value is
+ * its row's features' products added in ascending feature order, as one row at a time would add them
+ * (tf-idf rows are in ascending feature order).
+ */
+static void block_decisions(const struct sv_model *sm, const struct tr_feats *X, size_t i0, size_t nb, size_t pairs,
+			    struct entry *ent, double *dec)
+{
+	size_t ne = 0;
+	for (size_t b = 0; b < nb; b++)
+		for (const struct tr_node *q = X->rows[i0 + b]; q->index != -1; q++)
+			if (q->index > 0 && q->index <= sm->dim)
+				ent[ne++] = (struct entry){q->index, (uint32_t)b, q->value, sm->start[q->index]};
+	qsort(ent, ne, sizeof *ent, entry_cmp);
+	memset(dec, 0, nb * pairs * sizeof *dec);
+	for (size_t c0 = 0; c0 < pairs; c0 += BLOCK_PAIRS) {
+		size_t c1 = c0 + BLOCK_PAIRS < pairs ? c0 + BLOCK_PAIRS : pairs;
+		for (size_t e = 0; e < ne; e++) {
+			struct entry *t = ent + e;
+			double *d = dec + t->b * pairs;
+			if (sm->row[t->f] >= 0) {
+				add_scaled(c1 - c0, t->v, sm->dense + (size_t)sm->row[t->f] * pairs + c0, d + c0);
+				continue;
+			}
+			size_t j = t->at, end = sm->start[t->f + 1];
+			for (; j < end && sm->pair[j] < c1; j++)
+				d[sm->pair[j]] += t->v * sm->w[j];
+			t->at = j;
+		}
+	}
+}
+
 /* Sparse rows through the collapsed pairs (see the top of the file). */
 static int linear_predict(const struct sv_model *sm, const struct tr_feats *X, double *proba)
 {
 	const struct svm_model *m = sm->m;
-	int k = m->nr_class, pairs = k * (k - 1) / 2;
+	int k = m->nr_class;
+	size_t pairs = (size_t)k * (size_t)(k - 1) / 2, most = 0;
 	const double min_prob = 1e-7; /* libsvm's clip of pairwise probabilities */
+	for (size_t i0 = 0; i0 < X->n; i0 += BLOCK_ROWS) { /* the most features a block holds */
+		size_t ne = 0;
+		for (size_t i = i0; i < X->n && i < i0 + BLOCK_ROWS; i++)
+			for (const struct tr_node *q = X->rows[i]; q->index != -1; q++)
+				ne++;
+		most = ne > most ? ne : most;
+	}
 	size_t kk = (size_t)k * (size_t)k;
-	double *dec = tr_malloc((size_t)pairs * sizeof *dec), *r = tr_malloc(kk * sizeof *r),
+	double *dec = tr_malloc(BLOCK_ROWS * pairs * sizeof *dec), *r = tr_malloc(kk * sizeof *r),
 	       *Q = tr_malloc(kk * sizeof *Q), *Qp = tr_malloc((size_t)k * sizeof *Qp),
 	       *est = tr_malloc((size_t)k * sizeof *est);
-	if (!dec || !r || !Q || !Qp || !est) {
-		tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est);
+	struct entry *ent = tr_malloc((most ? most : 1) * sizeof *ent);
+	if (!dec || !r || !Q || !Qp || !est || !ent) {
+		tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est), tr_free(ent);
 		return -1;
 	}
-	for (size_t i = 0; i < X->n; i++) {
-		memset(dec, 0, (size_t)pairs * sizeof *dec);
-		for (const struct tr_node *q = X->rows[i]; q->index != -1; q++)
-			if (q->index > 0 && q->index <= sm->dim)
-			{
-				if (sm->row[q->index] >= 0)
-					add_scaled((size_t)pairs, q->value, sm->dense + (size_t)sm->row[q->index] * (size_t)pairs, dec);
-				for (size_t j = sm->start[q->index]; j < sm->start[q->index + 1]; j++)
-					dec[sm->pair[j]] += q->value * sm->w[j];
-			}
-		for (int a = 0, p = 0; a < k; a++)
-			for (int b = a + 1; b < k; b++, p++) {
-				double v = pair_sigmoid(dec[p] - m->rho[p], m->probA[p], m->probB[p]);
-				v = v < min_prob ? min_prob : v > 1 - min_prob ? 1 - min_prob : v;
-				r[a * k + b] = v, r[b * k + a] = 1 - v;
-			}
-		if (k == 2)
-			est[0] = r[1], est[1] = r[2];
-		else
-			pair_coupling(k, r, est, Q, Qp);
-		double *row = proba + i * (size_t)sm->K;
-		memset(row, 0, (size_t)sm->K * sizeof *row);
-		for (int c = 0; c < k; c++)
-			row[m->label[c]] = est[c];
+	for (size_t i0 = 0; i0 < X->n; i0 += BLOCK_ROWS) {
+		size_t nb = X->n - i0 < BLOCK_ROWS ? X->n - i0 : BLOCK_ROWS;
+		block_decisions(sm, X, i0, nb, pairs, ent, dec);
+		for (size_t i = i0; i < i0 + nb; i++) {
+			const double *di = dec + (i - i0) * pairs;
+			for (int a = 0, p = 0; a < k; a++)
+				for (int b = a + 1; b < k; b++, p++) {
+					double v = pair_sigmoid(di[p] - m->rho[p], m->probA[p], m->probB[p]);
+					v = v < min_prob ? min_prob : v > 1 - min_prob ? 1 - min_prob : v;
+					r[a * k + b] = v, r[b * k + a] = 1 - v;
+				}
+			if (k == 2)
+				est[0] = r[1], est[1] = r[2];
+			else
+				pair_coupling(k, r, est, Q, Qp);
+			double *row = proba + i * (size_t)sm->K;
+			memset(row, 0, (size_t)sm->K * sizeof *row);
+			for (int c = 0; c < k; c++)
+				row[m->label[c]] = est[c];
+		}
 	}
-	tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est);
+	tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est), tr_free(ent);
 	return 0;
 }
 
