@@ -1,9 +1,9 @@
 /*
- * bench_libsvm.c - a fitted libsvm policy (tf-idf) on a set's test part, predicted twice: through the
- * collapsed per-pair weights (what tracer runs) and through libsvm's own svm_predict_probability over
- * the support vectors. Prints the CPU seconds of each (process CPU time, median of REPS for the
- * collapsed path, one run of libsvm's), how many most-probable labels and routing decisions (handled or
- * deferred, and the answer) differ, and the largest probability difference.
+ * bench_libsvm.c - a fitted libsvm policy (tf-idf) on a set's test part, predicted twice: by blocks of
+ * rows (what tracer runs) and through libsvm's own svm_predict_probability one row at a time. Prints the
+ * CPU seconds of each (process CPU time, median of REPS for the blocks, one run of libsvm's), how many
+ * most-probable labels and routing decisions (handled or deferred, and the answer) differ, the largest
+ * probability difference and an FNV-1a hash of the blocks' probabilities.
  */
 #include <math.h>
 #include <stdint.h>
@@ -79,7 +79,7 @@ int main(int argc, char **argv)
 	if (tr_policy_route(p, r->v, idx, n, NULL, 0, 0, da, &e))
 		return fprintf(stderr, "bench_libsvm: %s\n", e.msg), 1;
 	double worst = 0;
-	uint64_t hash = 1469598103934665603ull; /* FNV-1a of the collapsed probabilities' bytes */
+	uint64_t hash = 1469598103934665603ull; /* FNV-1a of the probabilities' bytes */
 	for (size_t i = 0; i < n * (size_t)K * sizeof *a; i++)
 		hash = (hash ^ ((const unsigned char *)a)[i]) * 1099511628211ull;
 	for (size_t i = 0; i < n * (size_t)K; i++)
@@ -91,8 +91,8 @@ int main(int argc, char **argv)
 		decisions += da[i].handled != db[i].handled || da[i].label != db[i].label;
 		handled_a += (size_t)da[i].handled, handled_b += (size_t)db[i].handled;
 	}
-	printf("set\tinputs\tcollapsed_cpu_s\tcollapsed_inputs_per_s\tlibsvm_cpu_s\tlibsvm_inputs_per_s\t"
-	       "labels_differ\tdecisions_differ\thandled_collapsed\thandled_libsvm\tmax_proba_diff\tproba_fnv\n");
+	printf("set\tinputs\tblocks_cpu_s\tblocks_inputs_per_s\tlibsvm_cpu_s\tlibsvm_inputs_per_s\t"
+	       "labels_differ\tdecisions_differ\thandled_blocks\thandled_libsvm\tmax_proba_diff\tproba_fnv\n");
 	printf("%s\t%zu\t%.3f\t%.0f\t%.3f\t%.0f\t%zu\t%zu\t%zu\t%zu\t%.3g\t%016llx\n", argv[2], n, t[REPS / 2],
 	       (double)n / t[REPS / 2], t_kernel, (double)n / t_kernel, labels, decisions, handled_a, handled_b, worst, (unsigned long long)hash);
 	tr_feats_free(&X);

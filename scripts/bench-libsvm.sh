@@ -4,7 +4,7 @@
 #   counts (--cap 4500, 9000, 0 = all 18,000), ltt at 0.95: does memory grow linearly in traces?
 # - Prediction on each gold set's test part (build/bench/bench_libsvm, a policy fitted as the backends
 #   spec fits its cells: ltt, targets 0.90 and 0.95, delta 0.10, all traces): inputs per second of process
-#   CPU time through the collapsed per-pair weights (median of 3) and through libsvm's own
+#   CPU time by blocks of rows, as tracer predicts (median of 3), and through libsvm's own
 #   svm_predict_probability (one run), and how many labels, routing decisions and probabilities differ.
 # Medians of REPS runs (default 3) for the fits.
 set -eu
@@ -36,11 +36,11 @@ for set in banking77:gold clinc150:gold; do
 	./tracer fit "$set" --backend libsvm --grid C=1 --gate ltt --targets 0.90,0.95 --target 0.95 --delta 0.10 \
 		--cap 0 --out "$dir/p" --quiet >/dev/null
 	build/bench/bench_libsvm "$dir/p" "$set" | awk -F'\t' -v s="$set" 'NR == 2 {
-		printf "libsvm prediction, collapsed pairs (process CPU)\t%s\t%s\tinputs/s/core\n", s, $4
+		printf "libsvm prediction, by blocks (process CPU)\t%s\t%s\tinputs/s/core\n", s, $4
 		printf "libsvm prediction, svm_predict_probability (process CPU)\t%s\t%s\tinputs/s/core\n", s, $6
-		printf "libsvm collapsed vs svm_predict_probability: labels differing of %s test inputs\t%s\t%s\t-\n", $2, s, $7
-		printf "libsvm collapsed vs svm_predict_probability: routing decisions differing (ltt, 0.95)\t%s\t%s\t-\n", s, $8
-		printf "libsvm collapsed vs svm_predict_probability: largest probability difference\t%s\t%s\t-\n", s, $11 }' >>"$tmp"
+		printf "libsvm blocks vs svm_predict_probability: labels differing of %s test inputs\t%s\t%s\t-\n", $2, s, $7
+		printf "libsvm blocks vs svm_predict_probability: routing decisions differing (ltt, 0.95)\t%s\t%s\t-\n", s, $8
+		printf "libsvm blocks vs svm_predict_probability: largest probability difference\t%s\t%s\t-\n", s, $11 }' >>"$tmp"
 	rm -rf "$dir/p"
 done
 rm -rf "$dir"

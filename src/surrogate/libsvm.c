@@ -14,15 +14,16 @@
  * model as svm_train does: the same model bit for bit (a unit test compares it with one call on the
  * whole Gram matrix), in 16 bytes × (rows of the largest pair)² instead of 16 bytes × n².
  *
- * Prediction on sparse rows does not go through the support vectors: with a linear kernel, class pair
- * p's decision value sum_k coef_k <sv_k, x> - rho_p is <w_p, x> - rho_p with w_p = sum_k coef_k sv_k,
- * so the model is collapsed once (after training or loading) to one sparse weight vector per class
- * pair, indexed by feature. libsvm's probability step follows: each decision value through the pair's
- * sigmoid (probA, probB), clipped, then Wu, Lin and Weng's pairwise coupling (their second method, as
- * libsvm 3.24 runs it, same arithmetic in the same order). libsvm exposes neither step on its own, so
- * both are written out here. The sums are regrouped, so decision values differ from libsvm's own
- * svm_predict_probability in the last bits (tr_libsvm_kernel_predict runs libsvm's path, for tests).
- * The saved model is unchanged (support vectors and coefficients): the weights are derived on load.
+ * Prediction on sparse rows computes what libsvm's svm_predict_probability computes, bit for bit, a
+ * block of rows at a time (see block_predict): kernel values with every SV, each class pair's decision
+ * value summed in libsvm's order, each through the pair's sigmoid (probA, probB), clipped, then Wu, Lin
+ * and Weng's pairwise coupling (their second method, as libsvm 3.24 runs it: the same operations in
+ * the same order). libsvm exposes neither the decision sums by block nor the last two steps, so they
+ * are written out here; a unit test holds them to svm_predict_probability (tr_libsvm_kernel_predict).
+ * Collapsing the linear kernel to one weight vector per class pair was tried and measured: about 2x
+ * faster than libsvm's path but 266 MB of weights for a 10,800-trace CLINC150 model (18 million
+ * (pair, weight) entries over 27,000 char-n-gram features; 773 MB peak for train-surrogate on all
+ * 18,000 traces), and its regrouped sums moved probabilities in the last bits.
  *
  * libsvm's probability fit shuffles with libc's rand(): srand(seed) runs right before training.
  */
@@ -45,17 +46,9 @@ struct sv_model {
 	int dim;
 	struct tr_node *sv_nodes;
 	size_t n_sv_nodes;
-	/*
-	 * The collapsed pairs, by feature. A feature held by at least two thirds of the pairs has a dense row
-	 * of every pair's weight, dense[row[f] * pairs ...] (row[f] >= 0): added as one contiguous run, in 8
-	 * bytes a pair, no more than the 12 bytes of each (pair, weight) it replaces; the others keep
-	 * (pair, weight) lists w[start[f] .. start[f+1]) for pairs pair[...] (row[f] = -1).
-	 */
-	size_t *start;
-	uint32_t *pair;
-	double *w;
-	int32_t *row;
-	double *dense;
+	/* for prediction: the SVs' rows indexed by feature, and coef[s * (nr_class - 1) + m] = sv_coef[m][s] */
+	struct tr_sparse_index *ix;
+	double *coef;
 };
 
 static void quiet(const char *s)
@@ -79,7 +72,7 @@ static void sv_free(void *model)
 	if (sm->m)
 		svm_free_and_destroy_model(&sm->m);
 	tr_free(sm->sv_nodes);
-	tr_free(sm->start), tr_free(sm->pair), tr_free(sm->w), tr_free(sm->row), tr_free(sm->dense);
+	tr_sparse_index_free(sm->ix), tr_free(sm->coef);
 	tr_free(sm);
 }
 
@@ -377,98 +370,21 @@ out:
 }
 
 /*
- * Pair (a, b)'s weights, summed into acc (dim + 1 doubles, zero on entry): the SVs of class a with their
- * coefficients against b, then those of class b against a, each SV's features in its row's order.
- * Features seen for the first time are appended to touched (their count in *nt).
+ * Readies a sparse-row model for prediction: the SVs' rows indexed by feature (checking first that
+ * sv_nodes holds exactly l rows: a corrupt model file is an error, not an overrun) and the coefficients
+ * SV by SV, each SV's nr_class - 1 coefficients (one per other class) in one run.
  */
-static void pair_weights(const struct svm_model *m, const struct tr_node *const *sv, const int *first, int a, int b,
-			 int dim, double *acc, int *touched, size_t *nt)
-{
-	const int cls[2] = {a, b}, against[2] = {b - 1, a}; /* svm_predict_values' coefficient rows */
-	for (int h = 0; h < 2; h++) {
-		const double *coef = m->sv_coef[against[h]];
-		for (int k = first[cls[h]]; k < first[cls[h]] + m->nSV[cls[h]]; k++)
-			for (const struct tr_node *q = sv[k]; q->index != -1; q++) {
-				if (q->index <= 0 || q->index > dim)
-					continue;
-				if (!touched[q->index])
-					touched[q->index] = 1, touched[dim + 1 + (*nt)++] = q->index;
-				acc[q->index] += coef[k] * q->value;
-			}
-	}
-}
-
-/*
- * Collapses the linear-kernel model to one weight vector per class pair (see the top of the file), in
- * pairs' order (a, b), a < b, as libsvm numbers them, and indexes the weights by feature. Checks first
- * that sv_nodes holds exactly l rows (a corrupt model file is an error, not an overrun).
- */
-static int collapse(struct sv_model *sm)
+static int ready(struct sv_model *sm)
 {
 	const struct svm_model *m = sm->m;
-	int nc = m->nr_class, dim = sm->dim, rc = -1;
-	size_t l = (size_t)m->l, ends = 0, d = (size_t)dim + 2;
-	for (size_t j = 0; j < sm->n_sv_nodes; j++)
-		ends += sm->sv_nodes[j].index == -1;
-	if (ends != l || sm->n_sv_nodes == 0 || sm->sv_nodes[sm->n_sv_nodes - 1].index != -1)
+	size_t l = (size_t)m->l, o = (size_t)m->nr_class - 1;
+	if (tr_sparse_index_packed(sm->sv_nodes, sm->n_sv_nodes, l, sm->dim, &sm->ix) ||
+	    !(sm->coef = tr_malloc(l * o * sizeof *sm->coef)))
 		return -1;
-	const struct tr_node **sv = tr_malloc(l * sizeof *sv);
-	int *first = tr_malloc((size_t)nc * sizeof *first), *touched = tr_calloc(2 * d, sizeof *touched);
-	double *acc = tr_calloc(d, sizeof *acc);
-	size_t *fill = NULL;
-	size_t pairs = (size_t)nc * (size_t)(nc - 1) / 2, n_dense = 0;
-	if (!sv || !first || !touched || !acc || !(sm->start = tr_calloc(d, sizeof *sm->start)) ||
-	    !(sm->row = tr_malloc(d * sizeof *sm->row)))
-		goto out;
-	for (size_t i = 0, j = 0; i < l; i++) {
-		sv[i] = sm->sv_nodes + j;
-		while (sm->sv_nodes[j++].index != -1)
-			;
-	}
-	for (int c = 0, f = 0; c < nc; f += m->nSV[c++])
-		first[c] = f;
-	/* two passes over the pairs: count each feature's weights, then place them */
-	for (int pass = 0; pass < 2; pass++) {
-		uint32_t p = 0;
-		for (int a = 0; a < nc; a++)
-			for (int b = a + 1; b < nc; b++, p++) {
-				size_t nt = 0;
-				pair_weights(m, sv, first, a, b, dim, acc, touched, &nt);
-				for (size_t t = 0; t < nt; t++) {
-					int f = touched[dim + 1 + t];
-					if (acc[f] != 0) {
-						if (pass == 0)
-							sm->start[f + 1]++;
-						else if (sm->row[f] >= 0)
-							sm->dense[(size_t)sm->row[f] * pairs + p] = acc[f];
-						else
-							sm->pair[fill[f]] = p, sm->w[fill[f]++] = acc[f];
-					}
-					acc[f] = 0, touched[f] = 0;
-				}
-			}
-		if (pass == 0) {
-			for (size_t f = 0; f + 1 < d; f++) {
-				int dense = 3 * sm->start[f + 1] >= 2 * pairs;
-				sm->row[f] = dense ? (int32_t)n_dense++ : -1;
-				if (dense)
-					sm->start[f + 1] = 0;
-			}
-			sm->row[d - 1] = -1;
-			for (size_t f = 1; f < d; f++)
-				sm->start[f] += sm->start[f - 1];
-			size_t nw = sm->start[d - 1] ? sm->start[d - 1] : 1;
-			if (!(fill = tr_malloc(d * sizeof *fill)) || !(sm->pair = tr_malloc(nw * sizeof *sm->pair)) ||
-			    !(sm->w = tr_malloc(nw * sizeof *sm->w)) ||
-			    !(sm->dense = tr_calloc(n_dense ? n_dense * pairs : 1, sizeof *sm->dense)))
-				goto out;
-			memcpy(fill, sm->start, d * sizeof *fill);
-		}
-	}
-	rc = 0;
-out:
-	tr_free(sv), tr_free(first), tr_free(touched), tr_free(acc), tr_free(fill);
-	return rc;
+	for (size_t s = 0; s < l; s++)
+		for (size_t c = 0; c < o; c++)
+			sm->coef[s * o + c] = m->sv_coef[c][s];
+	return 0;
 }
 
 /* y[j] += a * x[j] for j < n, a product then a sum each (four at a time, which the compiler turns into
@@ -605,7 +521,7 @@ static int sv_train(const struct tr_feats *X, const int *y, int K, const double 
 				memcpy(p, r, n * sizeof *p);
 				p += n;
 			}
-			rc = serial_svs(sm->m) || collapse(sm) ? -1 : 0;
+			rc = serial_svs(sm->m) || ready(sm) ? -1 : 0;
 		}
 	} else {
 		rc = own_dense_svs(sm->m);
@@ -632,15 +548,14 @@ static int kernel_predict(const struct sv_model *sm, const struct tr_feats *X, d
 {
 	const struct svm_model *m = sm->m;
 	size_t l = (size_t)m->l;
-	struct tr_sparse_index *ix;
 	double *est = tr_malloc((size_t)m->nr_class * sizeof *est), *dots = tr_malloc(l * sizeof *dots);
 	struct svm_node *kx = tr_malloc((l + 2) * sizeof *kx);
-	if (!est || !dots || !kx || tr_sparse_index_packed(sm->sv_nodes, sm->n_sv_nodes, l, sm->dim, &ix)) {
+	if (!est || !dots || !kx) {
 		tr_free(est), tr_free(dots), tr_free(kx);
 		return -1;
 	}
 	for (size_t i = 0; i < X->n; i++) {
-		tr_sparse_index_dots(ix, X->rows[i], dots);
+		tr_sparse_index_dots(sm->ix, X->rows[i], dots);
 		kx[0] = (struct svm_node){0, 0};
 		for (size_t j = 0; j < l; j++)
 			kx[j + 1] = (struct svm_node){(int)j + 1, dots[j]};
@@ -651,106 +566,73 @@ static int kernel_predict(const struct sv_model *sm, const struct tr_feats *X, d
 		for (int c = 0; c < m->nr_class; c++)
 			row[m->label[c]] = est[c];
 	}
-	tr_sparse_index_free(ix);
 	tr_free(est), tr_free(dots), tr_free(kx);
 	return 0;
 }
 
-/* One feature of one row in a block of rows: ordered by feature, then row. */
-struct entry {
-	int32_t f;
-	uint32_t b;
-	double v;
-	size_t at; /* for a feature without a dense row: its next (pair, weight) not yet added */
-};
-
-static int entry_cmp(const void *x, const void *y)
-{
-	const struct entry *a = x, *b = y;
-	return a->f != b->f ? (a->f > b->f) - (a->f < b->f) : (a->b > b->b) - (a->b < b->b);
-}
-
-enum { BLOCK_ROWS = 128, BLOCK_PAIRS = 256 };
+enum { BLOCK_ROWS = 32 };
 
 /*
- * Decision values (before rho) of rows X->rows[i0 .. i0 + nb) into dec (nb × pairs), in blocks: the
- * rows' features sorted by feature, then the pairs a run of BLOCK_PAIRS at a time, each feature's run
- * of weights added to every row of the block holding it while it is in cache. Each decision value is
- * its row's features' products added in ascending feature order, as one row at a time would add them
- * (tf-idf rows are in ascending feature order).
+ * Sparse rows, BLOCK_ROWS at a time, with libsvm's own arithmetic: the rows' kernel values with every SV
+ * (the dot products libsvm's precomputed mode reads), then each class pair's decision value summed as
+ * svm_predict_values sums it (+0, the first class's SVs in order, then the second's, minus rho), then
+ * the sigmoid and the coupling. Class a's SVs add to every pair (a, b > a) at once: dec[a][b] for the
+ * run b = a+1.. (coefficients coef[s][a..], stored contiguously); then each pair's value moves to
+ * dec[b][a] and class b's SVs add to the run a = 0..b-1 (coefficients coef[s][0..b-1]). Each coefficient
+ * run is read once for the whole block. The result is svm_predict_probability's, bit for bit.
  */
-static void block_decisions(const struct sv_model *sm, const struct tr_feats *X, size_t i0, size_t nb, size_t pairs,
-			    struct entry *ent, double *dec)
-{
-	size_t ne = 0;
-	for (size_t b = 0; b < nb; b++)
-		for (const struct tr_node *q = X->rows[i0 + b]; q->index != -1; q++)
-			if (q->index > 0 && q->index <= sm->dim)
-				ent[ne++] = (struct entry){q->index, (uint32_t)b, q->value, sm->start[q->index]};
-	qsort(ent, ne, sizeof *ent, entry_cmp);
-	memset(dec, 0, nb * pairs * sizeof *dec);
-	for (size_t c0 = 0; c0 < pairs; c0 += BLOCK_PAIRS) {
-		size_t c1 = c0 + BLOCK_PAIRS < pairs ? c0 + BLOCK_PAIRS : pairs;
-		for (size_t e = 0; e < ne; e++) {
-			struct entry *t = ent + e;
-			double *d = dec + t->b * pairs;
-			if (sm->row[t->f] >= 0) {
-				add_scaled(c1 - c0, t->v, sm->dense + (size_t)sm->row[t->f] * pairs + c0, d + c0);
-				continue;
-			}
-			size_t j = t->at, end = sm->start[t->f + 1];
-			for (; j < end && sm->pair[j] < c1; j++)
-				d[sm->pair[j]] += t->v * sm->w[j];
-			t->at = j;
-		}
-	}
-}
-
-/* Sparse rows through the collapsed pairs (see the top of the file). */
-static int linear_predict(const struct sv_model *sm, const struct tr_feats *X, double *proba)
+static int block_predict(const struct sv_model *sm, const struct tr_feats *X, double *proba)
 {
 	const struct svm_model *m = sm->m;
 	int k = m->nr_class;
-	size_t pairs = (size_t)k * (size_t)(k - 1) / 2, most = 0;
+	size_t l = (size_t)m->l, o = (size_t)k - 1, kk = (size_t)k * (size_t)k;
 	const double min_prob = 1e-7; /* libsvm's clip of pairwise probabilities */
-	for (size_t i0 = 0; i0 < X->n; i0 += BLOCK_ROWS) { /* the most features a block holds */
-		size_t ne = 0;
-		for (size_t i = i0; i < X->n && i < i0 + BLOCK_ROWS; i++)
-			for (const struct tr_node *q = X->rows[i]; q->index != -1; q++)
-				ne++;
-		most = ne > most ? ne : most;
-	}
-	size_t kk = (size_t)k * (size_t)k;
-	double *dec = tr_malloc(BLOCK_ROWS * pairs * sizeof *dec), *r = tr_malloc(kk * sizeof *r),
-	       *Q = tr_malloc(kk * sizeof *Q), *Qp = tr_malloc((size_t)k * sizeof *Qp),
+	double *kv = tr_malloc(BLOCK_ROWS * l * sizeof *kv), *dec = tr_malloc(BLOCK_ROWS * kk * sizeof *dec),
+	       *r = tr_malloc(kk * sizeof *r), *Q = tr_malloc(kk * sizeof *Q), *Qp = tr_malloc((size_t)k * sizeof *Qp),
 	       *est = tr_malloc((size_t)k * sizeof *est);
-	struct entry *ent = tr_malloc((most ? most : 1) * sizeof *ent);
-	if (!dec || !r || !Q || !Qp || !est || !ent) {
-		tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est), tr_free(ent);
+	if (!kv || !dec || !r || !Q || !Qp || !est) {
+		tr_free(kv), tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est);
 		return -1;
 	}
 	for (size_t i0 = 0; i0 < X->n; i0 += BLOCK_ROWS) {
 		size_t nb = X->n - i0 < BLOCK_ROWS ? X->n - i0 : BLOCK_ROWS;
-		block_decisions(sm, X, i0, nb, pairs, ent, dec);
-		for (size_t i = i0; i < i0 + nb; i++) {
-			const double *di = dec + (i - i0) * pairs;
+		for (size_t b = 0; b < nb; b++)
+			tr_sparse_index_dots(sm->ix, X->rows[i0 + b], kv + b * l);
+		memset(dec, 0, nb * kk * sizeof *dec);
+		for (int pass = 0; pass < 2; pass++) {
+			size_t s = 0;
+			for (int c = 0; c < k; c++)
+				for (int t = 0; t < m->nSV[c]; t++, s++) {
+					/* pass 0: pairs (c, c+1..), coefficients from c on; pass 1: pairs (0..c-1, c) */
+					const double *w = sm->coef + s * o + (pass ? 0 : (size_t)c);
+					size_t n = pass ? (size_t)c : o - (size_t)c, at = (size_t)c * (size_t)k + (pass ? 0 : (size_t)c + 1);
+					for (size_t b = 0; b < nb; b++)
+						add_scaled(n, kv[b * l + s], w, dec + b * kk + at);
+				}
+			for (size_t b = 0; pass == 0 && b < nb; b++) /* dec[a][b] -> dec[b][a] */
+				for (int a = 0; a < k; a++)
+					for (int c = a + 1; c < k; c++)
+						dec[b * kk + (size_t)c * (size_t)k + (size_t)a] = dec[b * kk + (size_t)a * (size_t)k + (size_t)c];
+		}
+		for (size_t b = 0; b < nb; b++) {
+			const double *d = dec + b * kk;
 			for (int a = 0, p = 0; a < k; a++)
-				for (int b = a + 1; b < k; b++, p++) {
-					double v = pair_sigmoid(di[p] - m->rho[p], m->probA[p], m->probB[p]);
+				for (int c = a + 1; c < k; c++, p++) {
+					double v = pair_sigmoid(d[(size_t)c * (size_t)k + (size_t)a] - m->rho[p], m->probA[p], m->probB[p]);
 					v = v < min_prob ? min_prob : v > 1 - min_prob ? 1 - min_prob : v;
-					r[a * k + b] = v, r[b * k + a] = 1 - v;
+					r[a * k + c] = v, r[c * k + a] = 1 - v;
 				}
 			if (k == 2)
 				est[0] = r[1], est[1] = r[2];
 			else
 				pair_coupling(k, r, est, Q, Qp);
-			double *row = proba + i * (size_t)sm->K;
+			double *row = proba + (i0 + b) * (size_t)sm->K;
 			memset(row, 0, (size_t)sm->K * sizeof *row);
 			for (int c = 0; c < k; c++)
 				row[m->label[c]] = est[c];
 		}
 	}
-	tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est), tr_free(ent);
+	tr_free(kv), tr_free(dec), tr_free(r), tr_free(Q), tr_free(Qp), tr_free(est);
 	return 0;
 }
 
@@ -762,7 +644,7 @@ static int sv_predict(const void *model, const struct tr_feats *X, double *proba
 	if (!!X->dense == pre)
 		return tr_fail(e, "libsvm: model and rows differ in kind (dense vs sparse)");
 	if (pre)
-		return (tr_libsvm_kernel_predict ? kernel_predict(sm, X, proba) : linear_predict(sm, X, proba))
+		return (tr_libsvm_kernel_predict ? kernel_predict(sm, X, proba) : block_predict(sm, X, proba))
 			       ? tr_fail(e, "libsvm: out of memory")
 			       : 0;
 	double *est = tr_malloc((size_t)nc * sizeof *est);
@@ -895,7 +777,7 @@ static int sv_load(const char *what, struct tr_cursor *in, int K, void **model, 
 			sm->n_sv_nodes = (size_t)nn;
 			bad = !(sm->sv_nodes = tr_malloc(sm->n_sv_nodes * sizeof *sm->sv_nodes)) ||
 			      tr_nodes_take(in, sm->sv_nodes, sm->n_sv_nodes) ||
-			      serial_svs(m) || collapse(sm);
+			      serial_svs(m) || ready(sm);
 		}
 	} else if (!bad) {
 		bad = load_dense_svs(m, in);

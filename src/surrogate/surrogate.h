@@ -101,7 +101,7 @@ double tr_macro_f1(const int *y, const int *pred, size_t n, int K);
  * reference that the pair-by-pair training must equal bit for bit). */
 extern int tr_libsvm_whole_gram;
 /* Tests only: 1 makes libsvm predict sparse rows with its own svm_predict_probability through the support
- * vectors (the reference for the collapsed per-pair weights). */
+ * vectors, one row at a time (the reference that the blocked prediction must equal bit for bit). */
 extern int tr_libsvm_kernel_predict;
 
 /* The families (one file each). */
