@@ -70,10 +70,12 @@ fuzz:
 		printf '%-12s %s\n' $$n "$$(grep -E '^(#[0-9]+.*DONE|Done [0-9]+ runs)' build/fuzz-run/$$n.log | tail -n 1)"; \
 	done; echo "crashes: $$(ls build/fuzz-run/crashes | wc -l)"
 
+# BENCH_ONLY=libsvm: only scripts/bench-libsvm.sh (results/bench-libsvm.tsv); BENCH_ONLY=dense: bench.sh's dense part.
 bench:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
-	@scripts/bench.sh
+	@if [ "$${BENCH_ONLY:-}" = libsvm ]; then scripts/bench-libsvm.sh; \
+	else scripts/bench.sh && { [ -n "$${BENCH_ONLY:-}" ] || scripts/bench-libsvm.sh; }; fi
 
 deps:
 	@scripts/install-deps.sh

@@ -100,6 +100,9 @@ double tr_macro_f1(const int *y, const int *pred, size_t n, int K);
 /* Tests only: 1 makes libsvm train sparse rows in one svm_train call on the whole n² Gram matrix (the
  * reference that the pair-by-pair training must equal bit for bit). */
 extern int tr_libsvm_whole_gram;
+/* Tests only: 1 makes libsvm predict sparse rows with its own svm_predict_probability through the support
+ * vectors, one row at a time (the reference that the blocked prediction must equal bit for bit). */
+extern int tr_libsvm_kernel_predict;
 
 /* The families (one file each). */
 extern const struct tr_family tr_family_liblinear, tr_family_libsvm, tr_family_knn, tr_family_softmax;

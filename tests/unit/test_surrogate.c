@@ -280,6 +280,58 @@ static void libsvm_pairs(void)
 	free_feats(&X);
 }
 
+/*
+ * libsvm's sparse-row prediction by blocks (our sums, sigmoid and coupling) is libsvm's own
+ * svm_predict_probability bit for bit, with the same labels (two classes, and K classes in a
+ * non-ascending order with one absent, so the coupling runs; 200 rows: several blocks, the last partial).
+ */
+static void libsvm_blocks(void)
+{
+	enum { N = 300, T = 200 };
+	const int Ks[] = {2, 7};
+	for (int v = 0; v < 2; v++) {
+		int K = Ks[v];
+		static int y[N], yt[T];
+		struct tr_feats X, Xt, none = {0};
+		make(&X, y, N, K, 0, 0, 11 + (uint64_t)v);
+		make(&Xt, yt, T, K, 0, 0, 21 + (uint64_t)v);
+		for (size_t i = 0; K > 2 && i < N; i++)
+			y[i] = y[i] == 3 ? 5 : y[i]; /* label 3 absent */
+		struct tr_surrogate *s = fit(&tr_family_libsvm, "C=1", &X, y, &none, NULL, K, 5);
+		double *p = malloc(T * (size_t)K * sizeof *p), *q = malloc(T * (size_t)K * sizeof *q);
+		int lp[T], lq[T];
+		struct tr_err e;
+		CHECK(s && tr_surrogate_predict(s, &Xt, p, &e) == 0, "libsvm blocks K=%d: no prediction", K);
+		tr_libsvm_kernel_predict = 1;
+		CHECK(s && tr_surrogate_predict(s, &Xt, q, &e) == 0, "libsvm kernel K=%d: no prediction", K);
+		tr_libsvm_kernel_predict = 0;
+		double worst = 0, spread = 0;
+		for (size_t i = 0; i < T * (size_t)K; i++) {
+			worst = fmax(worst, fabs(p[i] - q[i]));
+			spread = fmax(spread, fabs(q[i] - 1.0 / K));
+		}
+		tr_argmax_rows(p, T, K, lp), tr_argmax_rows(q, T, K, lq);
+		int same = 0;
+		for (int i = 0; i < T; i++)
+			same += lp[i] == lq[i];
+		CHECK(spread > 0.2, "libsvm K=%d: probabilities all near 1/K (%g): nothing compared", K, spread);
+		CHECK(worst == 0 && memcmp(p, q, T * (size_t)K * sizeof *p) == 0,
+		      "libsvm K=%d: probabilities %g away from svm_predict_probability (bit for bit expected)", K, worst);
+		CHECK(same == T, "libsvm K=%d: %d of %d labels differ from svm_predict_probability", K, T - same, T);
+		/* a model read back predicts the same probabilities bit for bit */
+		struct tr_buf b = {0};
+		struct tr_surrogate *back = NULL;
+		double *r = malloc(T * (size_t)K * sizeof *r);
+		CHECK(tr_surrogate_save(s, &b, &e) == 0 && tr_surrogate_load("m", b.data, b.len, &back, &e) == 0 &&
+			      tr_surrogate_predict(back, &Xt, r, &e) == 0 && memcmp(p, r, T * (size_t)K * sizeof *r) == 0,
+		      "libsvm K=%d: loaded model predicts otherwise", K);
+		tr_surrogate_free(back), tr_buf_free(&b), free(r);
+		tr_surrogate_free(s);
+		free(p), free(q);
+		free_feats(&X), free_feats(&Xt);
+	}
+}
+
 /* What a grid search reported through its progress. */
 struct seen {
 	int phases, steps, log_steps, out_of_order;
@@ -378,6 +430,7 @@ int main(void)
 	softmax_optimum(0);
 	softmax_optimum(1);
 	libsvm_pairs();
+	libsvm_blocks();
 	grid_progress();
 	struct tr_grid g;
 	struct tr_err e;
