@@ -220,14 +220,21 @@ void tr_csv_free(struct tr_csv *c);
  */
 int tr_split_grouped(size_t n, const int *strat, const char *const *group, const double *frac,
 		     int nparts, uint64_t seed, int tiny, int *part, struct tr_err *e);
-/* first[i] = 1 when row i is the lowest-indexed of the rows sharing its group key, else 0. */
-int tr_group_first(size_t n, const char *const *group, unsigned char *first, struct tr_err *e);
+/*
+ * One row per group key, drawn at random: pick[i] = 1 for the row of its group whose seeded hash of its
+ * position i is the smallest, else 0. The draw reads no row content (labels, order within the file), so
+ * the picked rows are a label-blind choice.
+ */
+int tr_group_pick(size_t n, const char *const *group, uint64_t seed, unsigned char *pick, struct tr_err *e);
 /*
  * The split of traces every caller uses: tr_split_grouped over rows[idx[i]] (rows[i] when idx is NULL),
  * i < n, stratified by teacher label and grouped by tr_trace_group. part[i] is the part of position i.
  */
 int tr_split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
 		    uint64_t seed, int tiny, int *part, struct tr_err *e);
+/* The same split with one stratum: grouped, blind to the labels (no tiny rule). */
+int tr_split_traces_blind(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
+			  uint64_t seed, int *part, struct tr_err *e);
 /*
  * rows[0..n) dealt into two lists by tr_split_traces (seed, no tiny rule): part 0 (share frac[0]) into a,
  * part 1 (share frac[1]) into b, or dropped when b is NULL; each keeps the rows' order. a->v (and b->v) are

@@ -11,6 +11,7 @@
 #include <gsl/gsl_randist.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 struct keyed {
 	const char *key;
@@ -24,16 +25,35 @@ static int cmp_keyed(const void *a, const void *b)
 	return c ? c : (x->row > y->row) - (x->row < y->row);
 }
 
-int tr_group_first(size_t n, const char *const *group, unsigned char *first, struct tr_err *e)
+/* A row's draw: a seeded hash of its position alone (nothing about the row is read). */
+static uint64_t row_draw(size_t row, uint64_t seed)
+{
+	unsigned char b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (unsigned char)((uint64_t)row >> (8 * i));
+	return XXH3_64bits_withSeed(b, sizeof b, seed);
+}
+
+int tr_group_pick(size_t n, const char *const *group, uint64_t seed, unsigned char *pick, struct tr_err *e)
 {
 	struct keyed *k = tr_malloc((n ? n : 1) * sizeof *k);
 	if (!k)
 		return tr_fail(e, "split: out of memory for %zu rows", n);
 	for (size_t i = 0; i < n; i++)
 		k[i] = (struct keyed){group[i], i};
-	qsort(k, n, sizeof *k, cmp_keyed); /* equal keys are ordered by row: the first is the lowest */
-	for (size_t i = 0; i < n; i++)
-		first[k[i].row] = i == 0 || strcmp(k[i].key, k[i - 1].key) != 0;
+	qsort(k, n, sizeof *k, cmp_keyed);
+	for (size_t i = 0; i < n;) {
+		size_t j = i, best = k[i].row;
+		uint64_t bd = row_draw(best, seed);
+		for (j = i; j < n && strcmp(k[j].key, k[i].key) == 0; j++) {
+			pick[k[j].row] = 0;
+			uint64_t d = row_draw(k[j].row, seed);
+			if (d < bd || (d == bd && k[j].row < best))
+				best = k[j].row, bd = d;
+		}
+		pick[best] = 1;
+		i = j;
+	}
 	tr_free(k);
 	return 0;
 }
@@ -150,8 +170,8 @@ int tr_split_rows(const struct tr_trace *rows, size_t n, const double frac[2], u
 	return rc ? -1 : 0;
 }
 
-int tr_split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
-		    uint64_t seed, int tiny, int *part, struct tr_err *e)
+static int split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
+			uint64_t seed, int tiny, int blind, int *part, struct tr_err *e)
 {
 	int *strat = tr_malloc((n ? n : 1) * sizeof *strat);
 	const char **group = tr_malloc((n ? n : 1) * sizeof *group);
@@ -161,7 +181,7 @@ int tr_split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, co
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			const struct tr_trace *t = &rows[idx ? idx[i] : i];
-			strat[i] = t->teacher;
+			strat[i] = blind ? 0 : t->teacher;
 			group[i] = tr_trace_group(t);
 		}
 		rc = tr_split_grouped(n, strat, group, frac, nparts, seed, tiny, part, e);
@@ -169,4 +189,16 @@ int tr_split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, co
 	tr_free(strat);
 	tr_free(group);
 	return rc;
+}
+
+int tr_split_traces(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
+		    uint64_t seed, int tiny, int *part, struct tr_err *e)
+{
+	return split_traces(rows, idx, n, frac, nparts, seed, tiny, 0, part, e);
+}
+
+int tr_split_traces_blind(const struct tr_trace *rows, const size_t *idx, size_t n, const double *frac, int nparts,
+			  uint64_t seed, int *part, struct tr_err *e)
+{
+	return split_traces(rows, idx, n, frac, nparts, seed, 0, 1, part, e);
 }

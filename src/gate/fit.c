@@ -23,7 +23,7 @@
  * the "validation" rows below) and the deployed surrogate is refitted on all of F (the "train" rows; the
  * tf-idf vocabulary too). Surrogate, acceptor, thresholds, plan and family are then functions of F alone,
  * and C is only ever scored by the deployed policy, so the gate's test on C is a test about the deployed
- * policy. Of C only the first row of each group key (smallest trace index) is tested: rows sharing a
+ * policy. Of C only one row of each group key is tested, drawn by a seeded hash of its position: rows sharing a
  * group are correlated, one row per group makes the tested rows independent when groups are. rsb is
  * not tried (its second stage would need out-of-fold rows of its own).
  */
@@ -42,7 +42,7 @@ const char tr_oof_guarantee[] =
 	"P(agreement on handled traffic < α) <= δ for the deployed policy, on the handled set before the OOD guard, "
 	"when the calibration part's groups and future traffic are independent draws from one distribution; "
 	"surrogate, acceptor, plan and family are functions of the fit part alone (out-of-fold), the gate tests "
-	"the first row (by trace index) of each group key of the calibration part, and rsb is not tried";
+	"one row of each group key of the calibration part, drawn at random, and rsb is not tried";
 
 const char *tr_calibration_name(const struct tr_fit_options *o)
 {
@@ -133,14 +133,14 @@ int tr_fit_train(struct tr_fit *f, const struct tr_grid *grid, const size_t *tr,
 
 /*
  * oof's split: part[j] = 0 for F, 2 for the calibration rows tested, 3 for calibration rows left out
- * (a group's later rows); f->fold[j] = the fold of an F row, -1 for C. F and C are split by group with
+ * (a group's other rows); f->fold[j] = the fold of an F row, -1 for C. F and C are split by group with
  * one stratum (labels unseen); the folds inside F are stratified by teacher label (F only).
  */
 static int oof_split(struct tr_fit *f, int *part, struct tr_err *e)
 {
 	const struct tr_rows *r = &f->ts->part[TR_PART_TRACES];
 	int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, cal = f->o->oof_cal ? f->o->oof_cal : TR_OOF_CAL;
-	int *zero = tr_calloc(f->n ? f->n : 1, sizeof *zero), *fold = tr_malloc((f->n ? f->n : 1) * sizeof *fold), rc = -1;
+	int *fold = tr_malloc((f->n ? f->n : 1) * sizeof *fold), rc = -1;
 	const char **group = tr_malloc((f->n ? f->n : 1) * sizeof *group);
 	size_t *fi = tr_malloc((f->n ? f->n : 1) * sizeof *fi), *ci = tr_malloc((f->n ? f->n : 1) * sizeof *ci);
 	size_t nf = 0, nc = 0;
@@ -148,7 +148,7 @@ static int oof_split(struct tr_fit *f, int *part, struct tr_err *e)
 	unsigned char *first = tr_malloc(f->n ? f->n : 1);
 	double fc[2] = {1 - cal / 100.0, cal / 100.0}, ff[16];
 	f->fold = tr_malloc((f->n ? f->n : 1) * sizeof *f->fold);
-	if (!zero || !fold || !group || !fi || !ci || !cg || !first || !f->fold) {
+	if (!fold || !group || !fi || !ci || !cg || !first || !f->fold) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
@@ -160,7 +160,7 @@ static int oof_split(struct tr_fit *f, int *part, struct tr_err *e)
 		ff[k] = 1.0 / K;
 	for (size_t j = 0; j < f->n; j++)
 		group[j] = tr_trace_group(row(f, j));
-	if (tr_split_grouped(f->n, zero, group, fc, 2, f->o->seed ^ 0x27d4eb2f165667c5ull, 0, part, e))
+	if (tr_split_traces_blind(r->v, f->use, f->n, fc, 2, f->o->seed ^ 0x27d4eb2f165667c5ull, part, e))
 		goto out;
 	for (size_t j = 0; j < f->n; j++) {
 		if (part[j] == 0)
@@ -172,13 +172,13 @@ static int oof_split(struct tr_fit *f, int *part, struct tr_err *e)
 		goto out;
 	for (size_t j = 0, i = 0; j < f->n; j++)
 		f->fold[j] = part[j] == 0 ? fold[i++] : -1;
-	if (tr_group_first(nc, cg, first, e)) /* ci is in trace order: a group's first is its smallest index */
+	if (tr_group_pick(nc, cg, f->o->seed ^ 0x165667b19e3779f9ull, first, e))
 		goto out;
 	for (size_t i = 0; i < nc; i++)
 		part[ci[i]] = first[i] ? 2 : 3;
 	rc = 0;
 out:
-	tr_free(zero), tr_free(fold), tr_free(group), tr_free(fi), tr_free(ci), tr_free(cg), tr_free(first);
+	tr_free(fold), tr_free(group), tr_free(fi), tr_free(ci), tr_free(cg), tr_free(first);
 	return rc;
 }
 
@@ -194,8 +194,12 @@ static int split_rows(struct tr_fit *f, struct tr_err *e)
 	}
 	f->n = 0;
 	if (f->o->cap && N > f->o->cap) {
+		/* holdout keeps each label's share (its split is stratified anyway); oof draws blind to labels,
+		 * so that the kept traces, and C among them, remain draws from the traffic */
 		double frac[2] = {(double)f->o->cap / (double)N, 1 - (double)f->o->cap / (double)N};
-		if (tr_split_traces(r->v, NULL, N, frac, 2, f->o->seed ^ 0x9e3779b97f4a7c15ull, 0, part, e))
+		uint64_t seed = f->o->seed ^ 0x9e3779b97f4a7c15ull;
+		if (f->o->oof ? tr_split_traces_blind(r->v, NULL, N, frac, 2, seed, part, e)
+			      : tr_split_traces(r->v, NULL, N, frac, 2, seed, 0, part, e))
 			goto out;
 		for (size_t i = 0; i < N; i++)
 			if (part[i] == 0)

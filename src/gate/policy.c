@@ -261,8 +261,8 @@ static json_t *audit_json(const struct tr_fit *f, int ti, const struct tr_policy
 		json_object_set_new(audit, o->rule->param, json_real(o->rule->param_value(f->nca, o->target, dpf)));
 	if (audit && o->oof) { /* only oof fits carry these keys (earlier audits keep their bytes) */
 		json_object_set_new(audit, "calibration", json_string("oof"));
-		json_object_set_new(audit, "calibration_rows_per_group", json_string("the first row (smallest trace index) "
-									     "of each group key; later rows are not tested"));
+		json_object_set_new(audit, "calibration_rows_per_group", json_string("one row of each group key, drawn "
+									     "at random (seeded); the others are not tested"));
 		json_object_set_new(audit, "calibration_dropped", json_integer((json_int_t)f->ca_dropped));
 	}
 	return audit;
