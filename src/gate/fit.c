@@ -438,6 +438,28 @@ void tr_fit_free(struct tr_fit *f)
 }
 
 /*
+ * crossfit and oof: every fold that predicts rows must have rows outside it to train its model. The fold
+ * split is stratified by teacher label, so with fewer rows per label than folds they can all land in one.
+ */
+static int fold_check(const struct tr_fit *f, const char *spec, struct tr_err *e)
+{
+	if (!f->fold)
+		return 0;
+	int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS;
+	size_t cnt[16] = {0}, all = 0;
+	for (size_t j = 0; j < f->n; j++)
+		if (f->fold[j] >= 0)
+			cnt[f->fold[j]]++, all++;
+	for (int k = 0; k < K; k++)
+		if (cnt[k] > 0 && cnt[k] == all)
+			return tr_fail(e, "%s: %s: all %zu %s rows fall in fold %d of %d, so its model has no training rows "
+				       "(labels with fewer rows than folds stay in one fold): give more traces%s", spec,
+				       tr_calibration_name(f->o), all, f->o->oof ? "fit-part" : "used", k + 1, K,
+				       f->n < f->ts->part[TR_PART_TRACES].n ? ", raise --cap or --cap 0" : "");
+	return 0;
+}
+
+/*
  * Checked before any training: the rows left after --cap and the split can calibrate something. The
  * message says which step emptied them: the cap (each label's share of a small cap rounds to no
  * group), or labels too small to reach calibration (one group each goes to training).
@@ -450,7 +472,12 @@ static int check_split(const struct tr_fit *f, const char *spec, struct tr_err *
 		return tr_fail(e, "%s: --cap %zu keeps no traces (of %zu over %d labels, each label's share rounds to "
 			       "nothing): raise --cap, or --cap 0 for no cap", spec, f->o->cap, N, f->K);
 	if (f->nca > 0)
-		return 0;
+		return fold_check(f, spec, e);
+	if (f->o->oof) /* the fit / calibration split is blind to labels: only the number of groups counts */
+		return tr_fail(e, "%s: no calibration rows after oof's fit/calibration split (%zu traces%s, the "
+			       "calibration part takes %d%% of the group keys, rounded): give more traces%s", spec, f->n,
+			       capped ? " kept by --cap" : "", f->o->oof_cal ? f->o->oof_cal : TR_OOF_CAL,
+			       capped ? ", raise --cap or --cap 0" : "");
 	if (capped)
 		return tr_fail(e, "%s: no calibration rows after --cap %zu (kept %zu of %zu traces, every kept label "
 			       "has fewer than 2): raise --cap, or --cap 0 for no cap", spec, f->o->cap, f->n, N);
