@@ -58,7 +58,7 @@ int cmd_fit(int argc, char **argv)
 	o.n_targets = (int)(sizeof defaults / sizeof *defaults);
 	memcpy(o.targets, defaults, sizeof defaults);
 	const char *set = NULL, *dir = NULL, *emb_path = NULL;
-	int force = 0, quiet = 0;
+	int force = 0, quiet = 0, cal_given = 0;
 	struct tr_args a = {.verb = "fit",
 			    .spec = "--out= --backend= --gate= --target= --targets= --delta= --seed= --cap= --grid= "
 				    "--split= --calibration= --folds= --embeddings= --no-ood --force --quiet",
@@ -105,6 +105,7 @@ int cmd_fit(int argc, char **argv)
 		} else if (tr_args_is(&a, "--calibration")) {
 			if (strcmp(v, "crossfit") != 0 && strcmp(v, "holdout") != 0 && strcmp(v, "oof") != 0)
 				return tr_cli_usage_error("fit", "--calibration must be holdout, crossfit or oof, got \"%s\"", v);
+			cal_given = 1;
 			o.crossfit = strcmp(v, "crossfit") == 0;
 			o.oof = strcmp(v, "oof") == 0;
 		} else if (tr_args_is(&a, "--folds")) {
@@ -129,6 +130,9 @@ int cmd_fit(int argc, char **argv)
 		return tr_cli_usage_error("fit", "expected traces and --out DIR");
 	if (o.oof_cal && !o.oof)
 		return tr_cli_usage_error("fit", "--split FIT/CAL (two percents) needs --calibration oof");
+	if (o.split[0] && o.oof && !cal_given) /* oof is the default: a three-part split means holdout */
+		return tr_cli_usage_error("fit", "--split TRAIN/VAL/CAL (three percents) needs --calibration holdout (the "
+						 "default, oof, takes --split FIT/CAL)");
 	if (o.split[0] && o.oof)
 		return tr_cli_usage_error("fit", "--calibration oof takes --split FIT/CAL (two percents), not three");
 	if (!tr_family_find(o.backend))

@@ -518,8 +518,12 @@ int tr_fit_new(const struct tr_traceset *ts, const char *spec, const struct tr_f
 	tr_progress_phase(o->progress, "features of %zu of the %zu traces", f->n, tr->n);
 	if (featurize(f, e))
 		goto fail;
-	tr_progress_phase(o->progress, "surrogate %s and acceptor (%zu train, %zu validation rows%s)", fam->name, f->ntr,
-			  f->nva, o->crossfit ? ", cross-fitted" : "");
+	if (o->oof)
+		tr_progress_phase(o->progress, "surrogate %s and acceptor (%zu fit-part rows, out of fold)", fam->name,
+				  f->ntr);
+	else
+		tr_progress_phase(o->progress, "surrogate %s and acceptor (%zu train, %zu validation rows%s)", fam->name,
+				  f->ntr, f->nva, o->crossfit ? ", cross-fitted" : "");
 	if (stage1(f, e) || calib_build(f, &f->c, e))
 		goto fail;
 	*out = f;

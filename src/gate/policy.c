@@ -119,7 +119,12 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 	json_t *dep = json_object_get(p->manifest, "deployed");
 	tr_buf_puts(&b, "# Routing policy\n\n- traces: ");
 	tr_buf_md_escape(&b, spec); /* a user's path: nothing in it may become Markdown or HTML */
-	tr_buf_printf(&b, " (%zu used: %zu train, %zu validation, %zu calibration)\n", f->n, f->ntr, f->nva, f->nca);
+	if (f->o->oof) /* F both trains (the refit) and validates (out of fold): one count, said once */
+		tr_buf_printf(&b, " (%zu used: %zu fit part, out-of-fold for validation; %zu calibration part)\n", f->n,
+			      f->ntr, f->nca + f->ca_dropped);
+	else
+		tr_buf_printf(&b, " (%zu used: %zu train, %zu validation, %zu calibration)\n", f->n, f->ntr, f->nva,
+			      f->nca);
 	size_t total = f->ts->part[TR_PART_TRACES].n;
 	if (f->n < total) /* the cap keeps each label's share rounded to whole groups: the sum can pass the cap */
 		tr_buf_printf(&b, "- cap: %zu of %zu traces kept under --cap %zu; each teacher label keeps its share of the "
@@ -165,10 +170,11 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 			      tr_ltt_start_level(f->nca, f->o->target, dpf),
 			      100 * tr_ltt_start_level(f->nca, f->o->target, dpf), f->nca, ceil(need));
 	} else if (rule->plans) {
-		tr_buf_puts(&b, "- ltt-plan start levels (frontier.json, \"plan\"): chosen on validation rows before any "
+		tr_buf_printf(&b, "- ltt-plan start levels (frontier.json, \"plan\"): chosen on %s before any "
 				"calibration label is read: the main start is the coverage level whose walk towards looser "
 				"thresholds predicts the most coverage, the backup a stricter level under a pessimistic "
-				"agreement; the test then runs on calibration rows from the backup start.");
+				"agreement; the test then runs on calibration rows from the backup start.",
+			      f->o->oof ? "the fit part's out-of-fold rows" : "validation rows");
 		size_t i, j;
 		json_t *t, *x;
 		json_array_foreach(frontier, i, t)

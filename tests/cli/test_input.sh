@@ -70,16 +70,22 @@ has '"teacher":"1","ground_truth":"1"' "integer labels read as their decimal tex
 # --cap small enough to keep nothing says so (and not that every label has fewer than 2 traces)
 fails 1 'easy.jsonl: --cap 1 keeps no traces \(of 600 over 4 labels, each label.s share rounds to nothing\)' \
 	"--cap that keeps nothing" "$TRACER" fit easy.jsonl --cap 1 --out x2
+# under oof (the default) 4 kept traces leave 3 fit-part rows, one per label, all in one fold; holdout
+# fails on the same cap for lack of calibration rows: neither calibration runs below 7 traces here
+fails 1 'easy.jsonl: oof: all 3 fit-part rows fall in fold [0-9]+ of 5, so its model has no training rows .*: give more traces, raise --cap or --cap 0$' \
+	"--cap that keeps too few for oof's folds" "$TRACER" fit easy.jsonl --cap 5 --out x3
 fails 1 'easy.jsonl: no calibration rows after --cap 5 \(kept 4 of 600 traces, every kept label has fewer than 2\)' \
-	"--cap that keeps too few to calibrate" "$TRACER" fit easy.jsonl --cap 5 --out x3
+	"--cap that keeps too few to calibrate (holdout)" "$TRACER" fit easy.jsonl --cap 5 --calibration holdout --out x3
 check "nothing written for a bad cap" sh -c "[ ! -e x2 ] && [ ! -e x3 ]"
+ok "--cap 7 fits under oof" "$TRACER" fit easy.jsonl --cap 7 --target 0.9 --out x6
 ok "--cap 40 fits" "$TRACER" fit easy.jsonl --cap 40 --target 0.9 --out x4
 has '40 used' "40 traces used"
 
 # audit of a policy that confused nothing (refused: every row deferred, no top-1): under `make ubsan`
 # this was qsort(NULL, 0, ...) in audit.c
 awk 'BEGIN { for (i = 0; i < 48; i++) printf "{\"input\":\"w%d v%d\",\"teacher\":\"l%d\"}\n", i % 3, i, i % 3 }' >tiny.jsonl
-ok "fit a refused policy" "$TRACER" fit tiny.jsonl --gate point --target 0.8 --out refused
+# (holdout: its split leaves 9 calibration rows, point needs 10 accepted, so it refuses; oof has 14 and deploys)
+ok "fit a refused policy" "$TRACER" fit tiny.jsonl --gate point --target 0.8 --calibration holdout --out refused
 check "it is refused" grep -q '"family": "refused"' refused/manifest.json
 ok "audit it" "$TRACER" audit refused tiny.jsonl --out aud
 check "its report is written" [ -s aud/report.json ]

@@ -84,8 +84,10 @@ fails 1 'stdin:1: "embedding" has the wrong dimension' "wrong embedding size" sh
 fails 1 'empty.jsonl:1: no traces' "empty traces" "$TRACER" fit "$FIX/bad/empty.jsonl" --out x1
 fails 1 'one teacher label only' "one label" "$TRACER" fit "$FIX/policy/one-label.jsonl" --out x2
 awk 'BEGIN { for (i = 0; i < 10000; i++) printf "{\"input\":\"text %d\",\"teacher\":\"label%d\"}\n", i, i }' >10k.jsonl
+fails 1 '10k.jsonl: oof: all 7000 fit-part rows fall in fold [0-9]+ of 5, so its model has no training rows \(labels with fewer rows than folds stay in one fold\): give more traces$' \
+	"10,000 labels of one trace each (oof, the default)" "$TRACER" fit 10k.jsonl --out x5
 fails 1 '10k.jsonl: no calibration rows after the split \(10000 traces, every label has fewer than 2\)' \
-	"10,000 labels of one trace each" "$TRACER" fit 10k.jsonl --out x5
+	"10,000 labels of one trace each (holdout)" "$TRACER" fit 10k.jsonl --calibration holdout --out x5
 check "nothing written for 10,000 labels" [ ! -e x5 ]
 fails 1 'emb-short.npy: 80 rows|embeddings: 80 rows, but' "mismatched embeddings" \
 	"$TRACER" fit "$E/traces.jsonl" --embeddings "$E/emb-short.npy" --out x3
@@ -101,6 +103,8 @@ fails 2 '--target must be in' "bad target" "$TRACER" fit mnli:gold --target 1.5 
 fails 2 '--split must be' "bad split" "$TRACER" fit mnli:gold --split 50/50/0 --out x4
 fails 2 '--calibration must be' "bad calibration" "$TRACER" fit mnli:gold --calibration magic --out x4
 fails 2 '--folds must be' "bad folds" "$TRACER" fit mnli:gold --calibration crossfit --folds 1 --out x4
-fails 2 'needs --calibration oof' "two-part split without oof" "$TRACER" fit mnli:gold --split 70/30 --out x4
+fails 2 'needs --calibration oof' "two-part split under holdout" "$TRACER" fit mnli:gold --calibration holdout --split 70/30 --out x4
+fails 2 'needs --calibration holdout \(the default, oof, takes --split FIT/CAL\)' "three-part split under the default" \
+	"$TRACER" fit mnli:gold --split 60/20/20 --out x4
 fails 2 'takes --split FIT/CAL' "three-part split with oof" "$TRACER" fit mnli:gold --calibration oof --split 60/20/20 --out x4
 finish

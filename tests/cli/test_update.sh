@@ -6,6 +6,7 @@ ok "fit a policy" "$TRACER" fit banking77:gpt-4o --grid C=10 --target 0.80 --out
 check "the policy keeps its traces" [ "$(zstd -dc pol/traces.jsonl.zst | wc -l)" -eq 2005 ]
 check "the manifest lists them with a checksum" grep -q '"traces.jsonl.zst": "[0-9a-f]\{64\}"' pol/manifest.json
 check "the manifest records the grid" grep -q '"grid": "C=10"' pol/manifest.json
+check "the default calibration is oof" grep -q '"calibration": "oof"' pol/manifest.json
 ok "export test traffic" "$TRACER" traces export banking77:gpt-4o --part test --out test.jsonl
 head -n 400 test.jsonl >new.jsonl
 tail -n +401 test.jsonl >traffic.jsonl
@@ -34,6 +35,15 @@ ok "a fresh oof fit on the union" "$TRACER" fit union.jsonl --grid C=10 --target
 check "the update stays oof" grep -q '"calibration": "oof"' opol2/manifest.json
 for f in stage1.model.zst acceptor1.model.zst gate_audit.json; do
 	check "oof update = fresh oof fit: $f byte for byte" cmp opol2/$f ofresh/$f
+done
+
+# a holdout policy: update refits under holdout with the parent's train / validation / calibration split
+ok "fit a holdout policy" "$TRACER" fit banking77:gpt-4o --grid C=10 --target 0.80 --calibration holdout --split 50/20/30 --out hpol
+ok "update it" "$TRACER" update hpol new.jsonl --out hpol2
+ok "a fresh holdout fit on the union" "$TRACER" fit union.jsonl --grid C=10 --target 0.80 --calibration holdout --split 50/20/30 --out hfresh
+check "the update stays holdout" grep -q '"calibration": "holdout"' hpol2/manifest.json
+for f in stage1.model.zst acceptor1.model.zst gate_audit.json; do
+	check "holdout update = fresh holdout fit: $f byte for byte" cmp hpol2/$f hfresh/$f
 done
 
 # what changed
