@@ -300,7 +300,7 @@ static struct tr_grid grid_of(const struct tr_fit *f, const struct tr_surrogate 
  */
 static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 {
-	int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, rc = -1, chosen = 0;
+	int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, rc = -1, chosen = 0, first = 0;
 	double f1 = NAN;
 	size_t *in = tr_malloc(f->n * sizeof *in), *out = tr_malloc(f->n * sizeof *out);
 	double *p = tr_malloc(f->n * (size_t)f->K * sizeof *p);
@@ -322,14 +322,20 @@ static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 			continue; /* fewer groups than folds: an empty fold has nothing to predict */
 		if (tr_fit_train(f, &one, in, ni, out, no, &s, e) || tr_fit_predict(f, s, out, no, p, e))
 			goto done;
-		if (!chosen)
-			one = grid_of(f, s), chosen = 1, f1 = s->val_f1;
+		if (!chosen) { /* the grid search is done: the other folds and the refit train one point each */
+			one = grid_of(f, s), chosen = 1, f1 = s->val_f1, first = k;
+			tr_progress_phase(f->o->progress, "out-of-fold models: folds %d to %d and the refit", k + 2, K);
+			tr_progress_step(f->o->progress, 0, (size_t)(K - k));
+		} else
+			tr_progress_step(f->o->progress, (size_t)(k - first), (size_t)(K - first));
 		for (size_t i = 0; i < no; i++)
 			memcpy(f->p1 + out[i] * (size_t)f->K, p + i * (size_t)f->K, (size_t)f->K * sizeof *p);
 		tr_surrogate_free(s);
 		s = NULL;
 	}
 	rc = tr_fit_train(f, &one, f->tr, f->ntr, f->va, f->nva, &f->s1, e);
+	if (!rc)
+		tr_progress_step(f->o->progress, (size_t)(K - first), (size_t)(K - first));
 	if (!rc) /* the refit has seen every row: report the out-of-fold score of the model that chose */
 		f->s1->val_f1 = f1;
 	if (!rc && f->o->oof) { /* C: the deployed surrogate's probabilities, all of C (tested or not) */

@@ -146,10 +146,12 @@ check "all 900 rows" [ "$(wc -l <out)" -eq 900 ]
 # progress on stderr for long work: a line per phase when stderr is not a terminal, redrawn in place on
 # one, nothing with --quiet
 ok "fit reports its phases" "$TRACER" fit easy.jsonl --target 0.9 --out prog
-for ph in 'features of 600 of the 600 traces' 'surrogate liblinear and acceptor' 'gate ltt-plan over 7 targets' 'OOD guard' 'writing prog' 'done in'; do
+# (oof, the default: the fold models after the grid search and the refit are a phase of their own)
+for ph in 'features of 600 of the 600 traces' 'surrogate liblinear and acceptor (420 fit-part rows, out of fold)' \
+	'out-of-fold models: folds 2 to 5 and the refit' 'gate ltt-plan over 7 targets' 'OOD guard' 'writing prog' 'done in'; do
 	check "fit: a line for \"$ph\"" grep -q "^fit: $ph" err
 done
-check "fit: one line per phase, with the elapsed time" sh -c '[ $(grep -v "grid search" err | grep -c "^fit: ") -eq 6 ] && [ $(grep -v "grid search" err | grep -c "s elapsed)$") -eq 5 ]'
+check "fit: one line per phase, with the elapsed time" sh -c '[ $(grep -v "grid search" err | grep -c "^fit: ") -eq 7 ] && [ $(grep -v "grid search" err | grep -c "s elapsed)$") -eq 6 ]'
 # the surrogate's grid search (the longest phase of a fit): a phase, then a line per point trained
 check "fit: the grid search's phase, then points 1/3 (with an ETA), 2/3 and 3/3 in order" sh -c 'grep "grid search" err | sed "s/(.*//" >gs.txt && printf "%s\n" "fit: surrogate liblinear grid search over 3 points " "fit: surrogate liblinear grid search over 3 points: 1/3 " "fit: surrogate liblinear grid search over 3 points: 2/3 " "fit: surrogate liblinear grid search over 3 points: 3/3 " | cmp -s - gs.txt && grep -q "over 3 points: 1/3 (.* elapsed, ETA [0-9]* s)" err'
 ok "fit --grid with one point: no grid search reported" "$TRACER" fit easy.jsonl --target 0.9 --out prog --grid C=1 --force
