@@ -128,11 +128,18 @@ int tr_cli_audit_compare(const char *newdir, const char *olddir, const char *tra
 	tr_buf_puts(&b, "| | old | new |\n|---|---|---|\n");
 	tr_buf_printf(&b, "| manifest SHA-256 | %.12s | %.12s |\n", s[0].sha, s[1].sha);
 	size_t used[2];
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < 2; k++) { /* the rows each mode's split counts once */
 		json_t *sp = json_object_get(m[k], "splits");
-		used[k] = (size_t)(json_integer_value(json_object_get(sp, "train")) +
-				   json_integer_value(json_object_get(sp, "validation")) +
-				   json_integer_value(json_object_get(sp, "calibration")));
+		const char *cal = jstr(m[k], "calibration");
+		json_int_t tr = json_integer_value(json_object_get(sp, "train")),
+			   va = json_integer_value(json_object_get(sp, "validation")),
+			   ca = json_integer_value(json_object_get(sp, "calibration"));
+		if (strcmp(cal, "oof") == 0) /* the fit part is both train and validation; C's later group rows */
+			used[k] = (size_t)(tr + ca + json_integer_value(json_object_get(m[k], "calibration_dropped")));
+		else if (strcmp(cal, "crossfit") == 0) /* every used row trains the refit */
+			used[k] = (size_t)tr;
+		else
+			used[k] = (size_t)(tr + va + ca);
 	}
 	tr_buf_printf(&b, "| traces used | %zu | %zu |\n", used[0], used[1]);
 	tr_buf_printf(&b, "| gate, target | %s %.2f | %s %.2f |\n", jstr(m[0], "gate"), s[0].p->target, jstr(m[1], "gate"),

@@ -445,7 +445,7 @@ void tr_fit_free(struct tr_fit *f)
 
 /*
  * crossfit and oof: every fold that predicts rows must have rows outside it to train its model. The fold
- * split is stratified by teacher label, so with fewer rows per label than folds they can all land in one.
+ * split is stratified by teacher label, and the labels with a single row in the fit part all land in one.
  */
 static int fold_check(const struct tr_fit *f, const char *spec, struct tr_err *e)
 {
@@ -459,7 +459,7 @@ static int fold_check(const struct tr_fit *f, const char *spec, struct tr_err *e
 	for (int k = 0; k < K; k++)
 		if (cnt[k] > 0 && cnt[k] == all)
 			return tr_fail(e, "%s: %s: all %zu %s rows fall in fold %d of %d, so its model has no training rows "
-				       "(labels with fewer rows than folds stay in one fold): give more traces%s", spec,
+				       "(labels with a single fit-part row all fall in one fold): give more traces%s", spec,
 				       tr_calibration_name(f->o), all, f->o->oof ? "fit-part" : "used", k + 1, K,
 				       f->n < f->ts->part[TR_PART_TRACES].n ? ", raise --cap or --cap 0" : "");
 	return 0;
