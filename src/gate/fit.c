@@ -474,15 +474,18 @@ static int check_split(const struct tr_fit *f, const char *spec, struct tr_err *
 {
 	size_t N = f->ts->part[TR_PART_TRACES].n;
 	int capped = f->n < N; /* the cap dropped rows (with many tiny labels it may keep them all) */
+	if (f->n == 0 && f->o->oof) /* oof's cap draws whole groups blind to labels */
+		return tr_fail(e, "%s: --cap %zu keeps no traces (of %zu, its share of the group keys rounds to none): "
+			       "raise --cap, or --cap 0 for no cap", spec, f->o->cap, N);
 	if (f->n == 0)
 		return tr_fail(e, "%s: --cap %zu keeps no traces (of %zu over %d labels, each label's share rounds to "
 			       "nothing): raise --cap, or --cap 0 for no cap", spec, f->o->cap, N, f->K);
 	if (f->nca > 0)
 		return fold_check(f, spec, e);
 	if (f->o->oof) /* the fit / calibration split is blind to labels: only the number of groups counts */
-		return tr_fail(e, "%s: no calibration rows after oof's fit/calibration split (%zu traces%s, the "
+		return tr_fail(e, "%s: no calibration rows after oof's fit/calibration split (%zu trace%s%s, the "
 			       "calibration part takes %d%% of the group keys, rounded): give more traces%s", spec, f->n,
-			       capped ? " kept by --cap" : "", f->o->oof_cal ? f->o->oof_cal : TR_OOF_CAL,
+			       f->n == 1 ? "" : "s", capped ? " kept by --cap" : "", f->o->oof_cal ? f->o->oof_cal : TR_OOF_CAL,
 			       capped ? ", raise --cap or --cap 0" : "");
 	if (capped)
 		return tr_fail(e, "%s: no calibration rows after --cap %zu (kept %zu of %zu traces, every kept label "

@@ -127,10 +127,12 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 			      f->nca);
 	size_t total = f->ts->part[TR_PART_TRACES].n;
 	if (f->n < total) /* the cap keeps each label's share rounded to whole groups: the sum can pass the cap */
-		tr_buf_printf(&b, "- cap: %zu of %zu traces kept under --cap %zu; each teacher label keeps its share of the "
-				  "cap rounded to whole groups of identical inputs, so the total can differ from the cap by "
+		tr_buf_printf(&b, "- cap: %zu of %zu traces kept under --cap %zu; %s, so the total can differ from the cap by "
 				  "a few rows\n",
-			      f->n, total, f->o->cap);
+			      f->n, total, f->o->cap,
+			      f->o->oof ? "a random share of the group keys, blind to labels (the kept traces stay draws from "
+					  "the traffic), rounded to whole groups of identical inputs"
+					: "each teacher label keeps its share of the cap rounded to whole groups of identical inputs");
 	tr_buf_printf(&b, "- surrogate: %s on %s features, chosen", f->fam->name, f->o->dense ? "npy" : "tfidf");
 	for (int k = 0; k < f->grid.n_hp; k++)
 		tr_buf_printf(&b, " %s=%g", f->fam->hparams[k].name, s1->hp[k]);

@@ -84,7 +84,7 @@ fails 1 'stdin:1: "embedding" has the wrong dimension' "wrong embedding size" sh
 fails 1 'empty.jsonl:1: no traces' "empty traces" "$TRACER" fit "$FIX/bad/empty.jsonl" --out x1
 fails 1 'one teacher label only' "one label" "$TRACER" fit "$FIX/policy/one-label.jsonl" --out x2
 awk 'BEGIN { for (i = 0; i < 10000; i++) printf "{\"input\":\"text %d\",\"teacher\":\"label%d\"}\n", i, i }' >10k.jsonl
-fails 1 '10k.jsonl: oof: all 7000 fit-part rows fall in fold [0-9]+ of 5, so its model has no training rows \(labels with a single fit-part row all fall in one fold\): give more traces$' \
+fails 1 '10k.jsonl: oof: all 5600 fit-part rows fall in fold [0-9]+ of 5, so its model has no training rows \(labels with a single fit-part row all fall in one fold\): give more traces, raise --cap or --cap 0$' \
 	"10,000 labels of one trace each (oof, the default)" "$TRACER" fit 10k.jsonl --out x5
 fails 1 '10k.jsonl: no calibration rows after the split \(10000 traces, every label has fewer than 2\)' \
 	"10,000 labels of one trace each (holdout)" "$TRACER" fit 10k.jsonl --calibration holdout --out x5
