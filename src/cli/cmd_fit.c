@@ -27,7 +27,7 @@ const char cmd_fit_usage[] =
 	"  split by group key, blind to labels, into a fit part and a calibration part; out-of-fold\n"
 	"  probabilities on the fit part train the acceptor and make ltt-plan's plan, the surrogate is refitted\n"
 	"  on the fit part, and the gate tests this deployed policy on the calibration part, one row per group\n"
-	"  key (the first); rsb is not tried. Guarantee: ltt and ltt-plan prove P(agreement on handled <\n"
+	"  key (drawn at random, seeded); rsb is not tried. Guarantee: ltt and ltt-plan prove P(agreement on handled <\n"
 	"  target) <= delta for the deployed policy (before the OOD guard) when the calibration part's groups\n"
 	"  and the traffic are independent draws from one distribution. point and cp-holdout prove nothing\n"
 	"  (measured only). Each fold model trains on the fit part's other folds; labels with a single row in\n"

@@ -145,8 +145,8 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 			      f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, f->nva, f->nca, tr_crossfit_caveat);
 	else if (f->o->oof && rule->guarantee)
 		tr_buf_printf(&b, "- calibration: oof, %d folds (%zu fit rows, out-of-fold; %zu calibration rows tested, %zu "
-				  "left out as later rows of a group; validation macro-F1 is fold 0's).\n- guarantee (proven): "
-				  "%s.%s\n",
+				  "left out as the other rows of their group; validation macro-F1 is fold 0's).\n"
+				  "- guarantee (proven): %s.%s\n",
 			      f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, f->ntr, f->nca, f->ca_dropped, tr_oof_guarantee,
 			      p->ood ? " The OOD guard is on: it defers some of the handled inputs the gate tested, so "
 				       "agreement on what it leaves handled is measured, not proven." : "");
