@@ -177,7 +177,9 @@ struct tr_sparse_knn_scratch *tr_sparse_knn_scratch_new(const struct tr_sparse_k
 	s->acc = tr_calloc(n, sizeof *s->acc);
 	s->mark = tr_calloc(n, sizeof *s->mark);
 	s->done = tr_calloc(n, sizeof *s->done);
-	s->touched = tr_malloc(n * sizeof *s->touched);
+	/* one spare: the branch-free append writes touched[nt] before it knows whether the row is new, so
+	 * with every row touched a repeated row writes (and does not keep) touched[n] */
+	s->touched = tr_malloc((n + 1) * sizeof *s->touched);
 	s->heap_ub = tr_malloc(2 * kk * sizeof *s->heap_ub);
 	s->heap_row = tr_malloc(2 * kk * sizeof *s->heap_row);
 	if (!s->qd || !s->acc || !s->mark || !s->done || !s->touched || !s->heap_ub || !s->heap_row) {

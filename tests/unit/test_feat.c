@@ -324,6 +324,31 @@ static void test_sparse_knn(void)
 		tr_sparse_knn_free(ix);
 		tr_sparse_index_free(full);
 	}
+	/* every row touched, then one again: 20 rows, row i holds feature i + 1 (and row 0 also feature 21),
+	 * each in 5% of the rows (none common); a query with all 21 features touches row 0 twice */
+	{
+		struct tr_node all[20 * 2 + 1 + 1], q[22];
+		size_t m = 0;
+		for (int i = 0; i < 20; i++) {
+			all[m++] = (struct tr_node){i + 1, 1.0};
+			if (i == 0)
+				all[m++] = (struct tr_node){21, 1.0};
+			all[m++] = (struct tr_node){-1, 0};
+		}
+		for (int f = 0; f < 21; f++)
+			q[f] = (struct tr_node){f + 1, 1.0};
+		q[21] = (struct tr_node){-1, 0};
+		struct tr_sparse_knn *ix = NULL;
+		CHECK(tr_sparse_knn_new(all, m, 20, 21, &ix) == 0, "index of 20 rows");
+		struct tr_sparse_knn_scratch *s = ix ? tr_sparse_knn_scratch_new(ix, 3) : NULL;
+		uint32_t row[3];
+		double sim[3];
+		size_t h = s ? tr_sparse_knn_top(ix, q, 3, SIZE_MAX, s, row, sim) : 0;
+		CHECK(h == 3 && row[0] == 0 && sim[0] == 2.0 && row[1] == 1 && sim[1] == 1.0,
+		      "every row touched and one twice: row 0 first (2), then row 1 (1)");
+		tr_sparse_knn_scratch_free(s);
+		tr_sparse_knn_free(ix);
+	}
 	size_t nn;
 	struct tr_node *nodes = random_rows(r, 10, 20, 0, 1, 0, &nn);
 	struct tr_sparse_knn *bad = NULL;
