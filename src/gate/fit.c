@@ -145,10 +145,10 @@ static int oof_split(struct tr_fit *f, int *part, struct tr_err *e)
 	size_t *fi = tr_malloc((f->n ? f->n : 1) * sizeof *fi), *ci = tr_malloc((f->n ? f->n : 1) * sizeof *ci);
 	size_t nf = 0, nc = 0;
 	const char **cg = tr_malloc((f->n ? f->n : 1) * sizeof *cg);
-	unsigned char *first = tr_malloc(f->n ? f->n : 1);
+	unsigned char *pick = tr_malloc(f->n ? f->n : 1);
 	double fc[2] = {1 - cal / 100.0, cal / 100.0}, ff[16];
 	f->fold = tr_malloc((f->n ? f->n : 1) * sizeof *f->fold);
-	if (!fold || !group || !fi || !ci || !cg || !first || !f->fold) {
+	if (!fold || !group || !fi || !ci || !cg || !pick || !f->fold) {
 		tr_fail(e, "out of memory");
 		goto out;
 	}
@@ -172,13 +172,13 @@ static int oof_split(struct tr_fit *f, int *part, struct tr_err *e)
 		goto out;
 	for (size_t j = 0, i = 0; j < f->n; j++)
 		f->fold[j] = part[j] == 0 ? fold[i++] : -1;
-	if (tr_group_pick(nc, cg, f->o->seed ^ 0x165667b19e3779f9ull, first, e))
+	if (tr_group_pick(nc, cg, f->o->seed ^ 0x165667b19e3779f9ull, pick, e))
 		goto out;
 	for (size_t i = 0; i < nc; i++)
-		part[ci[i]] = first[i] ? 2 : 3;
+		part[ci[i]] = pick[i] ? 2 : 3;
 	rc = 0;
 out:
-	tr_free(fold), tr_free(group), tr_free(fi), tr_free(ci), tr_free(cg), tr_free(first);
+	tr_free(fold), tr_free(group), tr_free(fi), tr_free(ci), tr_free(cg), tr_free(pick);
 	return rc;
 }
 
