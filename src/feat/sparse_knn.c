@@ -258,6 +258,25 @@ static void heap_push(struct tr_sparse_knn_scratch *s, size_t *h, size_t k, doub
 	u[i] = ub, w[i] = r;
 }
 
+/* A new search's stamp for mark/done (when the stamps wrap, every row's is cleared first). */
+static uint32_t next_generation(const struct tr_sparse_knn *ix, struct tr_sparse_knn_scratch *s)
+{
+	if (++s->gen == 0) {
+		memset(s->mark, 0, ix->n * sizeof *s->mark);
+		memset(s->done, 0, ix->n * sizeof *s->done);
+		s->gen = 1;
+	}
+	return s->gen;
+}
+
+/* Zeroes the query's entries of the scattered query qd, ready for the next search. */
+static void unscatter(const struct tr_sparse_knn *ix, const struct tr_node *q, double *qd)
+{
+	for (const struct tr_node *p = q; p->index != -1; p++)
+		if (p->index > 0 && p->index <= ix->dim)
+			qd[p->index] = 0;
+}
+
 size_t tr_sparse_knn_top(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
 			 struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims)
 {
@@ -281,12 +300,7 @@ size_t tr_sparse_knn_top(const struct tr_sparse_knn *ix, const struct tr_node *q
 		s->evaluated += ix->n;
 		goto out;
 	}
-	if (++s->gen == 0) { /* the stamps wrapped: start them again */
-		memset(s->mark, 0, ix->n * sizeof *s->mark);
-		memset(s->done, 0, ix->n * sizeof *s->done);
-		s->gen = 1;
-	}
-	uint32_t gen = s->gen, *restrict mark = s->mark, *restrict touched = s->touched;
+	uint32_t gen = next_generation(ix, s), *restrict mark = s->mark, *restrict touched = s->touched;
 	double *restrict acc = s->acc; /* zero outside the rows touched, between searches */
 	const uint32_t *restrict prow = ix->prow;
 	const double *restrict pval = ix->pval;
@@ -341,9 +355,7 @@ size_t tr_sparse_knn_top(const struct tr_sparse_knn *ix, const struct tr_node *q
 	for (size_t i = 0; i < nt; i++)
 		acc[touched[i]] = 0;
 out:
-	for (const struct tr_node *p = q; p->index != -1; p++)
-		if (p->index > 0 && p->index <= ix->dim)
-			qd[p->index] = 0;
+	unscatter(ix, q, qd);
 	return t.have;
 }
 
@@ -355,12 +367,7 @@ size_t tr_sparse_knn_probe(const struct tr_sparse_knn *ix, const struct tr_node 
 	struct top t = {rows, sims, 0, (size_t)k};
 	size_t kk = (size_t)k < s->cap_k ? (size_t)k : s->cap_k, m = 2 * kk, h = 0, nt = 0;
 	size_t cut = (size_t)(TR_KNN_PROBE_SHARE * (double)ix->n) + 1;
-	if (++s->gen == 0) {
-		memset(s->mark, 0, ix->n * sizeof *s->mark);
-		memset(s->done, 0, ix->n * sizeof *s->done);
-		s->gen = 1;
-	}
-	uint32_t gen = s->gen;
+	uint32_t gen = next_generation(ix, s);
 	for (const struct tr_node *p = q; p->index != -1; p++) {
 		if (p->index <= 0 || p->index > ix->dim)
 			continue;
@@ -385,8 +392,6 @@ size_t tr_sparse_knn_probe(const struct tr_sparse_knn *ix, const struct tr_node 
 	for (size_t i = 0; i < h; i++)
 		top_offer(&t, s->heap_row[i], row_dot(ix, s->qd, s->heap_row[i]));
 	s->evaluated += h;
-	for (const struct tr_node *p = q; p->index != -1; p++)
-		if (p->index > 0 && p->index <= ix->dim)
-			s->qd[p->index] = 0;
+	unscatter(ix, q, s->qd);
 	return t.have;
 }
