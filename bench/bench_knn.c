@@ -4,6 +4,7 @@
  * core; other work on the machine does not count against it). Prints: set, training rows, test rows,
  * inputs/s.
  */
+#include <gsl/gsl_sort.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -17,12 +18,6 @@ static double cpu_now(void)
 	struct timespec t;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
 	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
@@ -66,7 +61,7 @@ int main(int argc, char **argv)
 		}
 		rate[k] = (double)te->n / (cpu_now() - t0);
 	}
-	qsort(rate, REPS, sizeof *rate, cmp_d);
+	gsl_sort(rate, 1, REPS);
 	printf("%s\t%zu\t%zu\t%.0f\n", set, tr->n, te->n, rate[REPS / 2]);
 	tr_family_knn.free(model);
 	tr_feats_free(&X), tr_feats_free(&T);

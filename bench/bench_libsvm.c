@@ -7,6 +7,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <gsl/gsl_sort.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,6 @@ static double cpu_now(void)
 	struct timespec t;
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
 	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
@@ -67,7 +62,7 @@ int main(int argc, char **argv)
 			return fprintf(stderr, "bench_libsvm: %s\n", e.msg), 1;
 		t[k] = cpu_now() - t0;
 	}
-	qsort(t, REPS, sizeof *t, cmp_d);
+	gsl_sort(t, 1, REPS);
 	tr_libsvm_kernel_predict = 1;
 	double t0 = cpu_now();
 	if (tr_surrogate_predict(s, &X, b, &e))
