@@ -118,6 +118,9 @@ int tr_cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((fo
 /* Parses a number strictly inside (lo, hi) / a non-negative whole number; 0 or -1. */
 int tr_cli_number(const char *s, double lo, double hi, double *out);
 int tr_cli_count(const char *s, unsigned long long *out);
+struct tr_fit_options;
+/* --calibration oof|holdout|crossfit into o (fit and scan): 0, or a usage error's exit code. */
+int tr_cli_calibration(const char *verb, const char *v, struct tr_fit_options *o);
 /*
  * Prints a verb's usage text, where {backends}, {rules} and {families} stand for the names in the
  * surrogate-family, gate-rule and policy-family tables.

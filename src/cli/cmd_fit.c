@@ -103,11 +103,9 @@ int cmd_fit(int argc, char **argv)
 			if (tr_split_parse(v, o.split) && tr_oof_split_parse(v, &o.oof_cal))
 				return tr_cli_usage_error("fit", "--split must be TRAIN/VAL/CAL percents summing to 100, got \"%s\"", v);
 		} else if (tr_args_is(&a, "--calibration")) {
-			if (strcmp(v, "crossfit") != 0 && strcmp(v, "holdout") != 0 && strcmp(v, "oof") != 0)
-				return tr_cli_usage_error("fit", "--calibration must be holdout, crossfit or oof, got \"%s\"", v);
+			if (tr_cli_calibration("fit", v, &o))
+				return TR_EXIT_USAGE;
 			cal_given = 1;
-			o.crossfit = strcmp(v, "crossfit") == 0;
-			o.oof = strcmp(v, "oof") == 0;
 		} else if (tr_args_is(&a, "--folds")) {
 			if (tr_cli_count(v, &u) || u < 2 || u > 16)
 				return tr_cli_usage_error("fit", "--folds must be 2 to 16, got \"%s\"", v);

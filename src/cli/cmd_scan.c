@@ -15,7 +15,7 @@
 
 const char cmd_scan_usage[] =
 	"usage: tracer scan TRACES|DATASET:TEACHER [--cap N] [--grid SPEC] [--backend {backends}] [--seed N]\n"
-	"           [--cv K] [--quiet]\n"
+	"           [--calibration oof|holdout|crossfit] [--cv K] [--quiet]\n"
 	"  A first read of a trace set in seconds: rows, labels and their counts, duplicated inputs (and those\n"
 	"  whose teacher answers differ), input lengths, the surrogate's agreement with the teacher on the\n"
 	"  held-out calibration rows (with --cv K also K-fold cross-validated, tf-idf and surrogate refitted\n"
@@ -23,6 +23,8 @@ const char cmd_scan_usage[] =
 	"  statistic it would deploy at the default targets. Cheaper than `fit`: one grid point (default C=10\n"
 	"  for liblinear, else the family's defaults), at most --cap traces (default 4000), no OOD guard; the\n"
 	"  estimates are the gate's own on that reduced fit (calibration rows only, no test traffic).\n"
+	"  --calibration as in `fit`, with its default (oof: the fit part's out-of-fold probabilities, the\n"
+	"  deployed policy tested on the calibration part; 6 trainings instead of holdout's one).\n"
 	"  Progress on stderr (phase, counts, elapsed time; redrawn in place on a terminal); --quiet silences it.\n";
 
 static int cmp_size(const void *a, const void *b)
@@ -197,14 +199,14 @@ static int cv_agreement(const struct tr_traceset *ts, const struct tr_fit_option
 int cmd_scan(int argc, char **argv)
 {
 	struct tr_fit_options o = {.backend = "liblinear", .rule = &tr_rule_ltt, .target = 0.95, .delta = 0.10,
-				   .cap = 4000, .ood = 0};
+				   .cap = 4000, .ood = 0, .oof = 1};
 	static const double defaults[] = TR_DEFAULT_TARGETS;
 	o.n_targets = (int)(sizeof defaults / sizeof *defaults);
 	memcpy(o.targets, defaults, sizeof defaults);
 	const char *set = NULL;
 	unsigned long long u;
 	int folds = 0, quiet = 0;
-	struct tr_args a = {.verb = "scan", .spec = "--cap= --seed= --cv= --grid= --backend= --quiet", .pos = (const char **[]){&set}, .n_pos = 1};
+	struct tr_args a = {.verb = "scan", .spec = "--cap= --seed= --cv= --grid= --backend= --calibration= --quiet", .pos = (const char **[]){&set}, .n_pos = 1};
 	int k;
 	while ((k = tr_args_next(&a, argc, argv)) == TR_ARG_OPT) {
 		const char *v = a.val;
@@ -220,6 +222,9 @@ int cmd_scan(int argc, char **argv)
 			if (tr_cli_count(v, &u) || u < 2 || u > SCAN_MAX_FOLDS)
 				return tr_cli_usage_error("scan", "--cv takes 2 to %d folds, got \"%s\"", SCAN_MAX_FOLDS, v);
 			folds = (int)u;
+		} else if (tr_args_is(&a, "--calibration")) {
+			if (tr_cli_calibration("scan", v, &o))
+				return TR_EXIT_USAGE;
 		} else if (tr_args_is(&a, "--grid"))
 			o.grid = v;
 		else if (tr_args_is(&a, "--backend"))
@@ -266,8 +271,14 @@ int cmd_scan(int argc, char **argv)
 		size_t k = 0;
 		for (size_t i = 0; g && g->v.agree && i < fi.calibration; i++)
 			k += (size_t)g->v.agree[i];
-		printf("surrogate          %s, %zu train / %zu validation / %zu calibration rows; validation macro-F1 %.4f\n",
-		       fi.backend->name, fi.train, fi.validation, fi.calibration, fi.val_f1);
+		if (o.oof)
+			printf("surrogate          %s, calibration oof: %zu fit-part rows (out of fold, %d folds) / %zu calibration "
+			       "rows tested; fold 0's macro-F1 %.4f\n",
+			       fi.backend->name, fi.train, o.folds ? o.folds : TR_CROSSFIT_FOLDS, fi.calibration, fi.val_f1);
+		else
+			printf("surrogate          %s, calibration %s: %zu train / %zu validation / %zu calibration rows; "
+			       "validation macro-F1 %.4f\n",
+			       fi.backend->name, tr_calibration_name(&o), fi.train, fi.validation, fi.calibration, fi.val_f1);
 		if (g && g->v.agree && fi.calibration)
 			printf("agreement          %.4f with the teacher on the %zu held-out calibration rows (%zu agree)\n",
 			       (double)k / (double)fi.calibration, fi.calibration, k);
@@ -276,7 +287,9 @@ int cmd_scan(int argc, char **argv)
 		const struct tr_rule *rule = tr_rule_at(ri);
 		if ((rc = tr_fit_gate(f, rule, &e)))
 			break;
-		printf("\ngate %s (%s)\n", rule->name, rule->guarantee ? rule->guarantee : "measured only, no guarantee");
+		const char *g = tr_fit_guarantee(&o, rule);
+		printf("\ngate %s (%s%s)\n", rule->name, o.crossfit ? "no formal guarantee: " : "",
+		       g ? g : "measured only, no guarantee");
 		printf("  target  coverage  family  %-12s\n", rule->stat);
 		for (int t = 0; t < o.n_targets; t++) {
 			int best = tr_fit_best(f, t);

@@ -163,6 +163,15 @@ int tr_cli_count(const char *s, unsigned long long *out)
 	return *end ? -1 : 0;
 }
 
+int tr_cli_calibration(const char *verb, const char *v, struct tr_fit_options *o)
+{
+	if (strcmp(v, "crossfit") != 0 && strcmp(v, "holdout") != 0 && strcmp(v, "oof") != 0)
+		return tr_cli_usage_error(verb, "--calibration must be holdout, crossfit or oof, got \"%s\"", v);
+	o->crossfit = strcmp(v, "crossfit") == 0;
+	o->oof = strcmp(v, "oof") == 0;
+	return 0;
+}
+
 int tr_cli_output(const char *path, const char *buf, size_t len, struct tr_err *e)
 {
 	if (!path || strcmp(path, "-") == 0) {

@@ -49,6 +49,13 @@ const char *tr_calibration_name(const struct tr_fit_options *o)
 	return o->oof ? "oof" : o->crossfit ? "crossfit" : "holdout";
 }
 
+const char *tr_fit_guarantee(const struct tr_fit_options *o, const struct tr_rule *rule)
+{
+	if (o->crossfit)
+		return tr_crossfit_caveat;
+	return rule->guarantee && o->oof ? tr_oof_guarantee : rule->guarantee;
+}
+
 int tr_oof_split_parse(const char *text, int *cal)
 {
 	int a, b, used = 0;

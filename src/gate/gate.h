@@ -300,6 +300,11 @@ extern const char tr_crossfit_caveat[];
 extern const char tr_oof_guarantee[];
 /* "holdout", "crossfit" or "oof": the calibration mode of o, as manifests, cells and report.md name it. */
 const char *tr_calibration_name(const struct tr_fit_options *o);
+/*
+ * What rule promises under o's calibration: rule->guarantee (holdout), tr_oof_guarantee (oof, rules with a
+ * guarantee) or tr_crossfit_caveat (crossfit: why there is none); NULL for rules that promise nothing.
+ */
+const char *tr_fit_guarantee(const struct tr_fit_options *o, const struct tr_rule *rule);
 
 /* ---- one fit, step by step (fit.c): what tr_policy_fit and the experiment cells share ---- */
 

@@ -330,14 +330,12 @@ static json_t *manifest_json(const struct tr_fit *f, const char *spec, int ti, c
 			json_object_set_new(m, "folds", json_integer(o->folds ? o->folds : TR_CROSSFIT_FOLDS));
 			json_object_set_new(m, "oof_split_percent", json_pack("[i, i]", 100 - cal, cal));
 			json_object_set_new(m, "calibration_dropped", json_integer((json_int_t)f->ca_dropped));
-			json_object_set_new(m, "guarantee", o->rule->guarantee ? json_string(tr_oof_guarantee) : json_null());
-		} else if (o->crossfit) {
+		} else if (o->crossfit)
 			json_object_set_new(m, "folds", json_integer(o->folds ? o->folds : TR_CROSSFIT_FOLDS));
-			json_object_set_new(m, "guarantee", json_string(tr_crossfit_caveat));
-		} else {
+		else
 			json_object_set_new(m, "split_percent", json_pack("[i, i, i]", pc[0], pc[1], pc[2]));
-			json_object_set_new(m, "guarantee", o->rule->guarantee ? json_string(o->rule->guarantee) : json_null());
-		}
+		const char *g = tr_fit_guarantee(o, o->rule);
+		json_object_set_new(m, "guarantee", g ? json_string(g) : json_null());
 	}
 	return m;
 }

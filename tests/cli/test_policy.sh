@@ -3,10 +3,12 @@
 
 json_num() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2"; }
 
-# Banking77, gold teacher, liblinear + tf-idf, ltt: deploys at 0.90 and 0.95 with coverage > 50% and
-# agreement on the test handled rows >= target - 0.01.
+# Banking77, gold teacher, liblinear + tf-idf, the default calibration (oof) and rule (ltt-plan): deploys
+# at 0.90 and 0.95 with coverage > 50% and agreement on the test handled rows >= target - 0.01. 4,000 of
+# the 10,003 traces (--cap): the default 8,000 costs 2.4 times the CPU (45 s against 19 s a fit) for the
+# same checks (test coverage at 0.95: 0.80 against 0.69).
 for a in 0.90 0.95; do
-	ok "fit banking77:gold at $a" "$TRACER" fit banking77:gold --grid C=10 --target $a --out "b77-$a"
+	ok "fit banking77:gold at $a" "$TRACER" fit banking77:gold --grid C=10 --cap 4000 --target $a --out "b77-$a"
 	has '^\*\*Deployed: ' "banking77 deploys at $a"
 	ok "eval at $a" "$TRACER" eval "b77-$a" banking77:gold --json
 	cp out "eval-$a.json"

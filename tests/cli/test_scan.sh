@@ -14,6 +14,15 @@ for r in point cp-holdout ltt; do
 done
 check "seven default targets per rule" [ "$(grep -c -E '^  0\.(80|85|90|95|97|98|99) ' out)" -eq $((7 * $(grep -c '^gate ' out))) ]
 check "progress on stderr" grep -q '^scan: done in ' err
+# The calibration is fit's (default oof), and each rule's promise is the one fit would record.
+has "^surrogate          liblinear, calibration oof: [0-9]+ fit-part rows \(out of fold, 5 folds\) / [0-9]+ calibration rows tested" "oof by default, as fit"
+has "^gate ltt-plan \(P\(agreement on handled traffic < α\) <= δ for the deployed policy" "ltt-plan states oof's promise"
+ok "scan under holdout" "$TRACER" scan "$T" --calibration holdout
+has "^surrogate          liblinear, calibration holdout: [0-9]+ train / [0-9]+ validation / [0-9]+ calibration rows" "holdout's three parts"
+check "holdout's ltt-plan promise says the split is stratified" grep -q "^gate ltt-plan (.*the split is stratified by label" out
+ok "scan under crossfit" "$TRACER" scan "$T" --calibration crossfit
+has "^gate ltt-plan \(no formal guarantee: the gate tests the out-of-fold models" "crossfit promises nothing"
+fails 2 "--calibration must be holdout, crossfit or oof" "a bad calibration" "$TRACER" scan "$T" --calibration magic
 # duplicates: the same input twice with another teacher answer, once more with the same
 { cat "$T"; printf '%s\n' '{"id":"d1","input":"where is my parcel now","teacher":"shipping"}' \
 	'{"id":"d2","input":"where is my parcel now","teacher":"shipping"}' '{"id":"d3","input":"where is my parcel now","teacher":"refund"}'; } >dup.jsonl
