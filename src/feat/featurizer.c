@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+/* the packaged xxHash, its functions inlined (its documented XXH_INLINE_ALL mode: the same hashes, no call per n-gram) */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 struct tr_featurizer {
