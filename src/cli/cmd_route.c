@@ -4,7 +4,6 @@
  * read, so a caller can hold a pipe open and wait for each answer. A bad line yields an error record in
  * its place and routing goes on (--on-error stop: the first bad line ends the run).
  */
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +12,6 @@
 #include "route_io.h"
 
 #define ROUTE_BATCH_MAX 65536
-#define ROUTE_MMAP_THRESHOLD (64 << 20)
 
 const char cmd_route_usage[] =
 	"usage: tracer route DIR [--batch N] [--on-error continue|stop] [--fallback-field NAME] [--audit-rate R]\n"
@@ -155,13 +153,7 @@ int cmd_route(int argc, char **argv)
 			g.rate = mon.audit_rate;
 		g.seed = mon.audit_seed;
 	}
-	/*
-	 * Each batch allocates and frees the same few buffers (feature rows: about 0.3-1 MB for 256 inputs);
-	 * under main's fixed 256 KB mmap threshold every batch mapped, faulted in and unmapped them again
-	 * (half of route's system time). Routing holds no large transient memory: keep them in the heap.
-	 */
-	mallopt(M_MMAP_THRESHOLD, ROUTE_MMAP_THRESHOLD);
-	mallopt(M_TRIM_THRESHOLD, ROUTE_MMAP_THRESHOLD);
+	tr_cli_steady_heap();
 	struct batch b;
 	int rc = batch_init(&b, p, (size_t)batch) ? tr_fail(&e, "out of memory") : 0;
 	char *line = NULL, first[sizeof e.msg] = "";
