@@ -80,6 +80,8 @@ struct tr_policy;
 struct tr_traceset;
 int tr_cli_policy_check(const char *dir, struct tr_err *e);
 int tr_cli_policy_load(const char *dir, struct tr_policy **p, struct tr_err *e);
+/* For the routing verbs: per-batch and per-request buffers stay in the heap (main.c says why). */
+void tr_cli_steady_heap(void);
 
 /*
  * Misuse of a policy on traffic (traffic.c), checked by eval and audit on the rows r of ts they judge:

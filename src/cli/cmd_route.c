@@ -153,6 +153,7 @@ int cmd_route(int argc, char **argv)
 			g.rate = mon.audit_rate;
 		g.seed = mon.audit_seed;
 	}
+	tr_cli_steady_heap();
 	struct batch b;
 	int rc = batch_init(&b, p, (size_t)batch) ? tr_fail(&e, "out of memory") : 0;
 	char *line = NULL, first[sizeof e.msg] = "";

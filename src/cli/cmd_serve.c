@@ -346,6 +346,7 @@ int cmd_serve(int argc, char **argv)
 		return tr_cli_usage_error("serve", "bad --listen \"%s\" (an IPv4 address and a port, e.g. 127.0.0.1:8080)", listen);
 	if ((ntohl(addr.sin_addr.s_addr) >> 24) != 127 && !remote)
 		return tr_cli_usage_error("serve", "--listen %s is not a loopback address; add --allow-remote to serve it", listen);
+	tr_cli_steady_heap();
 	if (!threads) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		threads = n > 0 ? (unsigned long long)n : 1;

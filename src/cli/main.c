@@ -218,6 +218,20 @@ static void blas_one_thread(char **argv)
  */
 #define MMAP_THRESHOLD (256 * 1024)
 
+/*
+ * Routing (route, serve) allocates and frees the same buffers for every batch or request: feature rows
+ * (about 0.3-1 MB for 256 inputs) and the OOD search's scratch (about 0.2 MB on Banking77). Under the
+ * fixed threshold above each was mapped, faulted in and unmapped again, or the heap top trimmed after
+ * it: most of their system time. They hold no large transient memory, so these keep it in the heap.
+ */
+#define STEADY_THRESHOLD (64 << 20)
+
+void tr_cli_steady_heap(void)
+{
+	mallopt(M_MMAP_THRESHOLD, STEADY_THRESHOLD);
+	mallopt(M_TRIM_THRESHOLD, STEADY_THRESHOLD);
+}
+
 int main(int argc, char **argv)
 {
 	blas_one_thread(argv);

@@ -41,17 +41,16 @@ char *tr_json_dumps(const json_t *j, size_t flags)
 	if (!s)
 		return NULL;
 	struct tr_buf b = {0};
-	int bad = 0, in_str = 0;
+	int bad = 0;
 	const char *p = s;
 	while (*p && !bad) {
-		if (in_str) { /* copy a string's characters, escapes whole */
-			size_t k = *p == '\\' && p[1] ? 2 : 1;
-			in_str = *p != '"';
-			bad = tr_buf_add(&b, p, k);
-			p += k;
-		} else if (*p == '"') {
-			in_str = 1;
-			bad = tr_buf_add(&b, p++, 1);
+		if (*p == '"') { /* a string, copied whole (an escaped quote does not end it) */
+			const char *q = p + 1;
+			while (*q && *q != '"')
+				q += *q == '\\' && q[1] ? 2 : 1;
+			q += *q == '"';
+			bad = tr_buf_add(&b, p, (size_t)(q - p));
+			p = q;
 		} else if (*p == '-' || (*p >= '0' && *p <= '9')) {
 			size_t k = strspn(p, "+-0123456789.eE");
 			if (memchr(p, '.', k) || memchr(p, 'e', k) || memchr(p, 'E', k)) { /* a real */
@@ -62,8 +61,10 @@ char *tr_json_dumps(const json_t *j, size_t flags)
 				bad = tr_buf_add(&b, p, k);
 			}
 			p += k;
-		} else {
-			bad = tr_buf_add(&b, p++, 1);
+		} else { /* punctuation and literals, up to the next string or number */
+			size_t k = strcspn(p, "\"-0123456789");
+			bad = tr_buf_add(&b, p, k);
+			p += k;
 		}
 	}
 	free(s);

@@ -103,6 +103,16 @@ void tr_sparse_index_free(struct tr_sparse_index *ix);
  */
 struct tr_sparse_knn;
 struct tr_sparse_knn_scratch;
+/*
+ * A caller's stop rule: enough(sims, k, arg) is asked whenever a search's list of k rows improves (sims
+ * ranked, k entries); when it answers 1 the search ends there. It must hold for any list ranked no
+ * lower, rank by rank, than one it accepted (the OOD guard's "near": a mean distance within the limit),
+ * so stopping never changes a verdict the true top k would give.
+ */
+struct tr_knn_stop {
+	int (*enough)(const double *sims, size_t k, void *arg);
+	void *arg;
+};
 int tr_sparse_knn_new(const struct tr_node *nodes, size_t n_nodes, size_t n_rows, int dim, struct tr_sparse_knn **out);
 void tr_sparse_knn_free(struct tr_sparse_knn *ix);
 size_t tr_sparse_knn_rows(const struct tr_sparse_knn *ix);
@@ -113,14 +123,24 @@ size_t tr_sparse_knn_scratch_evaluated(const struct tr_sparse_knn_scratch *s);
 size_t tr_sparse_knn_top(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
 			 struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims);
 /*
+ * tr_sparse_knn_top that ends as soon as `stop` (NULL: never) accepts the k rows found so far: then
+ * *stopped (may be NULL) is 1 and the rows are real rows with their full-scan similarities, each no
+ * more similar than the true row of its rank; else *stopped is 0 and the result is tr_sparse_knn_top's.
+ */
+size_t tr_sparse_knn_top_until(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
+			       const struct tr_knn_stop *stop, struct tr_sparse_knn_scratch *s, uint32_t *rows,
+			       double *sims, int *stopped);
+/*
  * A cheap first look: up to k rows among those sharing the query's rarest features (the best 2k by
- * those features alone), with their exact similarities (the bits of a full scan), ranked as
+ * those features alone, computed in the order of those partial sums, and no further once `stop`, which
+ * may be NULL, accepts k of them), with their exact similarities (the bits of a full scan), ranked as
  * tr_sparse_knn_top ranks. Not the top k in general, but the j-th of them is never more similar than the
  * true j-th nearest row: a caller that only needs to know the neighbours are at least this close (the OOD
  * guard's "near" verdict) can stop here.
  */
 size_t tr_sparse_knn_probe(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
-			   struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims);
+			   const struct tr_knn_stop *stop, struct tr_sparse_knn_scratch *s, uint32_t *rows,
+			   double *sims);
 
 /*
  * Nodes in model and index files, field by field: a 4-byte index then an 8-byte value, 12 bytes a node

@@ -15,7 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+/* the packaged xxHash, its functions inlined (its documented XXH_INLINE_ALL mode: the same hashes, no call per n-gram) */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
+
+/* sublinear term frequencies 1 + ln tf kept for tf below this (the same log() values, computed once) */
+#define TF_TABLE 64
 
 struct tr_featurizer {
 	enum tr_feat_kind kind;
@@ -24,7 +29,20 @@ struct tr_featurizer {
 	int *map;	 /* bucket -> feature (1..dim) or 0; 2^bits entries (tf-idf) */
 	double *idf;	 /* feature -> idf, dim + 1 entries (tf-idf) */
 	size_t n_docs;	 /* training texts the IDF was fitted on */
+	double tf[TF_TABLE]; /* tf[c] = 1 + ln c for c >= 2 (tf-idf) */
 };
+
+static void tf_table(struct tr_featurizer *f)
+{
+	for (int c = 2; c < TF_TABLE; c++)
+		f->tf[c] = 1.0 + log((double)c);
+}
+
+/* The sublinear weight of a term seen c times: 1 + ln c (1 when c = 1). */
+static double tf_weight(const struct tr_featurizer *f, size_t c)
+{
+	return c == 1 ? 1.0 : c < TF_TABLE ? f->tf[c] : 1.0 + log((double)c);
+}
 
 /* ---- feature rows ---- */
 
@@ -257,6 +275,7 @@ int tr_feat_fit_tfidf(const struct tr_trace *rows, const size_t *idx, size_t n,
 	f->kind = TR_FEAT_TFIDF;
 	f->p = *p;
 	f->n_docs = n;
+	tf_table(f);
 	for (size_t i = 0; i < n; i++) {
 		if (trace_grams(&g, &rows[idx[i]], p))
 			goto oom;
@@ -363,7 +382,7 @@ int tr_feat_transform_text(const struct tr_featurizer *f, const struct tr_trace 
 			while (j < g.n && g.b[j] == g.b[k])
 				j++;
 			int feat = (int)g.b[k];
-			double v = (j - k == 1 ? 1.0 : 1.0 + log((double)(j - k))) * f->idf[feat];
+			double v = tf_weight(f, j - k) * f->idf[feat];
 			row[m++] = (struct tr_node){feat, v};
 			norm += v * v;
 			k = j;
@@ -464,6 +483,7 @@ int tr_featurizer_load(const char *what, const char *text, struct tr_featurizer 
 	}
 	f->kind = TR_FEAT_TFIDF;
 	f->p = (struct tr_tfidf_params){bits, seed, min_df};
+	tf_table(f);
 	f->dim = dim;
 	f->n_docs = n_docs;
 	f->idf[0] = 0;

@@ -206,16 +206,24 @@ static int ranks_before(double s, uint32_t r, double ts, uint32_t tr)
 	return s > ts || (s == ts && r < tr);
 }
 
-static void top_offer(struct top *t, uint32_t r, double s)
+/* Offers row r; 1 when it entered the list. */
+static int top_offer(struct top *t, uint32_t r, double s)
 {
 	if (t->have == t->k && !ranks_before(s, r, t->sim[t->k - 1], t->row[t->k - 1]))
-		return;
+		return 0;
 	size_t pos = t->have < t->k ? t->have++ : t->k - 1;
 	while (pos > 0 && ranks_before(s, r, t->sim[pos - 1], t->row[pos - 1])) {
 		t->sim[pos] = t->sim[pos - 1], t->row[pos] = t->row[pos - 1];
 		pos--;
 	}
 	t->sim[pos] = s, t->row[pos] = r;
+	return 1;
+}
+
+/* Offers row r and says whether the caller's stop rule is now met by a full list. */
+static int offer_until(struct top *t, uint32_t r, double s, const struct tr_knn_stop *stop)
+{
+	return top_offer(t, r, s) && stop && t->have == t->k && stop->enough(t->sim, t->k, stop->arg);
 }
 
 /* The full dot product of the scattered query with row r, in ascending feature order. */
@@ -280,6 +288,16 @@ static void unscatter(const struct tr_sparse_knn *ix, const struct tr_node *q, d
 size_t tr_sparse_knn_top(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
 			 struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims)
 {
+	return tr_sparse_knn_top_until(ix, q, k, skip, NULL, s, rows, sims, NULL);
+}
+
+size_t tr_sparse_knn_top_until(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
+			       const struct tr_knn_stop *stop, struct tr_sparse_knn_scratch *s, uint32_t *rows,
+			       double *sims, int *stopped)
+{
+	int early = 0;
+	if (stopped)
+		*stopped = 0;
 	if (k < 1 || ix->n == 0)
 		return 0;
 	struct top t = {rows, sims, 0, (size_t)k};
@@ -294,10 +312,11 @@ size_t tr_sparse_knn_top(const struct tr_sparse_knn *ix, const struct tr_node *q
 				qc2 += p->value * p->value;
 		}
 	if (!nonneg) { /* no bound holds: every row in full */
-		for (uint32_t r = 0; r < ix->n; r++)
-			if (r != skip)
-				top_offer(&t, r, row_dot(ix, qd, r));
-		s->evaluated += ix->n;
+		for (uint32_t r = 0; r < ix->n && !early; r++)
+			if (r != skip) {
+				s->evaluated++;
+				early = offer_until(&t, r, row_dot(ix, qd, r), stop);
+			}
 		goto out;
 	}
 	uint32_t gen = next_generation(ix, s), *restrict mark = s->mark, *restrict touched = s->touched;
@@ -327,40 +346,43 @@ size_t tr_sparse_knn_top(const struct tr_sparse_knn *ix, const struct tr_node *q
 		if (r != skip)
 			heap_push(s, &h, kk, acc[r] + qc * ix->rn[r], r);
 	}
-	for (size_t i = 0; i < h; i++) {
+	for (size_t i = 0; i < h && !early; i++) {
 		uint32_t r = s->heap_row[i];
 		s->done[r] = gen;
-		top_offer(&t, r, row_dot(ix, qd, r));
+		s->evaluated++;
+		early = offer_until(&t, r, row_dot(ix, qd, r), stop);
 	}
-	s->evaluated += h;
-	for (size_t i = 0; i < nt; i++) {
+	for (size_t i = 0; i < nt && !early; i++) {
 		uint32_t r = s->touched[i];
 		if (r == skip || s->done[r] == gen)
 			continue;
 		if (t.have == t.k && acc[r] + qc * ix->rn[r] < t.sim[t.k - 1] - slack)
 			continue;
 		s->evaluated++;
-		top_offer(&t, r, row_dot(ix, qd, r));
+		early = offer_until(&t, r, row_dot(ix, qd, r), stop);
 	}
 	/* untouched rows: their dot product is the common part alone, at most qc * rn */
-	for (size_t i = 0; i < ix->n; i++) {
+	for (size_t i = 0; i < ix->n && !early; i++) {
 		uint32_t r = ix->by_rn[i];
 		if (t.have == t.k && qc * ix->rn[r] < t.sim[t.k - 1] - slack)
 			break;
 		if (r == skip || s->mark[r] == gen)
 			continue;
 		s->evaluated++;
-		top_offer(&t, r, row_dot(ix, qd, r));
+		early = offer_until(&t, r, row_dot(ix, qd, r), stop);
 	}
 	for (size_t i = 0; i < nt; i++)
 		acc[touched[i]] = 0;
 out:
 	unscatter(ix, q, qd);
+	if (stopped)
+		*stopped = early;
 	return t.have;
 }
 
 size_t tr_sparse_knn_probe(const struct tr_sparse_knn *ix, const struct tr_node *q, int k, size_t skip,
-			   struct tr_sparse_knn_scratch *s, uint32_t *rows, double *sims)
+			   const struct tr_knn_stop *stop, struct tr_sparse_knn_scratch *s, uint32_t *rows,
+			   double *sims)
 {
 	if (k < 1 || ix->n == 0)
 		return 0;
@@ -389,9 +411,22 @@ size_t tr_sparse_knn_probe(const struct tr_sparse_knn *ix, const struct tr_node 
 			heap_push(s, &h, m, s->acc[r], r);
 		s->acc[r] = 0;
 	}
-	for (size_t i = 0; i < h; i++)
-		top_offer(&t, s->heap_row[i], row_dot(ix, s->qd, s->heap_row[i]));
-	s->evaluated += h;
+	/* the candidates by their partial sums, largest first (then row), so a stop rule is met early */
+	double *u = s->heap_ub;
+	uint32_t *w = s->heap_row;
+	for (size_t i = 1; i < h; i++) {
+		double ub = u[i];
+		uint32_t r = w[i];
+		size_t j = i;
+		for (; j > 0 && ranks_before(ub, r, u[j - 1], w[j - 1]); j--)
+			u[j] = u[j - 1], w[j] = w[j - 1];
+		u[j] = ub, w[j] = r;
+	}
+	int early = 0;
+	for (size_t i = 0; i < h && !early; i++) {
+		s->evaluated++;
+		early = offer_until(&t, w[i], row_dot(ix, s->qd, w[i]), stop);
+	}
 	unscatter(ix, q, s->qd);
 	return t.have;
 }

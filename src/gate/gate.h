@@ -185,9 +185,10 @@ int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int
 		     struct tr_err *e);
 /*
  * For routing, the same verdicts for less work: dist[i] for the rows with need[i] != 0 (NAN for the
- * others) is either the distance tr_ood_distances gives or, when a few training rows sharing the row's
- * rarest features already put it within the limit of label[i], an upper bound of that distance that is
- * within the limit. So tr_ood_far(o, label[i], dist[i]) is exactly what it is with tr_ood_distances.
+ * others) is either the distance tr_ood_distances gives or, when some training rows found on the way
+ * (a few sharing the row's rarest features, or the exact search's first) already put it within the
+ * limit of label[i], an upper bound of that distance that is within the limit. So tr_ood_far(o,
+ * label[i], dist[i]) is exactly what it is with tr_ood_distances.
  */
 int tr_ood_check(const struct tr_ood *o, const struct tr_feats *X, const int *need, const int *label, double *dist,
 		 struct tr_err *e);

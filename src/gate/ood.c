@@ -200,6 +200,18 @@ int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int
 	return 0;
 }
 
+/* The stop rule of the routing check: the k rows found put the input within its label's limit. */
+struct near_rule {
+	const struct tr_ood *o;
+	int label;
+};
+
+static int near_enough(const double *sims, size_t k, void *arg)
+{
+	const struct near_rule *n = arg;
+	return !tr_ood_far(n->o, n->label, mean_distance(sims, k));
+}
+
 int tr_ood_check(const struct tr_ood *o, const struct tr_feats *X, const int *need, const int *label, double *dist,
 		 struct tr_err *e)
 {
@@ -215,19 +227,23 @@ int tr_ood_check(const struct tr_ood *o, const struct tr_feats *X, const int *ne
 		if (need && !need[i])
 			continue;
 		/*
-		 * Rank by rank, these k rows are no nearer than the k nearest, so their mean distance (summed in
-		 * the same order) bounds the true one from above: within the limit, the verdict is "near".
+		 * Rank by rank, any k rows found are no nearer than the k nearest, so their mean distance (summed
+		 * in the same order) bounds the true one from above: within the limit, the verdict is "near" and
+		 * the search can end. First the probe's few rows, then the exact search, which ends there too.
 		 */
+		struct near_rule rule = {o, label[i]};
+		struct tr_knn_stop stop = {near_enough, &rule};
 		uint32_t row[TR_OOD_K];
 		double top[TR_OOD_K];
-		if (tr_sparse_knn_probe(o->ix, X->rows[i], TR_OOD_K, SIZE_MAX, sk, row, top) == TR_OOD_K) {
+		if (tr_sparse_knn_probe(o->ix, X->rows[i], TR_OOD_K, SIZE_MAX, &stop, sk, row, top) == TR_OOD_K) {
 			double d = mean_distance(top, TR_OOD_K);
 			if (!tr_ood_far(o, label[i], d)) {
 				dist[i] = d;
 				continue;
 			}
 		}
-		dist[i] = sparse_distance(o, X->rows[i], SIZE_MAX, sk);
+		dist[i] = mean_distance(top, tr_sparse_knn_top_until(o->ix, X->rows[i], TR_OOD_K, SIZE_MAX, &stop, sk, row,
+								     top, NULL));
 	}
 	tr_sparse_knn_scratch_free(sk);
 	return 0;

@@ -113,6 +113,14 @@ static void test_json_reals(void)
 	CHECK(s && strcmp(s, "{\"target\":0.95,\"third\":0.3333333333333333,\"one\":1.0,\"tiny\":1e-300,\"n\":8000,"
 			     "\"text\":\"0.94999999999999996 \\\"1.0\\\"\",\"a\":[-2.5e+20],\"inf\":null,\"nan\":null}") == 0,
 	      "%s", s ? s : "(null)");
+	free(s);
+	/* strings are copied whole: an escaped backslash before the closing quote, numbers inside */
+	json_t *t = json_pack("{s:s,s:s,s:f}", "path", "C:\\d\\", "n", "-1.50 \\\"2.0", "x", 0.5);
+	s = tr_json_dumps(t, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	CHECK(s && strcmp(s, "{\"path\":\"C:\\\\d\\\\\",\"n\":\"-1.50 \\\\\\\"2.0\",\"x\":0.5}") == 0, "%s", s ? s : "(null)");
+	free(s);
+	json_decref(t);
+	s = tr_json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_t *back = s ? json_loads(s, 0, NULL) : NULL;
 	CHECK(back && json_is_real(json_object_get(back, "one")), "1.0 reads back as a real");
 	CHECK(back && json_real_value(json_object_get(back, "third")) == 1.0 / 3, "1/3 round-trips");

@@ -249,6 +249,12 @@ static size_t brute_top(const double *dots, size_t n, size_t k, size_t skip, uin
 	return have;
 }
 
+/* A stop rule for the tests: the k-th similarity found reaches *arg (monotone, as the rule must be). */
+static int kth_reaches(const double *sims, size_t k, void *arg)
+{
+	return sims[k - 1] >= *(const double *)arg;
+}
+
 /* The pruned top-k search against a full scan of the inverted index: same rows, same similarity bits. */
 static void test_sparse_knn(void)
 {
@@ -273,6 +279,7 @@ static void test_sparse_knn(void)
 		CHECK(tr_sparse_index_packed(nodes, nn, cases[c].n, dim, &full) == 0, "case %zu: full index", c);
 		double *dots = malloc(cases[c].n * sizeof *dots);
 		int bad_rows = 0, bad_bits = 0, bad_count = 0, searches = 0, bad_probe = 0, probes = 0;
+		int bad_stop = 0, stops = 0, full_runs = 0;
 		for (size_t kk = 0; kk < sizeof ks / sizeof *ks; kk++) {
 			int k = ks[kk];
 			struct tr_sparse_knn_scratch *s = tr_sparse_knn_scratch_new(ix, k);
@@ -292,8 +299,30 @@ static void test_sparse_knn(void)
 				tr_sparse_index_dots(full, qq, dots);
 				size_t hb = brute_top(dots, cases[c].n, (size_t)k, self, brow, bsim);
 				/* a probe's j-th row is a real row with its full-scan similarity, never above the true j-th */
-				size_t hp = tr_sparse_knn_probe(ix, qq, k, self, s, row, sim);
+				size_t hp = tr_sparse_knn_probe(ix, qq, k, self, NULL, s, row, sim);
 				probes += hp > 0;
+				for (size_t t = 0; t < hp; t++)
+					bad_probe += row[t] == self || memcmp(&sim[t], &dots[row[t]], sizeof sim[t]) != 0 ||
+						     t >= hb || sim[t] > bsim[t] || (t > 0 && sim[t] > sim[t - 1]);
+				/* with a stop rule: the full search's result, or k real rows no higher, rank by rank, that
+				 * meet the rule (a level above the true k-th similarity for every third query: never met) */
+				double level = hb == (size_t)k ? bsim[k - 1] * (i % 3 == 0 ? 2.0 : 0.7) : INFINITY;
+				struct tr_knn_stop rule = {kth_reaches, &level};
+				int stopped = -1;
+				size_t hs = tr_sparse_knn_top_until(ix, qq, k, self, &rule, s, row, sim, &stopped);
+				if (stopped == 1) {
+					stops++;
+					bad_stop += hs != (size_t)k || !kth_reaches(sim, hs, &level);
+					for (size_t t = 0; t < hs; t++)
+						bad_stop += row[t] == self || memcmp(&sim[t], &dots[row[t]], sizeof sim[t]) != 0 ||
+							    sim[t] > bsim[t] || (t > 0 && !(sim[t] <= sim[t - 1]));
+				} else {
+					full_runs++;
+					bad_stop += stopped != 0 || hs != hb;
+					for (size_t t = 0; t < hs && t < hb; t++)
+						bad_stop += row[t] != brow[t] || memcmp(&sim[t], &bsim[t], sizeof sim[t]) != 0;
+				}
+				hp = tr_sparse_knn_probe(ix, qq, k, self, &rule, s, row, sim);
 				for (size_t t = 0; t < hp; t++)
 					bad_probe += row[t] == self || memcmp(&sim[t], &dots[row[t]], sizeof sim[t]) != 0 ||
 						     t >= hb || sim[t] > bsim[t] || (t > 0 && sim[t] > sim[t - 1]);
@@ -313,6 +342,9 @@ static void test_sparse_knn(void)
 			      bad_count, bad_rows, bad_bits, searches);
 			CHECK(!bad_probe && (cases[c].n < 300 || probes > 0), "case %zu k %d: %d bad probe rows (%d probes found rows)",
 			      c, k, bad_probe, probes);
+			CHECK(!bad_stop && (cases[c].n < 300 || (stops > 0 && full_runs > 0)),
+			      "case %zu k %d: %d bad results with a stop rule (%d stopped early, %d ran in full)", c, k, bad_stop,
+			      stops, full_runs);
 			if (!cases[c].neg && cases[c].n >= 300 && k == 10)
 				CHECK(tr_sparse_knn_scratch_evaluated(s) < (size_t)searches * cases[c].n,
 				      "case %zu: the bound pruned nothing (%zu rows computed in %d searches)", c,
