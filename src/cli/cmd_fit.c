@@ -13,7 +13,7 @@ const char cmd_fit_usage[] =
 	"usage: tracer fit TRACES|DATASET:TEACHER --out DIR [--backend {backends}] [--gate {rules}]\n"
 	"           [--target A] [--targets A1,A2,...] [--delta D] [--seed N] [--cap N] [--grid SPEC]\n"
 	"           [--calibration oof|holdout|crossfit] [--split FIT/CAL|TRAIN/VAL/CAL] [--folds K]\n"
-	"           [--embeddings X.npy] [--no-ood] [--force] [--quiet]\n"
+	"           [--embeddings X.npy] [--threads N] [--no-ood] [--force] [--quiet]\n"
 	"  Fits the surrogate, the acceptor and every family ({families}) at every target on the traces (of a\n"
 	"  named set: its traces part); deploys the best family at --target if it clears the gate, else\n"
 	"  refuses. Defaults: liblinear, ltt-plan, calibration oof, target 0.95, targets\n"
@@ -22,7 +22,9 @@ const char cmd_fit_usage[] =
 	"  traces.jsonl.zst (the traces, deduplicated by id, for `tracer update`). An existing DIR is replaced\n"
 	"  only when tracer wrote it (its manifest.json lists its files); --force moves any other DIR aside\n"
 	"  intact, to DIR.replaced.N. Progress (phase, counts, elapsed time) goes to stderr, redrawn in place on\n"
-	"  a terminal, a line per phase otherwise; --quiet silences it.\n"
+	"  a terminal, a line per phase otherwise; --quiet silences it. --threads N: surrogates trained at once\n"
+	"  (grid points, then the fold models and the refit; default: the online cores); the policy does not\n"
+	"  depend on it.\n"
 	"  --calibration oof (the default; K folds, default 5; --split FIT/CAL, default 70/30): the traces are\n"
 	"  split by group key, blind to labels, into a fit part and a calibration part; out-of-fold\n"
 	"  probabilities on the fit part train the acceptor and make ltt-plan's plan, the surrogate is refitted\n"
@@ -61,7 +63,7 @@ int cmd_fit(int argc, char **argv)
 	int force = 0, quiet = 0, cal_given = 0;
 	struct tr_args a = {.verb = "fit",
 			    .spec = "--out= --backend= --gate= --target= --targets= --delta= --seed= --cap= --grid= "
-				    "--split= --calibration= --folds= --embeddings= --no-ood --force --quiet",
+				    "--split= --calibration= --folds= --embeddings= --threads= --no-ood --force --quiet",
 			    .pos = (const char **[]){&set},
 			    .n_pos = 1};
 	int k;
@@ -106,6 +108,10 @@ int cmd_fit(int argc, char **argv)
 			if (tr_cli_calibration("fit", v, &o))
 				return TR_EXIT_USAGE;
 			cal_given = 1;
+		} else if (tr_args_is(&a, "--threads")) {
+			if (tr_cli_count(v, &u) || u < 1 || u > 64)
+				return tr_cli_usage_error("fit", "--threads must be 1..64, got \"%s\"", v);
+			o.threads = (int)u;
 		} else if (tr_args_is(&a, "--folds")) {
 			if (tr_cli_count(v, &u) || u < 2 || u > 16)
 				return tr_cli_usage_error("fit", "--folds must be 2 to 16, got \"%s\"", v);
@@ -151,7 +157,7 @@ int cmd_fit(int argc, char **argv)
 		if (tr_npy_read(emb_path, &emb, &o.emb_rows, &o.emb_dim, &e))
 			return tr_cli_data_error(&e);
 		o.dense = 1;
-		o.emb = emb;
+		o.emb = o.emb_scratch = emb; /* only the fit reads it: its features are built in place */
 	}
 	if (tr_traceset_open(set, &ts, &e)) {
 		tr_free(emb);

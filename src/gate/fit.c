@@ -119,8 +119,10 @@ static int rows_view(const struct tr_fit *f, const size_t *pos, size_t m, struct
 	return 0;
 }
 
-int tr_fit_train(struct tr_fit *f, const struct tr_grid *grid, const size_t *tr, size_t ntr, const size_t *va,
-		 size_t nva, struct tr_surrogate **out, struct tr_err *e)
+/* tr_fit_train with the log, thread count and progress given (jobs of several threads keep their own log). */
+static int train_rows(const struct tr_fit *f, const struct tr_grid *grid, const size_t *tr, size_t ntr, const size_t *va,
+		      size_t nva, int threads, struct tr_buf *log, struct tr_progress *progress, struct tr_surrogate **out,
+		      struct tr_err *e)
 {
 	struct tr_feats Xt, Xv;
 	int *yt, *yv;
@@ -131,11 +133,16 @@ int tr_fit_train(struct tr_fit *f, const struct tr_grid *grid, const size_t *tr,
 		tr_free(yt);
 		return tr_fail(e, "out of memory");
 	}
-	int rc = tr_surrogate_fit(f->fam, grid, &Xt, yt, &Xv, yv, f->K, f->o->seed, f->o->threads, out, &f->log,
-				  f->o->progress, e);
+	int rc = tr_surrogate_fit(f->fam, grid, &Xt, yt, &Xv, yv, f->K, f->o->seed, threads, out, log, progress, e);
 	tr_feats_view_free(&Xt), tr_feats_view_free(&Xv);
 	tr_free(yt), tr_free(yv);
 	return rc;
+}
+
+int tr_fit_train(struct tr_fit *f, const struct tr_grid *grid, const size_t *tr, size_t ntr, const size_t *va,
+		 size_t nva, struct tr_surrogate **out, struct tr_err *e)
+{
+	return train_rows(f, grid, tr, ntr, va, nva, f->o->threads, &f->log, f->o->progress, out, e);
 }
 
 /*
@@ -270,14 +277,41 @@ out:
 	return rc;
 }
 
+/*
+ * Dense features built in the caller's writable embeddings (o->emb_scratch): the used rows, transformed
+ * by blocks with the featurizer's own function, copied down to rows 0..n-1. use[] ascends, so use[i] >= i:
+ * a block's rows are read before they are written, and a later block reads only rows past the ones
+ * written. The same values as tr_feat_transform_dense of all of them, without a second matrix.
+ */
+#define FEAT_BLOCK 64 /* rows per block (the fixtures of the tests have more than one block) */
+static int featurize_in_place(struct tr_fit *f, struct tr_err *e)
+{
+	size_t d = (size_t)f->o->emb_dim;
+	double *x = f->o->emb_scratch;
+	for (size_t i0 = 0; i0 < f->n; i0 += FEAT_BLOCK) {
+		size_t b = f->n - i0 < FEAT_BLOCK ? f->n - i0 : FEAT_BLOCK;
+		struct tr_feats X;
+		if (tr_feat_transform_dense(f->fz, x, f->o->emb_rows, f->o->emb_dim, f->use + i0, b, &X, e))
+			return -1;
+		memcpy(x + i0 * d, X.dense, b * d * sizeof *x);
+		tr_feats_free(&X);
+	}
+	f->F = (struct tr_feats){.n = f->n, .dim = f->o->emb_dim, .dense = x};
+	f->F_borrowed = 1;
+	return 0;
+}
+
 static int featurize(struct tr_fit *f, struct tr_err *e)
 {
 	const struct tr_rows *r = &f->ts->part[TR_PART_TRACES];
 	if (f->o->dense) {
 		if (f->o->emb_rows != r->n)
 			return tr_fail(e, "embeddings: %zu rows, but %s has %zu traces", f->o->emb_rows, f->ts->name, r->n);
-		return tr_feat_fit_dense(f->o->emb_dim, &f->fz, e) ||
-		       tr_feat_transform_dense(f->fz, f->o->emb, f->o->emb_rows, f->o->emb_dim, f->use, f->n, &f->F, e);
+		if (tr_feat_fit_dense(f->o->emb_dim, &f->fz, e))
+			return -1;
+		return f->o->emb_scratch ? featurize_in_place(f, e)
+					 : tr_feat_transform_dense(f->fz, f->o->emb, f->o->emb_rows, f->o->emb_dim, f->use,
+								   f->n, &f->F, e);
 	}
 	size_t *trace_idx = tr_malloc((f->ntr ? f->ntr : 1) * sizeof *trace_idx);
 	if (!trace_idx)
@@ -301,18 +335,85 @@ static struct tr_grid grid_of(const struct tr_fit *f, const struct tr_surrogate 
 }
 
 /*
+ * One model of crossfit_probs once the hyperparameters are chosen: fold k's (trained on the F rows outside
+ * it, its probabilities written into f->p1 at the fold's rows) or, k = -1, the refit on f->tr (kept in
+ * f->s1; under oof its probabilities of C's rows written too). Trained without validation rows: the
+ * choice is made, and the refit reports fold 0's score. The models of different jobs are independent and
+ * each writes its own rows of f->p1, so neither the thread count nor the order of the jobs changes a bit.
+ */
+struct fold_job {
+	int k;
+	int rc;
+	struct tr_buf log;
+	struct tr_err err;
+};
+
+struct fold_pool {
+	struct tr_fit *f;
+	const struct tr_grid *one;
+	struct fold_job *jobs;
+};
+
+static int fold_job_run(struct tr_fit *f, const struct tr_grid *one, struct fold_job *jb)
+{
+	size_t *in = tr_malloc(f->n * sizeof *in), *out = tr_malloc(f->n * sizeof *out), ni = 0, no = 0;
+	double *p = NULL;
+	struct tr_surrogate *s = NULL;
+	int rc = -1;
+	if (!in || !out) {
+		tr_fail(&jb->err, "out of memory");
+		goto done;
+	}
+	for (size_t j = 0; j < f->n; j++) {
+		if (jb->k < 0 ? f->fold[j] < 0 : f->fold[j] == jb->k) /* rows to predict: the fold's, or C's */
+			out[no++] = j;
+		else if (jb->k >= 0 && f->fold[j] >= 0) /* oof: C rows (fold -1) train no fold model */
+			in[ni++] = j;
+	}
+	if (jb->k < 0) { /* the refit: every training row */
+		if (train_rows(f, one, f->tr, f->ntr, NULL, 0, 1, &jb->log, NULL, &f->s1, &jb->err))
+			goto done;
+		if (!f->o->oof)
+			no = 0; /* crossfit: every row has its fold model's probabilities */
+		s = f->s1;
+	} else if (train_rows(f, one, in, ni, NULL, 0, 1, &jb->log, NULL, &s, &jb->err))
+		goto done;
+	if (no && (!(p = tr_malloc(no * (size_t)f->K * sizeof *p)) || tr_fit_predict(f, s, out, no, p, &jb->err))) {
+		if (!p)
+			tr_fail(&jb->err, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < no; i++)
+		memcpy(f->p1 + out[i] * (size_t)f->K, p + i * (size_t)f->K, (size_t)f->K * sizeof *p);
+	rc = 0;
+done:
+	if (s != f->s1)
+		tr_surrogate_free(s);
+	tr_free(in), tr_free(out), tr_free(p);
+	return rc;
+}
+
+static void fold_run(void *ctx, size_t i)
+{
+	struct fold_pool *pl = ctx;
+	pl->jobs[i].rc = fold_job_run(pl->f, pl->one, &pl->jobs[i]);
+}
+
+/*
  * crossfit's stage 1: out-of-fold probabilities of every used row into f->p1, and the surrogate refitted
- * on all of them into f->s1. The hyperparameters are chosen once (trained without fold 0, selected on
- * fold 0) and kept for every fold model and the refit, whose validation macro-F1 is fold 0's.
+ * on all of them into f->s1. The hyperparameters are chosen once (trained without the first fold that has
+ * rows, selected on it) and kept for every other fold model and the refit, whose validation macro-F1 is
+ * that fold's. Those models are then jobs of one pool: up to `threads` at once for thread-safe families
+ * (at most that many models alive), the refit first (the most rows: the longest).
  */
 static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 {
-	int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, rc = -1, chosen = 0, first = 0;
-	double f1 = NAN;
+	int K = f->o->folds ? f->o->folds : TR_CROSSFIT_FOLDS, rc = -1, first = -1;
 	size_t *in = tr_malloc(f->n * sizeof *in), *out = tr_malloc(f->n * sizeof *out);
 	double *p = tr_malloc(f->n * (size_t)f->K * sizeof *p);
 	struct tr_surrogate *s = NULL;
-	struct tr_grid one = f->grid;
+	struct fold_job jobs[17];
+	size_t nj = 0;
 	if (!in || !out || !p) {
 		tr_fail(e, "out of memory");
 		goto done;
@@ -327,33 +428,42 @@ static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 		}
 		if (no == 0)
 			continue; /* fewer groups than folds: an empty fold has nothing to predict */
-		if (tr_fit_train(f, &one, in, ni, out, no, &s, e) || tr_fit_predict(f, s, out, no, p, e))
+		if (first >= 0) {
+			jobs[nj++] = (struct fold_job){.k = k};
+			continue;
+		}
+		if (tr_fit_train(f, &f->grid, in, ni, out, no, &s, e) || tr_fit_predict(f, s, out, no, p, e))
 			goto done;
-		if (!chosen) { /* the grid search is done: the other folds and the refit train one point each */
-			one = grid_of(f, s), chosen = 1, f1 = s->val_f1, first = k;
-			tr_progress_phase(f->o->progress, "out-of-fold models: folds %d to %d and the refit", k + 2, K);
-			tr_progress_step(f->o->progress, 0, (size_t)(K - k));
-		} else
-			tr_progress_step(f->o->progress, (size_t)(k - first), (size_t)(K - first));
+		first = k;
 		for (size_t i = 0; i < no; i++)
 			memcpy(f->p1 + out[i] * (size_t)f->K, p + i * (size_t)f->K, (size_t)f->K * sizeof *p);
-		tr_surrogate_free(s);
-		s = NULL;
 	}
-	rc = tr_fit_train(f, &one, f->tr, f->ntr, f->va, f->nva, &f->s1, e);
-	if (!rc)
-		tr_progress_step(f->o->progress, (size_t)(K - first), (size_t)(K - first));
+	tr_free(in), tr_free(out), tr_free(p);
+	in = out = NULL, p = NULL;
+	if (first < 0) /* no fold has rows: fold_check refuses this before */
+		return tr_fail(e, "crossfit: no fold has rows");
+	/* the refit leads: it trains on the most rows; the folds follow in order */
+	memmove(jobs + 1, jobs, nj * sizeof *jobs);
+	jobs[0] = (struct fold_job){.k = -1};
+	nj++;
+	struct tr_grid one = grid_of(f, s);
+	tr_progress_phase(f->o->progress, "out-of-fold models: folds %d to %d and the refit", first + 2, K);
+	tr_progress_step(f->o->progress, 0, nj);
+	struct fold_pool pl = {.f = f, .one = &one, .jobs = jobs};
+	tr_surrogate_jobs(nj, tr_surrogate_threads(f->fam, nj, f->o->threads), fold_run, &pl, f->o->progress);
+	rc = 0;
+	for (size_t i = 0; i < nj; i++) { /* in job order: the first error, the logs in the order of the jobs */
+		if (!rc && jobs[i].rc) {
+			rc = -1;
+			if (e)
+				*e = jobs[i].err;
+		}
+		if (jobs[i].log.len)
+			tr_buf_add(&f->log, jobs[i].log.data, jobs[i].log.len); /* out of memory: a shorter log */
+		tr_buf_free(&jobs[i].log);
+	}
 	if (!rc) /* the refit has seen every row: report the out-of-fold score of the model that chose */
-		f->s1->val_f1 = f1;
-	if (!rc && f->o->oof) { /* C: the deployed surrogate's probabilities, all of C (tested or not) */
-		size_t nc = 0;
-		for (size_t j = 0; j < f->n; j++)
-			if (f->fold[j] < 0)
-				out[nc++] = j;
-		rc = tr_fit_predict(f, f->s1, out, nc, p, e);
-		for (size_t i = 0; !rc && i < nc; i++)
-			memcpy(f->p1 + out[i] * (size_t)f->K, p + i * (size_t)f->K, (size_t)f->K * sizeof *p);
-	}
+		f->s1->val_f1 = s->val_f1;
 done:
 	tr_surrogate_free(s);
 	tr_free(in), tr_free(out), tr_free(p);
@@ -440,6 +550,8 @@ void tr_fit_free(struct tr_fit *f)
 		if (f->state[i] && tr_pol_family_at(i)->state_free)
 			tr_pol_family_at(i)->state_free(f->state[i]);
 	tr_free(f->use), tr_free(f->tr), tr_free(f->va), tr_free(f->ca), tr_free(f->y), tr_free(f->fold);
+	if (f->F_borrowed)
+		f->F.dense = NULL; /* the caller's */
 	tr_feats_free(&f->F);
 	tr_featurizer_free(f->fz);
 	tr_surrogate_free(f->s1);

@@ -29,6 +29,7 @@ struct tr_fit {
 	size_t ca_dropped; /* oof: calibration rows not tested (not the first of their group) */
 	int *y;	   /* teacher label per used row */
 	struct tr_feats F;
+	int F_borrowed; /* F.dense is the caller's o->emb_scratch (not freed with the fit) */
 	struct tr_featurizer *fz;
 	struct tr_surrogate *s1;
 	struct tr_acceptor acc1;

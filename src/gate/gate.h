@@ -269,6 +269,8 @@ struct tr_fit_options {
 	const char *backend, *grid;
 	int dense;		/* features from embeddings */
 	const double *emb;	/* embeddings, row i = trace i of the traces part */
+	double *emb_scratch;	/* NULL, or emb's buffer made writable: the fit builds its features in it (no
+				 * second matrix of the traces' size), so it must outlive the fit and is overwritten */
 	size_t emb_rows;
 	int emb_dim;
 	const struct tr_rule *rule;

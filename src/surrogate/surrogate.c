@@ -205,12 +205,52 @@ static void train_point(struct point *pt)
 	tr_free(proba), tr_free(pred);
 }
 
-struct pool {
-	struct point *pts;
+struct jobs {
+	void (*run)(void *ctx, size_t i);
+	void *ctx;
 	size_t n, next, done;
 	struct tr_progress *progress; /* steps reported under mu: show() never runs in two threads at once */
 	pthread_mutex_t mu;
 };
+
+static void *jobs_worker(void *arg)
+{
+	struct jobs *pl = arg;
+	pthread_mutex_lock(&pl->mu);
+	for (;;) {
+		size_t i = pl->next++;
+		pthread_mutex_unlock(&pl->mu);
+		if (i >= pl->n)
+			return NULL;
+		pl->run(pl->ctx, i);
+		pthread_mutex_lock(&pl->mu);
+		tr_progress_step(pl->progress, ++pl->done, pl->n);
+	}
+}
+
+void tr_surrogate_jobs(size_t n, int threads, void (*run)(void *ctx, size_t i), void *ctx,
+		       struct tr_progress *progress)
+{
+	if (threads <= 1) {
+		for (size_t i = 0; i < n; i++) {
+			run(ctx, i);
+			tr_progress_step(progress, i + 1, n);
+		}
+		return;
+	}
+	struct jobs pl = {.run = run, .ctx = ctx, .n = n, .progress = progress};
+	pthread_t th[64];
+	int started = 0;
+	pthread_mutex_init(&pl.mu, NULL);
+	for (; started < threads && started < 64; started++)
+		if (pthread_create(&th[started], NULL, jobs_worker, &pl) != 0)
+			break;
+	if (started == 0)
+		jobs_worker(&pl);
+	for (int t = 0; t < started; t++)
+		pthread_join(th[t], NULL);
+	pthread_mutex_destroy(&pl.mu);
+}
 
 /*
  * Points are taken from the last: grids list C ascending and a larger C trains longer (liblinear 12 s
@@ -218,22 +258,18 @@ struct pool {
  * the other threads. Each point is trained alone and the choice below reads them in grid order, so
  * the order of training changes nothing in the result.
  */
-static void *worker(void *arg)
+struct search {
+	struct point *pts;
+	size_t n;
+};
+
+static void train_from_last(void *ctx, size_t i)
 {
-	struct pool *pl = arg;
-	pthread_mutex_lock(&pl->mu);
-	for (;;) {
-		size_t i = pl->next++;
-		pthread_mutex_unlock(&pl->mu);
-		if (i >= pl->n)
-			return NULL;
-		train_point(&pl->pts[pl->n - 1 - i]);
-		pthread_mutex_lock(&pl->mu);
-		tr_progress_step(pl->progress, ++pl->done, pl->n);
-	}
+	struct search *sr = ctx;
+	train_point(&sr->pts[sr->n - 1 - i]);
 }
 
-static int n_threads(const struct tr_family *fam, size_t points, int threads)
+int tr_surrogate_threads(const struct tr_family *fam, size_t points, int threads)
 {
 	if (!fam->thread_safe || points < 2)
 		return 1;
@@ -289,7 +325,7 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 		grid_point(grid, idx, s->hp);
 		pts[np++] = (struct point){fam, X, Xv, y, yv, K, seed, s, 0, {{0}}};
 	}
-	int nt = rc ? 1 : n_threads(fam, np, threads), log_steps = progress ? progress->log_steps : 0;
+	int nt = rc ? 1 : tr_surrogate_threads(fam, np, threads), log_steps = progress ? progress->log_steps : 0;
 	if (np < 2)
 		progress = NULL; /* one point: no search to report */
 	if (!rc && progress) {
@@ -297,25 +333,9 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 		tr_progress_phase(progress, "surrogate %s grid search over %zu points", fam->name, np);
 		progress->log_steps = 1;
 	}
-	if (!rc && nt > 1) {
-		struct pool pl = {.pts = pts, .n = np, .progress = progress};
-		pthread_t th[64];
-		int started = 0;
-		pthread_mutex_init(&pl.mu, NULL);
-		for (; started < nt && started < 64; started++)
-			if (pthread_create(&th[started], NULL, worker, &pl) != 0)
-				break;
-		if (started == 0)
-			worker(&pl);
-		for (int t = 0; t < started; t++)
-			pthread_join(th[t], NULL);
-		pthread_mutex_destroy(&pl.mu);
-	} else if (!rc) {
-		for (size_t i = 0; i < np; i++) {
-			train_point(&pts[i]);
-			tr_progress_step(progress, i + 1, np);
-		}
-	}
+	struct search sr = {pts, np};
+	if (!rc)
+		tr_surrogate_jobs(np, nt, train_from_last, &sr, progress);
 	if (progress)
 		progress->log_steps = log_steps;
 	struct tr_surrogate *best = NULL;

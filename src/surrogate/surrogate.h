@@ -85,6 +85,16 @@ int tr_surrogate_fit(const struct tr_family *fam, const struct tr_grid *grid, co
 		     struct tr_surrogate **out, struct tr_buf *log, struct tr_progress *progress, struct tr_err *e);
 int tr_surrogate_predict(const struct tr_surrogate *s, const struct tr_feats *X, double *proba,
 			 struct tr_err *e);
+/* Threads for `jobs` independent trainings of family fam: 1 unless it is thread-safe and there are two
+ * jobs or more; else `threads` (0: the online cores), at most one per job. */
+int tr_surrogate_threads(const struct tr_family *fam, size_t jobs, int threads);
+/*
+ * Runs run(ctx, i) for i = 0..n-1 on up to `threads` threads (1 or less: in order, in this thread), each
+ * job taken by the next free thread; after each job a progress step (jobs done / n; from the thread that
+ * ran it, under a lock: never two at once). The jobs must not depend on one another's order.
+ */
+void tr_surrogate_jobs(size_t n, int threads, void (*run)(void *ctx, size_t i), void *ctx,
+		       struct tr_progress *progress);
 /* Binary serialisation behind a text header line "tracer-surrogate 2 FAMILY" (format 2: sparse nodes
  * field by field, TR_NODE_BYTES each). */
 int tr_surrogate_save(const struct tr_surrogate *s, struct tr_buf *out, struct tr_err *e);

@@ -490,6 +490,64 @@ static void test_plan_walk(void)
 	tr_gate_result_free(&r);
 }
 
+/*
+ * Dense features built in the caller's embeddings (o.emb_scratch, as `tracer fit` does) against a copy of
+ * them (o.emb alone): the same report, stage-1 model and decision on every row, with a cap below the row
+ * count so that the kept rows move down in the buffer.
+ */
+static void test_dense_in_place(void)
+{
+	char path[4096], npy[4096];
+	snprintf(path, sizeof path, "%s/tests/fixtures/emb/traces.jsonl", tr_root_dir());
+	snprintf(npy, sizeof npy, "%s/tests/fixtures/emb/emb.npy", tr_root_dir());
+	struct tr_traceset ts;
+	struct tr_err e;
+	double *emb, *scratch;
+	size_t rows;
+	int dim;
+	if (tr_traces_load_jsonl(path, &ts, &e) || tr_npy_read(npy, &emb, &rows, &dim, &e)) {
+		CHECK(0, "fixture: %s", e.msg);
+		return;
+	}
+	size_t n = ts.part[TR_PART_TRACES].n;
+	scratch = malloc(rows * (size_t)dim * sizeof *scratch);
+	memcpy(scratch, emb, rows * (size_t)dim * sizeof *scratch);
+	struct tr_policy *p[2] = {NULL, NULL};
+	for (int k = 0; k < 2; k++) {
+		struct tr_fit_options o = {.backend = "softmax", .grid = "C=1", .rule = &tr_rule_ltt, .target = 0.8,
+					   .targets = {0.8}, .n_targets = 1, .delta = 0.1, .seed = 2, .ood = 1, .oof = 1,
+					   .folds = 3, .cap = n - n / 4, .dense = 1, .emb = k ? scratch : emb, .emb_rows = rows,
+					   .emb_dim = dim, .emb_scratch = k ? scratch : NULL};
+		CHECK(tr_policy_fit(&ts, path, &o, &p[k], &e) == 0, "fit %d: %s", k, e.msg);
+	}
+	if (p[0] && p[1]) {
+		CHECK(strcmp(p[0]->report, p[1]->report) == 0, "the reports differ");
+		CHECK(p[0]->n_stages == p[1]->n_stages && p[0]->n_stages > 0, "stages %d and %d", p[0]->n_stages,
+		      p[1]->n_stages);
+		struct tr_buf a = {0}, b = {0};
+		tr_surrogate_save(p[0]->st[0].s, &a, &e), tr_surrogate_save(p[1]->st[0].s, &b, &e);
+		CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0, "the stage-1 models differ");
+		tr_buf_free(&a), tr_buf_free(&b);
+		size_t *idx = malloc(n * sizeof *idx);
+		struct tr_decision *d0 = malloc(n * sizeof *d0), *d1 = malloc(n * sizeof *d1);
+		for (size_t i = 0; i < n; i++)
+			idx[i] = i;
+		CHECK(tr_policy_route(p[0], ts.part[TR_PART_TRACES].v, idx, n, emb, rows, dim, d0, &e) == 0 &&
+			      tr_policy_route(p[1], ts.part[TR_PART_TRACES].v, idx, n, emb, rows, dim, d1, &e) == 0,
+		      "route: %s", e.msg);
+		int same = 1;
+		for (size_t i = 0; i < n; i++)
+			same &= d0[i].handled == d1[i].handled && d0[i].label == d1[i].label && d0[i].ood == d1[i].ood &&
+				(d0[i].score == d1[i].score || (isnan(d0[i].score) && isnan(d1[i].score)));
+		CHECK(same, "the decisions differ");
+		free(idx), free(d0), free(d1);
+	}
+	CHECK(memcmp(scratch, emb, (size_t)dim * sizeof *emb) != 0, "the scratch buffer was not written");
+	tr_policy_free(p[0]), tr_policy_free(p[1]);
+	tr_free(emb), free(scratch);
+	tr_traceset_free(&ts);
+}
+
 int main(void)
 {
 	tr_gsl_init();
@@ -502,5 +560,6 @@ int main(void)
 	test_promise();
 	test_plan_walk();
 	test_plan_promise();
+	test_dense_in_place();
 	return unit_done();
 }
