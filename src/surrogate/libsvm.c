@@ -395,7 +395,9 @@ static int ready(struct sv_model *sm)
  */
 typedef double v4d __attribute__((vector_size(32), aligned(8), may_alias));
 #define AT4(p) (*(v4d *)(p))
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* not under ThreadSanitizer: the clones' resolver runs at load time, before TSan is set up, and its
+ * instrumented code crashed every binary of `make tsan` */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 #define TR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define TR_CLONES
