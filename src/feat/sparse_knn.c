@@ -62,7 +62,9 @@ void tr_sparse_knn_free(struct tr_sparse_knn *ix)
 	tr_free(ix);
 }
 
-static const double *sort_key;
+/* qsort has no context argument: per thread, since kNN grid points build their indexes in parallel threads
+ * (a shared one was a data race, found by make tsan) */
+static _Thread_local const double *sort_key;
 static int by_key_desc(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
