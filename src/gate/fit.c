@@ -447,6 +447,9 @@ static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 	jobs[0] = (struct fold_job){.k = -1};
 	nj++;
 	struct tr_grid one = grid_of(f, s);
+	double f1 = s->val_f1;
+	tr_surrogate_free(s); /* the jobs' models only from here: at most one per thread, and the refit */
+	s = NULL;
 	tr_progress_phase(f->o->progress, "out-of-fold models: folds %d to %d and the refit", first + 2, K);
 	tr_progress_step(f->o->progress, 0, nj);
 	struct fold_pool pl = {.f = f, .one = &one, .jobs = jobs};
@@ -463,7 +466,7 @@ static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 		tr_buf_free(&jobs[i].log);
 	}
 	if (!rc) /* the refit has seen every row: report the out-of-fold score of the model that chose */
-		f->s1->val_f1 = s->val_f1;
+		f->s1->val_f1 = f1;
 done:
 	tr_surrogate_free(s);
 	tr_free(in), tr_free(out), tr_free(p);
