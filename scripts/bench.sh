@@ -104,7 +104,7 @@ merge_rows() {
 # BENCH_ONLY=fit reruns only the rows of fit_rows (the old rows without a calibration in their name go)
 if [ "${BENCH_ONLY:-}" = fit ]; then
 	fit_rows
-	merge_rows '^tracer fit (,| peak RSS)'
+	merge_rows '^tracer fit(, all default targets| peak RSS)'
 	exit 0
 fi
 if [ "${BENCH_ONLY:-}" = search ]; then
