@@ -387,7 +387,7 @@ static int fold_job_run(struct tr_fit *f, const struct tr_grid *one, struct fold
 		memcpy(f->p1 + out[i] * (size_t)f->K, p + i * (size_t)f->K, (size_t)f->K * sizeof *p);
 	rc = 0;
 done:
-	if (s != f->s1)
+	if (jb->k >= 0) /* a fold model (the refit is f->s1's, which only its own job touches until the join) */
 		tr_surrogate_free(s);
 	tr_free(in), tr_free(out), tr_free(p);
 	return rc;
