@@ -731,6 +731,13 @@ static int run_family(struct tr_fit *f, int t, int fam, int prepared, struct tr_
  * δ. Accept-all families do not compete: accept-all is the last step of every other family's
  * sequence, so choosing it would only forgo the stricter thresholds.
  */
+/* The rows a plan is made on, as report.md and gate_audit.json name them. */
+static const char *plan_rows(const struct tr_fit *f)
+{
+	return f->o->oof ? "the fit part's out-of-fold rows" : f->o->crossfit ? "the acceptor's out-of-fold rows"
+										 : "validation rows";
+}
+
 static int plan_target(struct tr_fit *f, int t, struct tr_err *e)
 {
 	int n = f->n_fam, all[TR_REGISTRY_MAX] = {0}, others = 0;
@@ -764,16 +771,16 @@ static int plan_target(struct tr_fit *f, int t, struct tr_err *e)
 			snprintf(x->r.reason, sizeof x->r.reason, "%s: accept-all is the last threshold of every other family's "
 				 "sequence", f->rule->name);
 		} else {
-			snprintf(x->status, sizeof x->status, "not chosen on validation");
-			snprintf(x->r.reason, sizeof x->r.reason, "predicted coverage %.4f (plan from validation rows) below "
-				 "the chosen family's", x->plan.expected);
+			snprintf(x->status, sizeof x->status, "not chosen by the plan");
+			snprintf(x->r.reason, sizeof x->r.reason, "predicted coverage %.4f (plan from %s) below the chosen "
+				 "family's", x->plan.expected, plan_rows(f));
 		}
 	}
 	if (best < 0) {
 		struct tr_fam_result *x = tr_fit_res(f, t, tr_pol_family_index(&tr_pol_l2d));
 		snprintf(x->status, sizeof x->status, "not deployable");
-		snprintf(x->r.reason, sizeof x->r.reason, "validation predicts no family passes at %.3f with %zu calibration "
-			 "rows: nothing tested", f->o->targets[t], f->nca);
+		snprintf(x->r.reason, sizeof x->r.reason, "the plan (%s) predicts no family passes at %.3f with %zu "
+			 "calibration rows: nothing tested", plan_rows(f), f->o->targets[t], f->nca);
 		return 0;
 	}
 	return run_family(f, t, best, 1, e);

@@ -199,7 +199,7 @@ static int run_ltt_plan(const struct tr_gate_input *in, int accept_all, struct t
 		return -1;
 	if (p.start < 0) {
 		snprintf(r->reason, sizeof r->reason,
-			 "validation predicts no level passes at %.3f with %zu calibration rows: nothing tested",
+			 "the plan predicts no level passes at %.3f with %zu calibration rows: nothing tested",
 			 in->alpha, in->n);
 		return 0;
 	}
@@ -240,7 +240,7 @@ static int run_ltt_plan(const struct tr_gate_input *in, int accept_all, struct t
 	}
 	tr_gate_deploy(r, in, best_t, best_p);
 	snprintf(r->reason, sizeof r->reason,
-		 "fallback sequence (backup start %d%%, main start %d%%, planned on validation): loosest rejected "
+		 "fallback sequence (backup start %d%%, main start %d%%, planned before the test): loosest rejected "
 		 "level %d%%, %zu/%zu agree, p=%.3g",
 		 p.backup, p.start, best_c, r->k, r->n, best_p);
 	return 0;
@@ -272,7 +272,7 @@ static double plan_backup_share(size_t n_cal, double alpha, double delta)
 
 static void plan_describe(struct tr_buf *b, double delta, double delta_per_family, double share)
 {
-	tr_buf_printf(b, ", δ = %.2f (%.4f for the one family chosen on validation; fallback sequence with %.0f%% of it "
+	tr_buf_printf(b, ", δ = %.2f (%.4f for the one family the plan chose; fallback sequence with %.0f%% of it "
 			 "on a stricter backup start)",
 		      delta, delta_per_family, 100 * share);
 }
