@@ -36,11 +36,29 @@ static void pct(struct tr_buf *b, double v)
 		tr_buf_printf(b, "%.1f%%", 100 * v);
 }
 
+/* Whether rule names a rule under oof calibration ("ltt-plan-oof"): its rows come from the -oof specs. */
+static int is_oof(const char *rule)
+{
+	size_t n = strlen(rule);
+	return n > 4 && strcmp(rule + n - 4, "-oof") == 0;
+}
+
+/* Rows of the coverage and honesty tables besides the rule table's: other calibrations. */
+static const char *const extra_rules[] = {"crossfit", "cp-holdout-oof", "ltt-plan-oof"};
+#define N_EXTRA (int)(sizeof extra_rules / sizeof *extra_rules)
+
+/* The r-th rule of those tables: the rule table's, then extra_rules. */
+static const char *any_rule(int r)
+{
+	return r < tr_rule_count() ? tr_rule_at(r)->name : extra_rules[r - tr_rule_count()];
+}
+
 /* ---- claims ---- */
 
+/* The coverage study's row: spec coverage, or coverage-oof for the rules under oof calibration. */
 static const struct tr_agg *cov_row(const struct tr_table *t, const char *set, const char *rule, double a)
 {
-	return tr_table_find(t, "coverage", set, "official", "liblinear", -1, rule, a);
+	return tr_table_find(t, is_oof(rule) ? "coverage-oof" : "coverage", set, "official", "liblinear", -1, rule, a);
 }
 
 /* Our coverage range over the targets for one set and rule: min and max of the seed means. */
@@ -58,9 +76,12 @@ static int cov_range(const struct tr_table *t, const char *set, const char *rule
 	return n;
 }
 
-/* The rules the claims table shows: the paper's, ours, and ours planned on validation. */
-static const char *const shown[] = {"point", "ltt", "ltt-plan"};
-#define N_SHOWN 3
+/*
+ * The rules the claims table and the flywheel show: the paper's, ours, ours planned on validation (holdout
+ * calibration, the committed studies' protocol), and that rule under oof calibration (`tracer fit`'s default).
+ */
+static const char *const shown[] = {"point", "ltt", "ltt-plan", "ltt-plan-oof"};
+#define N_SHOWN 4
 
 static void claim_c1(const struct tr_table *t, struct tr_buf *b)
 {
@@ -172,8 +193,8 @@ static void claim_c5(const struct tr_table *t, struct tr_buf *b)
 	for (int r = 0; r < N_SHOWN; r++) {
 		int have = 1;
 		for (int i = 0; i < 3; i++)
-			have &= (x[r][i] = tr_table_find(t, "flywheel", "banking77:gold", "official", "liblinear", n[i],
-							 shown[r], 0.95)) != NULL;
+			have &= (x[r][i] = tr_table_find(t, is_oof(shown[r]) ? "flywheel-oof" : "flywheel", "banking77:gold",
+							 "official", "liblinear", n[i], shown[r], 0.95)) != NULL;
 		for (int i = 0; i < 3 && have; i++)
 			pct(b, mean_cov(x[r][i])), tr_buf_puts(b, i < 2 ? " / " : "");
 		tr_buf_puts(b, have ? " | " : "— | ");
@@ -194,8 +215,8 @@ static void claim_c5(const struct tr_table *t, struct tr_buf *b)
 
 static void sec_claims(const struct tr_table *t, struct tr_buf *b)
 {
-	tr_buf_puts(b, "| id | claim | paper | ours: point rule (the paper's) | ours: ltt | ours: ltt-plan (default) | verdict "
-		       "(point rule) |\n|---|---|---|---|---|---|---|\n");
+	tr_buf_puts(b, "| id | claim | paper | ours: point rule (the paper's) | ours: ltt | ours: ltt-plan (holdout) | ours: "
+		       "ltt-plan-oof (fit's default) | verdict (point rule) |\n|---|---|---|---|---|---|---|---|\n");
 	claim_c1(t, b);
 	claim_c2(t, b);
 	claim_c3(t, b);
@@ -205,7 +226,8 @@ static void sec_claims(const struct tr_table *t, struct tr_buf *b)
 
 /* ---- tables ---- */
 
-static void sec_coverage(const struct tr_table *t, struct tr_buf *b, const char *protocol, const char *spec)
+/* The coverage study (official traffic): every rule, holdout rules from coverage.spec, oof rules from coverage-oof.spec. */
+static void sec_coverage(const struct tr_table *t, struct tr_buf *b)
 {
 	tr_buf_puts(b, "| set | rule |");
 	for (int i = 0; i < N_ALPHAS; i++)
@@ -216,16 +238,17 @@ static void sec_coverage(const struct tr_table *t, struct tr_buf *b, const char 
 	tr_buf_puts(b, "\n");
 	int rows = 0;
 	for (size_t s = 0; s < N_SETS; s++)
-		for (int r = 0; r < tr_rule_count(); r++) {
+		for (int r = 0; r < tr_rule_count() + N_EXTRA; r++) {
+			const char *rule = any_rule(r);
 			int any = 0;
 			for (int i = 0; i < N_ALPHAS; i++)
-				any |= tr_table_find(t, spec, all_sets[s], protocol, "liblinear", -1, tr_rule_at(r)->name, alphas[i]) != NULL;
+				any |= cov_row(t, all_sets[s], rule, alphas[i]) != NULL;
 			if (!any)
 				continue;
 			rows++;
-			tr_buf_printf(b, "| %s | %s |", all_sets[s], tr_rule_at(r)->name);
+			tr_buf_printf(b, "| %s | %s |", all_sets[s], rule);
 			for (int i = 0; i < N_ALPHAS; i++) {
-				const struct tr_agg *a = tr_table_find(t, spec, all_sets[s], protocol, "liblinear", -1, tr_rule_at(r)->name, alphas[i]);
+				const struct tr_agg *a = cov_row(t, all_sets[s], rule, alphas[i]);
 				tr_buf_puts(b, " ");
 				if (!a) {
 					tr_buf_puts(b, "— |");
@@ -248,11 +271,39 @@ static void sec_coverage(const struct tr_table *t, struct tr_buf *b, const char 
 		tr_buf_puts(b, "\n*(no finished cells)*\n");
 }
 
-/* Whether rule names a rule under oof calibration ("ltt-plan-oof"): its rows come from the -oof specs. */
-static int is_oof(const char *rule)
+/*
+ * What `tracer fit`'s default calibration (rule ltt-plan-oof) gives per set on the coverage study's traffic,
+ * beside holdout ltt-plan and the paper's point rule: mean coverage at α = 0.90 / 0.95 / 0.97 and the
+ * violating seeds over those three targets.
+ */
+static void sec_coverage_default(const struct tr_table *t, struct tr_buf *b)
 {
-	size_t n = strlen(rule);
-	return n > 4 && strcmp(rule + n - 4, "-oof") == 0;
+	static const char *const rules[] = {"ltt-plan-oof", "ltt-plan", "point"};
+	static const double as[] = {0.90, 0.95, 0.97};
+	int rows = 0;
+	for (size_t s = 0; s < N_SETS; s++) {
+		if (!cov_row(t, all_sets[s], rules[0], as[0]))
+			continue;
+		if (!rows++)
+			tr_buf_puts(b, "| set | ltt-plan-oof (fit's default): coverage at α = 0.90 / 0.95 / 0.97, violating seeds "
+				       "| ltt-plan (holdout) | point (the paper's) |\n|---|---|---|---|\n");
+		tr_buf_printf(b, "| %s |", all_sets[s]);
+		for (size_t r = 0; r < sizeof rules / sizeof *rules; r++) {
+			int v = 0, n = 0;
+			tr_buf_puts(b, " ");
+			for (size_t i = 0; i < sizeof as / sizeof *as; i++) {
+				const struct tr_agg *a = cov_row(t, all_sets[s], rules[r], as[i]);
+				pct(b, a ? mean_cov(a) : NAN);
+				tr_buf_puts(b, i + 1 < sizeof as / sizeof *as ? " / " : "");
+				if (a)
+					v += a->violations, n += a->seeds;
+			}
+			tr_buf_printf(b, ", %d/%d |", v, n);
+		}
+		tr_buf_puts(b, "\n");
+	}
+	if (!rows)
+		tr_buf_puts(b, "*(no finished cells of coverage-oof.spec)*\n");
 }
 
 static void sec_flywheel(const struct tr_table *t, struct tr_buf *b)
@@ -264,10 +315,10 @@ static void sec_flywheel(const struct tr_table *t, struct tr_buf *b)
 		counts[i] < 0 ? tr_buf_puts(b, " all |") : tr_buf_printf(b, " %ld |", counts[i]);
 	tr_buf_puts(b, "\n|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
-		for (int r = 0; r <= N_SHOWN; r++) /* the shown rules, then ltt-plan under oof (spec flywheel-oof) */
+		for (int r = 0; r < N_SHOWN; r++) /* ltt-plan-oof's rows are spec flywheel-oof's */
 			for (double a = 0.90; a < 0.96; a += 0.05) {
-				const char *rule = r < N_SHOWN ? shown[r] : "ltt-plan-oof";
-				const char *spec = r < N_SHOWN ? "flywheel" : "flywheel-oof";
+				const char *rule = shown[r];
+				const char *spec = is_oof(rule) ? "flywheel-oof" : "flywheel";
 				const struct tr_agg *any = NULL;
 				for (size_t i = 0; i < sizeof counts / sizeof *counts && !any; i++)
 					any = tr_table_find(t, spec, sets[s], "official", "liblinear", counts[i], rule, a);
@@ -289,19 +340,18 @@ static void sec_flywheel(const struct tr_table *t, struct tr_buf *b)
 }
 
 /*
- * The honesty study's row for set × traces × rule: spec honesty, honesty-crossfit for crossfit, or
- * honesty-oof for the rules under oof calibration.
+ * The honesty study's row for set × traces × rule: spec honesty-4k for 4,000 traces (every rule), else
+ * honesty, honesty-crossfit for crossfit, or honesty-oof for the rules under oof calibration.
  */
 static const struct tr_agg *hon_row(const struct tr_table *t, const char *set, long n, const char *rule, double a)
 {
 	/* honesty-crossfit's holdout rows repeat honesty's: only its crossfit rows are read */
-	const char *spec = strcmp(rule, "crossfit") == 0 ? "honesty-crossfit" : is_oof(rule) ? "honesty-oof" : "honesty";
+	const char *spec = n == 4000		       ? "honesty-4k"
+			   : strcmp(rule, "crossfit") == 0 ? "honesty-crossfit"
+			   : is_oof(rule)		       ? "honesty-oof"
+							       : "honesty";
 	return tr_table_find(t, spec, set, "pooled", "liblinear", n, rule, a);
 }
-
-/* Rows of the honesty and flywheel tables besides the rule table's: other calibrations. */
-static const char *const extra_rules[] = {"crossfit", "cp-holdout-oof", "ltt-plan-oof"};
-#define N_EXTRA (int)(sizeof extra_rules / sizeof *extra_rules)
 
 /* Rows exceeding this many violating seeds out of 40 are listed: δ = 0.10 of 40 plus sampling noise. */
 #define HON_MAX_VIOLATIONS 7
@@ -373,7 +423,7 @@ static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
 	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
 		for (size_t c = 0; c < sizeof counts / sizeof *counts; c++)
 			for (int r = 0; r < tr_rule_count() + N_EXTRA; r++) {
-				const char *rule = r < tr_rule_count() ? tr_rule_at(r)->name : extra_rules[r - tr_rule_count()];
+				const char *rule = any_rule(r);
 				const struct tr_agg *x0 = NULL;
 				for (int i = 0; i < N_ALPHAS && !x0; i++)
 					x0 = hon_row(t, sets[s], counts[c], rule, alphas[i]);
@@ -624,7 +674,10 @@ int tr_paper_update(const struct tr_table *t, const char *paper_path, struct tr_
 		struct tr_buf body = {0};
 		tr_buf_puts(&body, "Test traffic routed as `tracer route` routes it, OOD guard included (the gate alone: "
 				   "see the OOD guard section below).\n\n");
-		sec_coverage(t, &body, "official", "coverage");
+		sec_coverage(t, &body);
+		tr_buf_puts(&body, "\n`tracer fit`'s default calibration per set (spec `experiments/coverage-oof.spec`; violating "
+				   "seeds counted over the three targets):\n\n");
+		sec_coverage_default(t, &body);
 		rc = splice(&doc, "coverage", body.data, e);
 		tr_buf_free(&body);
 	}

@@ -224,6 +224,20 @@ static void test_tables(void)
 	add(&t, "honesty-iid", "banking77:gold", 1000, "ltt-plan-oof", 0.95, 0.3, 0.96, 20, 0, 0);
 	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
 	t.v[t.n - 1].violations = 1, t.v[t.n - 1].gap_sum = 0.004;
+	/* 4,000 traces: every rule's row is honesty-4k's (a stray honesty row at 4,000 is not read) */
+	add(&t, "honesty-4k", "clinc150:gold", 4000, "ltt-plan-oof", 0.95, 0.55, 0.96, 40, 0, 0);
+	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
+	t.v[t.n - 1].violations = 3, t.v[t.n - 1].gap_sum = 0.006;
+	add(&t, "honesty", "clinc150:gold", 4000, "ltt", 0.95, 0.99, 0.96, 40, 0, 0);
+	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
+	/* the coverage study under oof calibration: its own spec, a row of the coverage table and of the default's */
+	add(&t, "coverage-oof", "banking77:gold", -1, "ltt-plan-oof", 0.90, 0.9, 0.93, 3, 0, 0);
+	add(&t, "coverage-oof", "banking77:gold", -1, "ltt-plan-oof", 0.95, 0.8, 0.96, 3, 0, 0);
+	t.v[t.n - 1].violations = 1;
+	add(&t, "coverage", "banking77:gold", -1, "ltt-plan-oof", 0.97, 0.7, 0.98, 3, 0, 0); /* wrong spec: not read */
+	static const long fly_n[3] = {2000, 6000, -1};
+	for (int i = 0; i < 3; i++)
+		add(&t, "flywheel-oof", "banking77:gold", fly_n[i], "ltt-plan-oof", 0.95, 0.5 + 0.1 * i, 0.96, 1, 0, 0);
 	add(&t, "backends", "banking77:gold", -1, "ltt", 0.90, 0.8, 0.95, 1, 0, 0);
 	t.v[t.n - 1].fit_sum = 4.25, t.v[t.n - 1].fit_n = 1;
 	snprintf(t.v[t.n - 1].backend, sizeof t.v[t.n - 1].backend, "knn");
@@ -238,6 +252,17 @@ static void test_tables(void)
 	CHECK(text && strstr(text, "| clinc150:gold | 2000 | ltt | — | — | 2/20 (−") && strstr(text, " · 70% |"),
 	      "honesty row: set, traces, rule, violations with their depth, coverage");
 	CHECK(text && strstr(text, "| banking77:gold | knn | 80.0% | 95.0% | 60.0% | 97.0% | 4.2 |"), "backends row");
+	CHECK(text && strstr(text, "| clinc150:gold | 4000 | ltt-plan-oof | — | — | — | 3/40 (−0.002) · 55% | — |"),
+	      "honesty row at 4,000 traces from honesty-4k");
+	CHECK(text && !strstr(text, "| clinc150:gold | 4000 | ltt |"), "a honesty row at 4,000 traces is honesty-4k's only");
+	CHECK(text && strstr(text, "| banking77:gold | ltt-plan-oof | — | — | 90.0% (0.930) | 80.0% (0.960) **✗1/3** | — |"),
+	      "coverage table: the oof rule's row from coverage-oof");
+	CHECK(text && strstr(text, "| banking77:gold | 90.0% / 80.0% / —, 1/6 | — / — / —, 0/0 | — / — / —, 0/0 |"),
+	      "the default's coverage per set at α = 0.90 / 0.95 / 0.97 with its violating seeds");
+	CHECK(text && strstr(text, "| C1 | Banking77: 83–100% coverage across α | 83%–100% | — | — | — | 80.0%–90.0% | not run |"),
+	      "claims: the default's column from coverage-oof");
+	CHECK(text && strstr(text, "| 84% / 90% / 92% | — | — | — | 50.0% / 60.0% / 70.0% | not run |"),
+	      "claims: C5's default column from flywheel-oof");
 	CHECK(text && strstr(text, "| banking77:gold | 1000 | ltt-plan-oof | — | — | — | 1/20 (−0.004) · 30% | — |"),
 	      "honesty-iid row: the subsample-iid spec's cells in the honesty format");
 	free(text);
