@@ -1,5 +1,5 @@
 # Figure 4: violation rate vs α for each gate rule on exchangeable (pooled) traffic, with δ drawn: a row of
-# panels at 2,000 traces (specs honesty and honesty-oof) and one at 4,000 traces (spec honesty-4k: the gold
+# panels at 2,000 traces (specs honesty, honesty-oof and honesty-oof-teachers) and one at 4,000 traces (spec honesty-4k: the gold
 # sets only; a set without 4,000-trace rows leaves its panel empty).
 load "plots/common.gp"
 t = "honesty"
@@ -7,7 +7,7 @@ allrules = rules(t)." cp-holdout-oof ltt-plan-oof"
 sets = values(t, 1, "$2 == \"pooled\"")
 n = words(sets)
 if (n == 0) { sets = values(t, 1, "1"); n = words(sets) }
-hcat = "cat ".table("honesty")." ".table("honesty-oof")." ".table("honesty-4k")." 2>/dev/null"
+hcat = "cat ".table("honesty")." ".table("honesty-oof")." ".table("honesty-oof-teachers")." ".table("honesty-4k")." 2>/dev/null"
 # rows of set s, trace count c and rule r from those tables (a table that is absent contributes nothing)
 hrows(s, c, r) = "< ".hcat." | awk -F'\t' '$1 == \"".s."\" && $4 == \"".c."\" && $5 == \"".r."\"'"
 # the rules with rows for set s at trace count c, in the order of allrules

@@ -1,13 +1,14 @@
 # Figure 7: the honesty/coverage frontier. One point per gate rule × target × trace count of the honesty
-# study (specs honesty, honesty-crossfit, honesty-oof and honesty-4k): mean test coverage against the share
-# of seeds whose deployed policy broke its target. A rule is honest where its points stay left of δ.
+# study (specs honesty, honesty-crossfit, honesty-oof, honesty-oof-teachers and honesty-4k): mean test
+# coverage against the share of seeds whose deployed policy broke its target. A rule is honest where its
+# points stay left of δ.
 load "plots/common.gp"
 t = "honesty"
 allrules = rules(t)." crossfit cp-holdout-oof ltt-plan-oof"
 sets = values(t, 1, "1")
 n = words(sets)
 # the rows of the honesty tables (a table that is absent contributes nothing)
-hcat = "cat ".table("honesty")." ".table("honesty-crossfit")." ".table("honesty-oof")." ".table("honesty-4k")." 2>/dev/null"
+hcat = "cat ".table("honesty")." ".table("honesty-crossfit")." ".table("honesty-oof")." ".table("honesty-oof-teachers")." ".table("honesty-4k")." 2>/dev/null"
 hrows(s, r) = "< ".hcat." | awk -F'\t' '$1 == \"".s."\" && $5 == \"".r."\" && $4 != \"traces\"'"
 # the rules with rows for set s, in the order of allrules (a rule without rows there is not plotted)
 hhave(s) = " ".system(hcat." | awk -F'\t' '$1 == \"".s."\" && $4 != \"traces\" { print $5 }' | awk '!seen[$0]++' | tr '\n' ' '")

@@ -341,7 +341,8 @@ static void sec_flywheel(const struct tr_table *t, struct tr_buf *b)
 
 /*
  * The honesty study's row for set × traces × rule: spec honesty-4k for 4,000 traces (every rule), else
- * honesty, honesty-crossfit for crossfit, or honesty-oof for the rules under oof calibration.
+ * honesty, honesty-crossfit for crossfit, or honesty-oof (then honesty-oof-teachers) for the rules under
+ * oof calibration.
  */
 static const struct tr_agg *hon_row(const struct tr_table *t, const char *set, long n, const char *rule, double a)
 {
@@ -350,7 +351,10 @@ static const struct tr_agg *hon_row(const struct tr_table *t, const char *set, l
 			   : strcmp(rule, "crossfit") == 0 ? "honesty-crossfit"
 			   : is_oof(rule)		       ? "honesty-oof"
 							       : "honesty";
-	return tr_table_find(t, spec, set, "pooled", "liblinear", n, rule, a);
+	const struct tr_agg *x = tr_table_find(t, spec, set, "pooled", "liblinear", n, rule, a);
+	if (!x && n != 4000 && is_oof(rule)) /* the teacher sets' oof rows: fewer seeds, a spec of their own */
+		x = tr_table_find(t, "honesty-oof-teachers", set, "pooled", "liblinear", n, rule, a);
+	return x;
 }
 
 /* Rows exceeding this many violating seeds out of 40 are listed: δ = 0.10 of 40 plus sampling noise. */

@@ -230,6 +230,8 @@ static void test_tables(void)
 	t.v[t.n - 1].violations = 3, t.v[t.n - 1].gap_sum = 0.006;
 	add(&t, "honesty", "clinc150:gold", 4000, "ltt", 0.95, 0.99, 0.96, 40, 0, 0);
 	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
+	add(&t, "honesty-oof-teachers", "banking77:gpt-4o", 1000, "cp-holdout-oof", 0.90, 0.25, 0.93, 10, 0, 0);
+	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
 	/* the coverage study under oof calibration: its own spec, a row of the coverage table and of the default's */
 	add(&t, "coverage-oof", "banking77:gold", -1, "ltt-plan-oof", 0.90, 0.9, 0.93, 3, 0, 0);
 	add(&t, "coverage-oof", "banking77:gold", -1, "ltt-plan-oof", 0.95, 0.8, 0.96, 3, 0, 0);
@@ -255,6 +257,8 @@ static void test_tables(void)
 	CHECK(text && strstr(text, "| clinc150:gold | 4000 | ltt-plan-oof | — | — | — | 3/40 (−0.002) · 55% | — |"),
 	      "honesty row at 4,000 traces from honesty-4k");
 	CHECK(text && !strstr(text, "| clinc150:gold | 4000 | ltt |"), "a honesty row at 4,000 traces is honesty-4k's only");
+	CHECK(text && strstr(text, "| banking77:gpt-4o | 1000 | cp-holdout-oof | — | — | 0/10 · 25% | — |"),
+	      "the teacher sets' oof rows from honesty-oof-teachers");
 	CHECK(text && strstr(text, "| banking77:gold | ltt-plan-oof | — | — | 90.0% (0.930) | 80.0% (0.960) **✗1/3** | — |"),
 	      "coverage table: the oof rule's row from coverage-oof");
 	CHECK(text && strstr(text, "| banking77:gold | 90.0% / 80.0% / —, 1/6 | — / — / —, 0/0 | — / — / —, 0/0 |"),
