@@ -1,6 +1,6 @@
-# Figure 4: violation rate vs α for each gate rule on exchangeable (pooled) traffic, with δ drawn: a row of
-# panels at 2,000 traces (specs honesty, honesty-oof and honesty-oof-teachers) and one at 4,000 traces (spec honesty-4k: the gold
-# sets only; a set without 4,000-trace rows leaves its panel empty).
+# Figure 4: violation rate vs α for each gate rule on exchangeable (pooled) traffic, with δ drawn: a row
+# of panels at 2,000 traces (specs honesty, honesty-oof and honesty-oof-teachers) and one at 4,000 traces
+# (spec honesty-4k: the gold sets only; a set without 4,000-trace rows leaves its panel empty).
 load "plots/common.gp"
 t = "honesty"
 allrules = rules(t)." cp-holdout-oof ltt-plan-oof"
