@@ -20,7 +20,18 @@ do for [ext in "png svg"] {
 		set xrange [-0.02:1.02]
 		set yrange [0.5:1.005]
 		eval keyabove(i, H)
-		plot for [r in allrules] rows(t, "$1 == \"".s."\" && $2 == \"official\" && $4 == \"all\" && $5 == \"".r."\" && $8 > 0") using 8:11 with linespoints ls ruleline(r) title r
+		# the rules that handle something on set s, in the order of allrules (a set every rule refuses at
+		# every α, as MNLI, gets a note instead of empty plots)
+		have = " ".values(t, 5, "$1 == \"".s."\" && $2 == \"official\" && $4 == \"all\" && $8 > 0")
+		shown = ""
+		do for [r in allrules] { if (strstrt(have, " ".r." ") > 0) { shown = shown.r." " } }
+		if (words(shown) == 0) {
+			set label 1 "every rule refused at every α: nothing handled" at graph 0.5, 0.5 center
+			plot 2 notitle
+			unset label 1
+		} else {
+			plot for [r in shown] rows(t, "$1 == \"".s."\" && $2 == \"official\" && $4 == \"all\" && $5 == \"".r."\" && $8 > 0") using 8:11 with linespoints ls ruleline(r) title r
+		}
 	}
 	unset multiplot
 }
