@@ -724,13 +724,6 @@ static int run_family(struct tr_fit *f, int t, int fam, int prepared, struct tr_
 	return 0;
 }
 
-/*
- * A rule that plans (ltt-plan) at target t: every family is prepared in table order and planned on its
- * validation rows (rsb's stage-1 threshold is the one l2d's plan predicts, so nothing here has seen a
- * calibration label), and only the family with the highest predicted coverage is tested, at the full
- * δ. Accept-all families do not compete: accept-all is the last step of every other family's
- * sequence, so choosing it would only forgo the stricter thresholds.
- */
 /* The rows a plan is made on, as report.md and gate_audit.json name them. */
 static const char *plan_rows(const struct tr_fit *f)
 {
@@ -738,6 +731,13 @@ static const char *plan_rows(const struct tr_fit *f)
 										 : "validation rows";
 }
 
+/*
+ * A rule that plans (ltt-plan) at target t: every family is prepared in table order and planned on its
+ * validation rows, out-of-fold rows under oof and crossfit (plan_rows; rsb's stage-1 threshold is the one
+ * l2d's plan predicts, so nothing here has seen a calibration label), and only the family with the highest predicted coverage is tested, at the full
+ * δ. Accept-all families do not compete: accept-all is the last step of every other family's
+ * sequence, so choosing it would only forgo the stricter thresholds.
+ */
 static int plan_target(struct tr_fit *f, int t, struct tr_err *e)
 {
 	int n = f->n_fam, all[TR_REGISTRY_MAX] = {0}, others = 0;
