@@ -41,8 +41,9 @@ const char tr_crossfit_caveat[] =
 const char tr_oof_guarantee[] =
 	"P(agreement on handled traffic < α) <= δ for the deployed policy, on the handled set before the OOD guard, "
 	"when the calibration part's groups and future traffic are independent draws from one distribution; "
-	"surrogate, acceptor, plan and family are functions of the fit part alone (out-of-fold), the gate tests "
-	"one row of each group key of the calibration part, drawn at random, and rsb is not tried";
+	"surrogate, acceptor and every family's threshold order (ltt-plan: its plan and the one family it tests) "
+	"are functions of the fit part alone (out-of-fold; ltt tests every family at its share of δ), the gate "
+	"tests one row of each group key of the calibration part, drawn at random, and rsb is not tried";
 
 const char *tr_calibration_name(const struct tr_fit_options *o)
 {
