@@ -25,18 +25,30 @@ mkdir -p "$OUT" "$WORK"
 index=$OUT/scenarios.tsv.part
 printf 'scenario\tset\talpha\tpolicy_seed\tfile\n' >"$index"
 
-# The study's policies use the ltt gate (the default when the study was run; ltt-plan is the default now): the
-# monitor's behaviour does not depend on which guaranteed rule deployed the policy.
+# The study's policies use the ltt gate and holdout calibration (the defaults when the study was run; fit
+# defaults to ltt-plan and oof now): the monitor's behaviour does not depend on which guaranteed rule deployed
+# the policy, and the committed summaries are reproduced only by the policies they were replayed on.
+# fit() only notes a policy; it is fitted when a replay or timeline needs it (need), so that a run whose
+# summaries are all there (a fresh clone: they are committed) fits nothing.
+plan=$WORK/policies.tsv.part
+: >"$plan"
 fit() { # DIR TRACES TARGET SEED
-	[ -d "$WORK/$1" ] || "$TRACER" fit "$2" --out "$WORK/$1" --gate ltt --grid C=10 --targets 0.90,0.95 \
-		--target "$3" --seed "$4" >/dev/null
+	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$plan"
+}
+need() { # DIR
+	[ -d "$WORK/$1" ] && return 0
+	awk -F'\t' -v d="$1" '$1 == d { print $2; print $3; print $4; exit }' "$plan" | {
+		read -r traces && read -r target && read -r seed || exit 1
+		"$TRACER" fit "$traces" --out "$WORK/$1" --gate ltt --calibration holdout --grid C=10 --targets 0.90,0.95 \
+			--target "$target" --seed "$seed" >/dev/null
+	}
 }
 # replay SCENARIO SET ALPHA PSEED FILE POLICY TRAFFIC [ARGS...]
 replay() {
 	sc=$1 set=$2 a=$3 ps=$4 f=$5 pol=$6 traffic=$7
 	shift 7
-	[ -s "$OUT/$f" ] || "$TRACER" replay "$WORK/$pol" "$traffic" --audit-rate $RATES --method $METHODS \
-		--summary "$OUT/$f" "$@"
+	[ -s "$OUT/$f" ] || { need "$pol" && "$TRACER" replay "$WORK/$pol" "$traffic" --audit-rate $RATES \
+		--method $METHODS --summary "$OUT/$f" "$@"; } || exit 1
 	printf '%s\t%s\t%s\t%s\t%s\n' "$sc" "$set" "$a" "$ps" "$f" >>"$index"
 }
 
@@ -75,8 +87,8 @@ done
 timeline() { # NAME POLICY TRAFFIC [ARGS...]
 	n=$1 pol=$2 traffic=$3
 	shift 3
-	[ -s "$OUT/timeline-$n.jsonl" ] || "$TRACER" replay "$WORK/$pol" "$traffic" --audit-rate 0.05 --every 50 \
-		--timeline "$OUT/timeline-$n.jsonl" --summary "$OUT/timeline-$n.summary.json" "$@"
+	[ -s "$OUT/timeline-$n.jsonl" ] || { need "$pol" && "$TRACER" replay "$WORK/$pol" "$traffic" --audit-rate 0.05 \
+		--every 50 --timeline "$OUT/timeline-$n.jsonl" --summary "$OUT/timeline-$n.summary.json" "$@"; } || exit 1
 }
 timeline nodrift banking77-gold-pooled-0.95 "$WORK/banking77-gold-pooled-test.jsonl" --shuffle 1000
 timeline swap banking77-gold-0 banking77:gold --shuffle 1 --switch-at 1000 --then banking77:gpt-4o --then-part all

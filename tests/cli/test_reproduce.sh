@@ -60,4 +60,12 @@ ok "list a split sweep" "$TRACER" sweep sp.spec --list
 check "two seeds x two splits" [ "$(grep -c 'split=' out)" -eq 4 ]
 printf 'name x\nbogus 1\n' >bad2.spec
 fails 1 'bad2.spec:2: unknown key "bogus"' "unknown key" "$TRACER" sweep bad2.spec --list
+
+# The drift study on the committed summaries (a fresh clone): nothing to replay, so no policy is fitted;
+# its policies are fitted as the summaries were (ltt, holdout calibration: fit's default is oof now).
+mkdir -p dr/results && cp -r "$ROOT/results/drift" dr/results/
+ok "drift study with every summary there" env TRACER="$TRACER" RESULTS=dr/results DRIFT_WORK=dr/work sh "$ROOT/scripts/drift-study.sh"
+check "no policy fitted" [ -z "$(find dr/work -mindepth 1 -maxdepth 1 -type d)" ]
+check "the summaries unchanged" diff -r "$ROOT/results/drift" dr/results/drift
+check "the study's policies are fitted under holdout" grep -q -- '--gate ltt --calibration holdout' "$ROOT/scripts/drift-study.sh"
 finish
