@@ -352,7 +352,7 @@ static const struct tr_agg *hon_row(const struct tr_table *t, const char *set, l
 			   : is_oof(rule)		       ? "honesty-oof"
 							       : "honesty";
 	const struct tr_agg *x = tr_table_find(t, spec, set, "pooled", "liblinear", n, rule, a);
-	if (!x && n != 4000 && is_oof(rule)) /* the teacher sets' oof rows: fewer seeds, a spec of their own */
+	if (!x && n != 4000 && is_oof(rule)) /* the teacher sets' oof rows: a spec of their own */
 		x = tr_table_find(t, "honesty-oof-teachers", set, "pooled", "liblinear", n, rule, a);
 	return x;
 }
