@@ -111,7 +111,8 @@ double tr_ltt_start_level(size_t n_cal, double alpha, double delta);
  * ltt-plan (rule_ltt_plan.c): the test plan, made from validation rows only. Levels are coverage
  * percents 1..100 (100 = accept all); -1 when absent.
  */
-#define TR_PLAN_BACKUP 0.2 /* share of δ on the backup start of the fallback sequence */
+#define TR_PLAN_BACKUP 0.0 /* share of δ on a stricter backup start of the fallback sequence (0: none) */
+#define TR_PLAN_SLACK 0.05 /* the start: the strictest within this share of the best predicted coverage */
 struct tr_plan {
 	int start;		    /* main start */
 	int backup;		    /* stricter backup start, or -1 */

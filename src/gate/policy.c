@@ -173,10 +173,12 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 			      100 * tr_ltt_start_level(f->nca, f->o->target, dpf), f->nca, ceil(need));
 	} else if (rule->plans) {
 		tr_buf_printf(&b, "- ltt-plan start levels (frontier.json, \"plan\"): chosen on %s before any "
-				"calibration label is read: the main start is the coverage level whose walk towards looser "
-				"thresholds predicts the most coverage, the backup a stricter level under a pessimistic "
-				"agreement; the test then runs on calibration rows from the backup start.",
-			      f->o->oof ? "the fit part's out-of-fold rows" : "validation rows");
+				"calibration label is read: the main start is the strictest coverage level whose walk "
+				"towards looser thresholds is predicted to cover within %.0f%% of the best walk%s; the "
+				"test then runs on calibration rows from %s start.",
+			      f->o->oof ? "the fit part's out-of-fold rows" : "validation rows", 100 * TR_PLAN_SLACK,
+			      TR_PLAN_BACKUP > 0 ? ", the backup a stricter level under a pessimistic agreement" : "",
+			      TR_PLAN_BACKUP > 0 ? "the backup" : "the main");
 		size_t i, j;
 		json_t *t, *x;
 		json_array_foreach(frontier, i, t)
@@ -186,11 +188,14 @@ static char *report(const struct tr_fit *f, const char *spec, const struct tr_po
 			json_array_foreach(json_object_get(t, "families"), j, x)
 			{
 				json_t *plan = json_object_get(x, "plan");
-				if (json_is_object(plan))
-					tr_buf_printf(&b, " Here %s: main start %.2f, backup %.2f.",
-						      json_string_value(json_object_get(x, "family")),
-						      json_integer_value(json_object_get(plan, "start_level")) / 100.0,
-						      json_integer_value(json_object_get(plan, "backup_level")) / 100.0);
+				if (!json_is_object(plan))
+					continue;
+				json_int_t bk = json_integer_value(json_object_get(plan, "backup_level"));
+				tr_buf_printf(&b, " Here %s: main start %.2f", json_string_value(json_object_get(x, "family")),
+					      json_integer_value(json_object_get(plan, "start_level")) / 100.0);
+				if (bk > 0)
+					tr_buf_printf(&b, ", backup %.2f", bk / 100.0);
+				tr_buf_puts(&b, ".");
 			}
 		}
 		tr_buf_puts(&b, "\n");

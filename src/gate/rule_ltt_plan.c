@@ -8,16 +8,23 @@
  *   1. Candidates: the same thresholds as ltt, the validation-score quantiles at coverage levels
  *      c = 1..100% (100% = accept everything).
  *   2. Plan (validation only): for each level, the validation agreement predicts the chance that the
- *      calibration test passes there; the main start s is the level that maximises the predicted
- *      coverage of a walk from s towards looser thresholds. A backup start b < s is chosen the same way
+ *      calibration test passes there, and each start s gets the predicted coverage of a walk from s
+ *      towards looser thresholds. That prediction is flat over a wide range of starts (a walk from a
+ *      stricter start passes levels that pass anyway), so the start is the strictest level predicted to
+ *      cover at least 1 - TR_PLAN_SLACK of the best start's coverage: where validation rows are more
+ *      optimistic than the calibration rows (out-of-fold rows of fold models, the label mix of a split),
+ *      the looser starts fail first. TR_PLAN_BACKUP > 0 adds a stricter backup start chosen the same way
  *      under a pessimistic agreement (the 90% Clopper-Pearson lower bound of the validation counts).
  *   3. Family: each family is planned, and only the one with the highest predicted coverage is tested
  *      (tr_ltt_plan_choose, called by fit.c for rules with `plans`), at the full δ instead of δ/3. The
  *      accept-all family is the last step of l2d's sequence, not a competitor (fit.c).
  *   4. Test (calibration): the fallback procedure on the hypotheses H_c: "agreement at t_c < α", in the
- *      order b, b+1, ..., 100, with weight φ = TR_PLAN_BACKUP on b and 1-φ on s. H_c is tested at
- *      δ_c = w_c δ + δ_{c-1} when H_{c-1} was rejected, else w_c δ, with the exact binomial p-value. The
- *      loosest rejected threshold deploys.
+ *      order b, b+1, ..., 100, with weight φ = TR_PLAN_BACKUP on b and 1-φ on s (φ = 0, no backup: the
+ *      fixed sequence from s at the full δ). H_c is tested at δ_c = w_c δ + δ_{c-1} when H_{c-1} was
+ *      rejected, else w_c δ, with the exact binomial p-value. The loosest rejected threshold deploys.
+ *
+ * Both constants were chosen on scratch seeds outside every committed study (PAPER.md, "Where
+ * ltt-plan's coverage went").
  *
  * Why the promise holds: the thresholds, the order, the weights and the family are functions of the
  * train and validation rows only, so given them the calibration rows are fresh draws and each p-value is
@@ -130,16 +137,24 @@ static double walk_value(const struct ladder *L, size_t n_val, const double *pi,
 	return v;
 }
 
+/*
+ * The strictest start below `below` whose walk is predicted to cover at least 1 - TR_PLAN_SLACK of the
+ * best walk's coverage, or -1 when no walk predicts any.
+ */
 static int best_start(const struct ladder *L, size_t n_val, const double *pi, int below, double *value)
 {
-	int best = -1;
+	double v[LEVELS], best = 0;
 	*value = 0;
-	for (int s = below - 1; s >= 0; s--) { /* on a tie the looser start: fewer steps to fail by chance */
-		double v = walk_value(L, n_val, pi, s);
-		if (v > *value + 1e-12)
-			best = s, *value = v;
-	}
-	return best;
+	for (int s = 0; s < below; s++)
+		v[s] = walk_value(L, n_val, pi, s), best = fmax(best, v[s]);
+	if (best <= 0)
+		return -1;
+	for (int s = 0; s < below; s++)
+		if (v[s] >= (1 - TR_PLAN_SLACK) * best - 1e-12) {
+			*value = v[s];
+			return s;
+		}
+	return -1;
 }
 
 int tr_ltt_plan(const double *val_score, const int *val_agree, size_t n_val, size_t n_cal, double alpha,
@@ -172,10 +187,12 @@ int tr_ltt_plan(const double *val_score, const int *val_agree, size_t n_val, siz
 		return 0;
 	p->start = s + 1;
 	p->expected = v;
-	pass_probs(&L, n_val, n_cal, alpha, TR_PLAN_BACKUP * delta, 1, pb);
-	int b = best_start(&L, n_val, pb, s, &vb);
-	if (b >= 0)
-		p->backup = b + 1;
+	if (TR_PLAN_BACKUP > 0) {
+		pass_probs(&L, n_val, n_cal, alpha, TR_PLAN_BACKUP * delta, 1, pb);
+		int b = best_start(&L, n_val, pb, s, &vb);
+		if (b >= 0)
+			p->backup = b + 1;
+	}
 	/* where the walk is expected to stop: the loosest level reached with even odds */
 	double m = 1;
 	for (int c = s; c < LEVELS && (m = fmin(m, pi[c])) >= 0.5; c++)
@@ -232,17 +249,19 @@ static int run_ltt_plan(const struct tr_gate_input *in, int accept_all, struct t
 		if (!pass && c + 1 < p.start)
 			c = p.start - 1;
 	}
+	char seq[96];
+	if (p.backup > 0)
+		snprintf(seq, sizeof seq, "fallback sequence (backup start %d%%, main start %d%%", p.backup, p.start);
+	else
+		snprintf(seq, sizeof seq, "fixed sequence (start %d%%", p.start);
 	if (isnan(best_t)) {
-		snprintf(r->reason, sizeof r->reason,
-			 "fallback sequence (backup start %d%%, main start %d%%): no threshold rejected at its level",
-			 p.backup, p.start);
+		snprintf(r->reason, sizeof r->reason, "%s): no threshold rejected at its level", seq);
 		return 0;
 	}
 	tr_gate_deploy(r, in, best_t, best_p);
 	snprintf(r->reason, sizeof r->reason,
-		 "fallback sequence (backup start %d%%, main start %d%%, planned before the test): loosest rejected "
-		 "level %d%%, %zu/%zu agree, p=%.3g",
-		 p.backup, p.start, best_c, r->k, r->n, best_p);
+		 "%s, planned before the test): loosest rejected level %d%%, %zu/%zu agree, p=%.3g", seq, best_c,
+		 r->k, r->n, best_p);
 	return 0;
 }
 
@@ -272,9 +291,14 @@ static double plan_backup_share(size_t n_cal, double alpha, double delta)
 
 static void plan_describe(struct tr_buf *b, double delta, double delta_per_family, double share)
 {
-	tr_buf_printf(b, ", δ = %.2f (%.4f for the one family the plan chose; fallback sequence with %.0f%% of it "
-			 "on a stricter backup start)",
-		      delta, delta_per_family, 100 * share);
+	if (share > 0)
+		tr_buf_printf(b, ", δ = %.2f (%.4f for the one family the plan chose; fallback sequence with %.0f%% of it "
+				 "on a stricter backup start)",
+			      delta, delta_per_family, 100 * share);
+	else
+		tr_buf_printf(b, ", δ = %.2f (%.4f for the one family the plan chose; fixed sequence from the planned "
+				 "start)",
+			      delta, delta_per_family);
 }
 
 const struct tr_rule tr_rule_ltt_plan = {
