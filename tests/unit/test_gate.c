@@ -450,8 +450,8 @@ static void test_plan_promise(void)
  * 0.97 at every score; the traffic agrees 0.99 above score 0.4 and 0.60 below, so agreement on the top c
  * of the traffic stays >= 0.90 up to c = 0.78 and thresholds looser than that violate. A start placed
  * where validation predicts the most coverage (the plan before TR_PLAN_SLACK started at 100% here) fails
- * and deploys nothing (measured: 0 of 200 seeds deployed); the strictest
- * start within TR_PLAN_SLACK of it walks the band. 200 seeds of calibration agreement on a score grid.
+ * and deploys nothing (measured: 0 of 200 seeds deployed); the strictest start within TR_PLAN_SLACK of
+ * it walks the band. 200 seeds of calibration agreement on a score grid.
  */
 static double band_truth(double t)
 {
