@@ -147,10 +147,10 @@ static int best_start(const struct ladder *L, size_t n_val, const double *pi, in
 	*value = 0;
 	for (int s = 0; s < below; s++)
 		v[s] = walk_value(L, n_val, pi, s), best = fmax(best, v[s]);
-	if (best <= 0)
+	if (best <= 1e-12) /* no walk predicts any coverage */
 		return -1;
 	for (int s = 0; s < below; s++)
-		if (v[s] >= (1 - TR_PLAN_SLACK) * best - 1e-12) {
+		if (v[s] >= (1 - TR_PLAN_SLACK) * best * (1 - 1e-12)) {
 			*value = v[s];
 			return s;
 		}
