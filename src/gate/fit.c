@@ -342,8 +342,12 @@ static struct tr_grid grid_of(const struct tr_fit *f, const struct tr_surrogate 
  * choice is made, and the refit reports fold 0's score. The models of different jobs are independent and
  * each writes its own rows of f->p1, so neither the thread count nor the order of the jobs changes a bit.
  */
+#define FOLD_JOB_OOD (-2) /* the job fitting the OOD guard on f->tr (the refit's rows) */
+
+static int tr_fit_ood_now(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e);
+
 struct fold_job {
-	int k;
+	int k; /* fold k's model; -1: the refit; FOLD_JOB_OOD */
 	int rc;
 	struct tr_buf log;
 	struct tr_err err;
@@ -357,6 +361,8 @@ struct fold_pool {
 
 static int fold_job_run(struct tr_fit *f, const struct tr_grid *one, struct fold_job *jb)
 {
+	if (jb->k == FOLD_JOB_OOD) /* a failure here is not the fit's: tr_fit_ood tries again and reports it */
+		return tr_fit_ood_now(f, &f->ood, &jb->err), 0;
 	size_t *in = tr_malloc(f->n * sizeof *in), *out = tr_malloc(f->n * sizeof *out), ni = 0, no = 0;
 	double *p = NULL;
 	struct tr_surrogate *s = NULL;
@@ -413,7 +419,7 @@ static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 	size_t *in = tr_malloc(f->n * sizeof *in), *out = tr_malloc(f->n * sizeof *out);
 	double *p = tr_malloc(f->n * (size_t)f->K * sizeof *p);
 	struct tr_surrogate *s = NULL;
-	struct fold_job jobs[17];
+	struct fold_job jobs[18];
 	size_t nj = 0;
 	if (!in || !out || !p) {
 		tr_fail(e, "out of memory");
@@ -447,11 +453,14 @@ static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 	memmove(jobs + 1, jobs, nj * sizeof *jobs);
 	jobs[0] = (struct fold_job){.k = -1};
 	nj++;
+	if (f->o->ood) /* it needs only the refit's rows: beside the fold models, last (the shortest job) */
+		jobs[nj++] = (struct fold_job){.k = FOLD_JOB_OOD};
 	struct tr_grid one = grid_of(f, s);
 	double f1 = s->val_f1;
 	tr_surrogate_free(s); /* the jobs' models only from here: at most one per thread, and the refit */
 	s = NULL;
-	tr_progress_phase(f->o->progress, "out-of-fold models: folds %d to %d and the refit", first + 2, K);
+	tr_progress_phase(f->o->progress, "out-of-fold models: folds %d to %d and the refit%s", first + 2, K,
+			  f->o->ood ? ", the OOD guard beside them" : "");
 	tr_progress_step(f->o->progress, 0, nj);
 	struct fold_pool pl = {.f = f, .one = &one, .jobs = jobs};
 	tr_surrogate_jobs(nj, tr_surrogate_threads(f->fam, nj, f->o->threads), fold_run, &pl, f->o->progress);
@@ -559,6 +568,7 @@ void tr_fit_free(struct tr_fit *f)
 	tr_feats_free(&f->F);
 	tr_featurizer_free(f->fz);
 	tr_surrogate_free(f->s1);
+	tr_ood_free(f->ood);
 	tr_acceptor_free(&f->acc1);
 	tr_free(f->p1), tr_free(f->sc1), tr_free(f->a1);
 	calib_free(&f->c);
@@ -847,13 +857,23 @@ void tr_fit_info(const struct tr_fit *f, struct tr_fit_info *out)
 	*out = (struct tr_fit_info){f->n, f->ntr, f->nva, f->nca, f->ca_dropped, f->fam, f->s1->hp, f->s1->val_f1, f->fz};
 }
 
-int tr_fit_ood(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e)
+int tr_fit_ood(struct tr_fit *f, struct tr_ood **out, struct tr_err *e)
+{
+	if (f->ood) { /* fitted beside the fold models */
+		*out = f->ood;
+		f->ood = NULL;
+		return 0;
+	}
+	return tr_fit_ood_now(f, out, e);
+}
+
+static int tr_fit_ood_now(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e)
 {
 	struct tr_feats Xt;
 	int *yt;
 	if (rows_view(f, f->tr, f->ntr, &Xt, &yt))
 		return tr_fail(e, "out of memory");
-	int rc = tr_ood_fit(&Xt, yt, f->K, out, e);
+	int rc = tr_ood_fit_take(&Xt, yt, f->K, out, e); /* the view's rows are a copy: the guard keeps them */
 	tr_feats_view_free(&Xt);
 	tr_free(yt);
 	return rc;

@@ -32,6 +32,7 @@ struct tr_fit {
 	int F_borrowed; /* F.dense is the caller's o->emb_scratch (not freed with the fit) */
 	struct tr_featurizer *fz;
 	struct tr_surrogate *s1;
+	struct tr_ood *ood; /* o->ood under crossfit and oof: fitted beside the fold models (tr_fit_ood takes it) */
 	struct tr_acceptor acc1;
 	double *p1, *sc1; /* stage 1's probabilities and acceptor scores per used row */
 	int *a1;	  /* stage 1 agrees with the teacher */

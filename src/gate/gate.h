@@ -180,6 +180,8 @@ struct tr_ood;
 #define TR_OOD_K 5
 #define TR_OOD_PCT 0.995
 int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **out, struct tr_err *e);
+/* tr_ood_fit, the guard taking X's dense rows (X->dense is NULL after, whatever the outcome) instead of a copy. */
+int tr_ood_fit_take(struct tr_feats *X, const int *y, int K, struct tr_ood **out, struct tr_err *e);
 /* dist[i]: row i's mean cosine distance to its k nearest training rows, for the rows with need[i] != 0
  * (need NULL: every row); NAN for the others. */
 int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int *need, double *dist,
@@ -344,8 +346,11 @@ struct tr_fit_info {
 	const struct tr_featurizer *fz;
 };
 void tr_fit_info(const struct tr_fit *f, struct tr_fit_info *out);
-/* Builds the OOD guard on the training rows (the guard `fit` deploys). */
-int tr_fit_ood(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e);
+/*
+ * The OOD guard on the training rows (the guard `fit` deploys). Under crossfit and oof with o->ood it was
+ * built beside the fold models and is handed over (once); otherwise it is built now.
+ */
+int tr_fit_ood(struct tr_fit *f, struct tr_ood **out, struct tr_err *e);
 /* Per-family state a family keeps between targets (rsb's second stages), freed by its state_free. */
 void **tr_fit_state(struct tr_fit *f, const struct tr_pol_family *fam);
 

@@ -64,31 +64,78 @@ static double sparse_distance(const struct tr_ood *o, const struct tr_node *q, s
 	return mean_distance(top, tr_sparse_knn_top(o->ix, q, TR_OOD_K, self, s, row, top));
 }
 
+/* Puts similarity s into a list of the `*have` largest so far (largest first, at most TR_OOD_K). */
+static void top_insert(double *top, int *have, double s)
+{
+	if (*have == TR_OOD_K && s <= top[TR_OOD_K - 1])
+		return;
+	int pos = *have < TR_OOD_K ? (*have)++ : TR_OOD_K - 1;
+	while (pos > 0 && s > top[pos - 1]) {
+		top[pos] = top[pos - 1];
+		pos--;
+	}
+	top[pos] = s;
+}
+
 /* Mean cosine distance to the k most similar rows, skipping row `self` (or none if self = SIZE_MAX). */
 static double mean_knn_distance(const double *sim, size_t n, size_t self)
 {
 	double top[TR_OOD_K];
 	int have = 0;
-	for (size_t j = 0; j < n; j++) {
-		if (j == self)
-			continue;
-		double s = sim[j];
-		if (have == TR_OOD_K && s <= top[TR_OOD_K - 1])
-			continue;
-		int pos = have < TR_OOD_K ? have++ : TR_OOD_K - 1;
-		while (pos > 0 && s > top[pos - 1]) {
-			top[pos] = top[pos - 1];
-			pos--;
-		}
-		top[pos] = s;
-	}
+	for (size_t j = 0; j < n; j++)
+		if (j != self)
+			top_insert(top, &have, sim[j]);
 	return mean_distance(top, (size_t)have);
 }
 
-int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **out, struct tr_err *e)
+/*
+ * dist[i]: mean cosine distance of dense training row i to its TR_OOD_K most similar other rows. The
+ * similarities are symmetric, so half of them are computed: rows i0..i0+b (a block) get their products
+ * with rows i0..n only (one BLAS product), which count for both rows of a pair; rows after the block
+ * receive theirs from the blocks before. A list of the k largest holds the same values whatever order
+ * they come in, and BLAS forms x_i . x_j and x_j . x_i by the same sum over the dimensions (the
+ * distances are those of the full matrix bit for bit on the dense tests and the dense workload).
+ */
+static int dense_self_distances(const struct tr_ood *o, double *sim, double *dist)
+{
+	size_t n = o->n, d = (size_t)o->dim;
+	double *top = tr_malloc((n ? n : 1) * TR_OOD_K * sizeof *top);
+	int *have = tr_calloc(n ? n : 1, sizeof *have);
+	if (!top || !have) {
+		tr_free(top), tr_free(have);
+		return -1;
+	}
+	for (size_t i0 = 0; i0 < n; i0 += OOD_BLOCK) {
+		size_t b = n - i0 < OOD_BLOCK ? n - i0 : OOD_BLOCK, m = n - i0;
+		gsl_matrix_const_view q = gsl_matrix_const_view_array(o->x + i0 * d, b, d);
+		gsl_matrix_const_view t = gsl_matrix_const_view_array(o->x + i0 * d, m, d);
+		gsl_matrix_view s = gsl_matrix_view_array(sim, b, m);
+		gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &q.matrix, &t.matrix, 0.0, &s.matrix);
+		for (size_t r = 0; r < b; r++) {
+			const double *row = sim + r * m;
+			size_t i = i0 + r;
+			for (size_t c = 0; c < m; c++) /* row i's own: its block and every later row */
+				if (c != r)
+					top_insert(top + i * TR_OOD_K, &have[i], row[c]);
+			for (size_t c = b; c < m; c++) /* the later rows' share of the same products */
+				top_insert(top + (i0 + c) * TR_OOD_K, &have[i0 + c], row[c]);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		dist[i] = mean_distance(top + i * TR_OOD_K, (size_t)have[i]);
+	tr_free(top), tr_free(have);
+	return 0;
+}
+
+/* tr_ood_fit; `own`, when not NULL, is X's dense rows, the guard's from here on (freed if it fails). */
+static int ood_fit(const struct tr_feats *X, double *own, const int *y, int K, struct tr_ood **out, struct tr_err *e)
 {
 	*out = NULL;
 	struct tr_ood *o = tr_calloc(1, sizeof *o);
+	if (o)
+		o->x = own;
+	else
+		tr_free(own);
 	size_t block = X->dense ? OOD_BLOCK : 0;
 	struct tr_sparse_knn_scratch *sk = NULL;
 	double *dist = tr_malloc((X->n ? X->n : 1) * sizeof *dist), *sim = tr_malloc((X->n ? X->n : 1) * (block ? block : 1) * sizeof *sim);
@@ -96,14 +143,14 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
 	if (!o || !dist || !sim || !buf || !(o->thr = tr_malloc((size_t)K * sizeof *o->thr)))
 		goto oom;
 	o->K = K, o->dim = X->dim, o->n = X->n, o->dense = X->dense != NULL;
-	if (o->dense) {
+	if (o->dense && !o->x) {
 		size_t sz = X->n * (size_t)X->dim * sizeof *o->x;
 		if (!(o->x = tr_malloc(sz)))
 			goto oom;
 		memcpy(o->x, X->dense, sz);
-	} else if (tr_rows_pack(X, &o->nodes, &o->n_nodes) ||
-		   tr_sparse_knn_new(o->nodes, o->n_nodes, o->n, o->dim, &o->ix) ||
-		   !(sk = tr_sparse_knn_scratch_new(o->ix, TR_OOD_K))) {
+	} else if (!o->dense && (tr_rows_pack(X, &o->nodes, &o->n_nodes) ||
+				 tr_sparse_knn_new(o->nodes, o->n_nodes, o->n, o->dim, &o->ix) ||
+				 !(sk = tr_sparse_knn_scratch_new(o->ix, TR_OOD_K)))) {
 		goto oom;
 	}
 	if (o->dense && tr_blas_begin()) {
@@ -111,11 +158,9 @@ int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **ou
 		tr_ood_free(o);
 		return tr_fail(e, "out of memory while fitting the ood guard (BLAS needs %.0f MB)", TR_BLAS_BUFFER / 1e6);
 	}
-	for (size_t i0 = 0; o->dense && i0 < X->n; i0 += block) {
-		size_t b = X->n - i0 < block ? X->n - i0 : block;
-		sims(o, X, i0, b, sim);
-		for (size_t r = 0; r < b; r++)
-			dist[i0 + r] = mean_knn_distance(sim + r * X->n, X->n, i0 + r);
+	if (o->dense && dense_self_distances(o, sim, dist)) {
+		tr_blas_end();
+		goto oom;
 	}
 	for (size_t i = 0; !o->dense && i < X->n; i++)
 		dist[i] = sparse_distance(o, X->rows[i], i, sk);
@@ -145,6 +190,22 @@ oom:
 	tr_free(dist), tr_free(sim), tr_free(buf);
 	tr_ood_free(o);
 	return tr_fail(e, "ood: out of memory for %zu rows", X->n);
+}
+
+int tr_ood_fit(const struct tr_feats *X, const int *y, int K, struct tr_ood **out, struct tr_err *e)
+{
+	return ood_fit(X, NULL, y, K, out, e);
+}
+
+int tr_ood_fit_take(struct tr_feats *X, const int *y, int K, struct tr_ood **out, struct tr_err *e)
+{
+	double *own = X->dense;
+	if (!own)
+		return ood_fit(X, NULL, y, K, out, e);
+	X->dense = NULL; /* read below through a view of the same rows, now the guard's */
+	struct tr_feats V = *X;
+	V.dense = own;
+	return ood_fit(&V, own, y, K, out, e);
 }
 
 int tr_ood_far(const struct tr_ood *o, int label, double d)

@@ -4,6 +4,8 @@
  * many seeds, ltt's deployed policy falls below α at most about δ of the time, the point rule far more.
  */
 #include <gsl/gsl_randist.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -217,6 +219,84 @@ static void test_ood_file(void)
 		CHECK(tr_ood_load("ood.bin", b2.data, cut, &l, &e) == -1, "ood: truncated at %zu accepted", cut);
 	tr_ood_free(o), tr_ood_free(l);
 	tr_buf_free(&b), tr_buf_free(&b2);
+}
+
+/* The 99.5th percentile of v[0..n) (sorted in place), as the guard takes it. */
+static double pct(double *v, size_t n)
+{
+	gsl_sort(v, 1, n);
+	return gsl_stats_quantile_from_sorted_data(v, 1, n, TR_OOD_PCT);
+}
+
+/*
+ * The dense guard computes half of the similarity matrix (row blocks against the rows from theirs on) and
+ * lets each product count for both rows: its limits are those of every row's leave-one-out distances over
+ * the full matrix, computed here by plain loops (301 rows: two whole blocks and a partial one, 3 labels
+ * of about 100 rows, and one label with too few rows for a limit of its own). tr_ood_fit_take keeps the
+ * rows instead of copying them, with the same bytes.
+ */
+static void test_ood_dense(void)
+{
+	enum { N = 301, D = 8, L = 4 };
+	gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+	gsl_rng_set(r, 11);
+	double *x = tr_malloc(N * D * sizeof *x), *x2 = tr_malloc(N * D * sizeof *x2), dist[N], v[N];
+	int y[N];
+	for (size_t i = 0; i < N; i++) {
+		double nn = 0;
+		y[i] = i < 5 ? 3 : (int)(i % 3);
+		for (size_t k = 0; k < D; k++) /* label-dependent means: near their own label */
+			x[i * D + k] = gsl_ran_gaussian(r, 1) + (k == (size_t)y[i] ? 3 : 0), nn += x[i * D + k] * x[i * D + k];
+		for (size_t k = 0; k < D; k++)
+			x[i * D + k] /= sqrt(nn);
+	}
+	memcpy(x2, x, N * D * sizeof *x);
+	for (size_t i = 0; i < N; i++) { /* every other row's similarity, sorted: the last TR_OOD_K the nearest */
+		size_t m = 0;
+		for (size_t j = 0; j < N; j++) {
+			if (j == i)
+				continue;
+			v[m] = 0;
+			for (size_t k = 0; k < D; k++)
+				v[m] += x[i * D + k] * x[j * D + k];
+			m++;
+		}
+		gsl_sort(v, 1, m);
+		dist[i] = 0;
+		for (int t = 1; t <= TR_OOD_K; t++)
+			dist[i] += (1 - v[m - (size_t)t]) / TR_OOD_K;
+	}
+	double want[1 + L];
+	memcpy(v, dist, sizeof dist);
+	want[0] = pct(v, N);
+	for (int c = 0; c < L; c++) {
+		size_t m = 0;
+		for (size_t i = 0; i < N; i++)
+			if (y[i] == c)
+				v[m++] = dist[i];
+		want[1 + c] = m >= 10 ? pct(v, m) : NAN;
+	}
+	struct tr_feats X = {.n = N, .dim = D, .dense = x}, X2 = {.n = N, .dim = D, .dense = x2};
+	struct tr_ood *o = NULL, *o2 = NULL;
+	struct tr_err e;
+	struct tr_buf b = {0}, b2 = {0};
+	CHECK(tr_ood_fit(&X, y, L, &o, &e) == 0 && tr_ood_save(o, &b) == 0, "dense ood fit: %s", e.msg);
+	size_t at = strlen("tracer-ood 2\n") + 3 * sizeof(int32_t) + 2 * sizeof(uint64_t);
+	double got[1 + L];
+	CHECK(b.len >= at + sizeof got, "dense ood: %zu bytes saved", b.len);
+	if (b.len >= at + sizeof got)
+		memcpy(got, b.data + at, sizeof got);
+	for (int c = 0; c <= L; c++)
+		CHECK(isnan(want[c]) ? isnan(got[c]) : fabs(got[c] - want[c]) < 1e-12,
+		      "dense ood: limit %d is %.15f, the full matrix gives %.15f", c - 1, got[c], want[c]);
+	CHECK(want[1] > 0 && want[0] > want[1] * 0.5, "dense ood: limits %.3f (all) %.3f (label 0)", want[0], want[1]);
+	CHECK(tr_ood_fit_take(&X2, y, L, &o2, &e) == 0 && tr_ood_save(o2, &b2) == 0, "ood fit_take: %s", e.msg);
+	CHECK(X2.dense == NULL, "tr_ood_fit_take left the rows with the caller");
+	CHECK(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0, "tr_ood_fit_take saved other bytes");
+	tr_ood_free(o), tr_ood_free(o2);
+	tr_buf_free(&b), tr_buf_free(&b2);
+	tr_free(x);
+	gsl_rng_free(r);
 }
 
 /*
@@ -609,6 +689,7 @@ int main(void)
 	tr_gsl_init();
 	test_table();
 	test_ood_file();
+	test_ood_dense();
 	test_ood_check();
 	test_bounds();
 	test_walks();
