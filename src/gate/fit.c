@@ -344,7 +344,7 @@ static struct tr_grid grid_of(const struct tr_fit *f, const struct tr_surrogate 
  */
 #define FOLD_JOB_OOD (-2) /* the job fitting the OOD guard on f->tr (the refit's rows) */
 
-static int tr_fit_ood_now(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e);
+static int fit_ood_now(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e);
 
 struct fold_job {
 	int k; /* fold k's model; -1: the refit; FOLD_JOB_OOD */
@@ -362,7 +362,7 @@ struct fold_pool {
 static int fold_job_run(struct tr_fit *f, const struct tr_grid *one, struct fold_job *jb)
 {
 	if (jb->k == FOLD_JOB_OOD) /* a failure here is not the fit's: tr_fit_ood tries again and reports it */
-		return tr_fit_ood_now(f, &f->ood, &jb->err), 0;
+		return fit_ood_now(f, &f->ood, &jb->err), 0;
 	size_t *in = tr_malloc(f->n * sizeof *in), *out = tr_malloc(f->n * sizeof *out), ni = 0, no = 0;
 	double *p = NULL;
 	struct tr_surrogate *s = NULL;
@@ -864,10 +864,10 @@ int tr_fit_ood(struct tr_fit *f, struct tr_ood **out, struct tr_err *e)
 		f->ood = NULL;
 		return 0;
 	}
-	return tr_fit_ood_now(f, out, e);
+	return fit_ood_now(f, out, e);
 }
 
-static int tr_fit_ood_now(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e)
+static int fit_ood_now(const struct tr_fit *f, struct tr_ood **out, struct tr_err *e)
 {
 	struct tr_feats Xt;
 	int *yt;
