@@ -453,7 +453,7 @@ static int crossfit_probs(struct tr_fit *f, struct tr_err *e)
 	memmove(jobs + 1, jobs, nj * sizeof *jobs);
 	jobs[0] = (struct fold_job){.k = -1};
 	nj++;
-	if (f->o->ood) /* it needs only the refit's rows: beside the fold models, last (the shortest job) */
+	if (f->o->ood) /* it needs only the refit's rows: beside the fold models, started last */
 		jobs[nj++] = (struct fold_job){.k = FOLD_JOB_OOD};
 	struct tr_grid one = grid_of(f, s);
 	double f1 = s->val_f1;
