@@ -361,8 +361,10 @@ struct fold_pool {
 
 static int fold_job_run(struct tr_fit *f, const struct tr_grid *one, struct fold_job *jb)
 {
-	if (jb->k == FOLD_JOB_OOD) /* a failure here is not the fit's: tr_fit_ood tries again and reports it */
-		return fit_ood_now(f, &f->ood, &jb->err), 0;
+	if (jb->k == FOLD_JOB_OOD) { /* a failure here is not the fit's: tr_fit_ood tries again and reports it */
+		fit_ood_now(f, &f->ood, &jb->err);
+		return 0;
+	}
 	size_t *in = tr_malloc(f->n * sizeof *in), *out = tr_malloc(f->n * sizeof *out), ni = 0, no = 0;
 	double *p = NULL;
 	struct tr_surrogate *s = NULL;

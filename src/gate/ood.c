@@ -31,16 +31,13 @@ void tr_ood_free(struct tr_ood *o)
 
 #define OOD_BLOCK 128 /* dense query rows per BLAS product */
 
-/*
- * Similarities of dense query rows i0..i0+b of X to every training row, b rows of o->n (one BLAS
- * product per block).
- */
-static void sims(const struct tr_ood *o, const struct tr_feats *X, size_t i0, size_t b, double *out)
+/* out (b x m): similarities of the b dense rows at q to the m dense rows at t, dim values each (one BLAS product). */
+static void sims(const double *q, size_t b, const double *t, size_t m, int dim, double *out)
 {
-	gsl_matrix_const_view t = gsl_matrix_const_view_array(o->x, o->n, (size_t)o->dim);
-	gsl_matrix_const_view q = gsl_matrix_const_view_array(X->dense + i0 * (size_t)o->dim, b, (size_t)o->dim);
-	gsl_matrix_view s = gsl_matrix_view_array(out, b, o->n);
-	gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &q.matrix, &t.matrix, 0.0, &s.matrix);
+	gsl_matrix_const_view tv = gsl_matrix_const_view_array(t, m, (size_t)dim);
+	gsl_matrix_const_view qv = gsl_matrix_const_view_array(q, b, (size_t)dim);
+	gsl_matrix_view s = gsl_matrix_view_array(out, b, m);
+	gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &qv.matrix, &tv.matrix, 0.0, &s.matrix);
 }
 
 /* Mean cosine distance given the `have` largest similarities, largest first (1 when there are none). */
@@ -77,14 +74,13 @@ static void top_insert(double *top, int *have, double s)
 	top[pos] = s;
 }
 
-/* Mean cosine distance to the k most similar rows, skipping row `self` (or none if self = SIZE_MAX). */
-static double mean_knn_distance(const double *sim, size_t n, size_t self)
+/* Mean cosine distance to the k most similar of n rows, given their similarities. */
+static double mean_knn_distance(const double *sim, size_t n)
 {
 	double top[TR_OOD_K];
 	int have = 0;
 	for (size_t j = 0; j < n; j++)
-		if (j != self)
-			top_insert(top, &have, sim[j]);
+		top_insert(top, &have, sim[j]);
 	return mean_distance(top, (size_t)have);
 }
 
@@ -108,10 +104,7 @@ static int dense_self_distances(const struct tr_ood *o, double *sim, double *dis
 	}
 	for (size_t i0 = 0; i0 < n; i0 += OOD_BLOCK) {
 		size_t b = n - i0 < OOD_BLOCK ? n - i0 : OOD_BLOCK, m = n - i0;
-		gsl_matrix_const_view q = gsl_matrix_const_view_array(o->x + i0 * d, b, d);
-		gsl_matrix_const_view t = gsl_matrix_const_view_array(o->x + i0 * d, m, d);
-		gsl_matrix_view s = gsl_matrix_view_array(sim, b, m);
-		gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &q.matrix, &t.matrix, 0.0, &s.matrix);
+		sims(o->x + i0 * d, b, o->x + i0 * d, m, o->dim, sim);
 		for (size_t r = 0; r < b; r++) {
 			const double *row = sim + r * m;
 			size_t i = i0 + r;
@@ -241,7 +234,6 @@ int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int
 		return tr_fail(e, "out of memory while checking inputs against the ood guard (BLAS needs %.0f MB)",
 			       TR_BLAS_BUFFER / 1e6);
 	}
-	struct tr_feats Q = {.dim = X->dim, .dense = q};
 	for (size_t i = 0; i < X->n;) {
 		size_t b = 0; /* the next rows that need a distance, up to a block */
 		for (; i < X->n && b < block; i++) {
@@ -253,9 +245,9 @@ int tr_ood_distances(const struct tr_ood *o, const struct tr_feats *X, const int
 			continue;
 		for (size_t r = 0; r < b; r++)
 			memcpy(q + r * d, X->dense + at[r] * d, d * sizeof *q);
-		sims(o, &Q, 0, b, sim);
+		sims(q, b, o->x, o->n, o->dim, sim);
 		for (size_t r = 0; r < b; r++)
-			dist[at[r]] = mean_knn_distance(sim + r * o->n, o->n, (size_t)-1);
+			dist[at[r]] = mean_knn_distance(sim + r * o->n, o->n);
 	}
 	tr_blas_end();
 	tr_free(sim), tr_free(q), tr_free(at);
