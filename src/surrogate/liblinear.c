@@ -5,6 +5,7 @@
  */
 #include <pthread.h>
 #include <linear.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,37 +125,190 @@ static int ll_train(const struct tr_feats *X, const int *y, int K, const double 
 	return 0;
 }
 
+/*
+ * Prediction. liblinear's predict_probability, one input at a time, adds to each label's score the
+ * weight of every feature of the input, in the input's order; with ~100 features per tf-idf input and a
+ * weight row of nr_class doubles per feature, it reads a row of a matrix far larger than the cache for
+ * every feature of every input (a third of `tracer route`'s time). Blocks of at least LL_BLOCK_MIN
+ * inputs are instead swept feature by feature: each weight row is read once per block and added to the
+ * scores of every input of the block that has the feature. Features are swept in ascending order and
+ * each input's features ascend, so every input receives the same products in the same order as in
+ * predict_values, and its scores, hence probabilities, are the same bits (tests/unit/test_surrogate.c
+ * compares both paths). An input whose features do not ascend, and blocks under LL_BLOCK_MIN inputs
+ * (a single request), go through predict_probability.
+ */
+#define LL_BLOCK 256	 /* inputs swept together: their scores, 256 x nr_class doubles, stay in L2 */
+#define LL_BLOCK_MIN 16 /* under this many inputs, the per-feature bookkeeping costs more than it saves */
+
+/* liblinear's probabilities from the scores of one input (as predict_probability turns them). */
+static void ll_proba(const struct model *m, double *dec, const struct ll_model *lm, double *row)
+{
+	int nc = m->nr_class, nw = nc == 2 ? 1 : nc;
+	for (int c = 0; c < nw; c++)
+		dec[c] = 1 / (1 + exp(-dec[c]));
+	if (nc == 2) {
+		dec[1] = 1. - dec[0];
+	} else {
+		double sum = 0;
+		for (int c = 0; c < nc; c++)
+			sum += dec[c];
+		for (int c = 0; c < nc; c++)
+			dec[c] = dec[c] / sum;
+	}
+	memset(row, 0, (size_t)lm->K * sizeof *row);
+	for (int c = 0; c < nc; c++)
+		row[m->label[c]] = dec[c];
+}
+
+/* Input i by predict_probability, its probabilities written at proba's row i. */
+static int one_row(const struct ll_model *lm, const struct tr_feats *X, size_t i, double *est,
+		   struct feature_node **buf, size_t *cap, double *proba)
+{
+	const struct model *m = lm->m;
+	size_t n = X->rows ? row_len(X->rows[i]) : (size_t)X->dim;
+	if (tr_grow(buf, cap, n + 2, sizeof **buf))
+		return -1;
+	/* features beyond the training dimension cannot occur: the featurizer is the same */
+	const struct tr_node *r = tr_feats_row(X, i, (struct tr_node *)*buf);
+	if (X->rows)
+		memcpy(*buf, r, n * sizeof **buf);
+	(*buf)[n] = (struct feature_node){m->nr_feature + 1, 1.0};
+	(*buf)[n + 1] = (struct feature_node){-1, 0};
+	predict_probability(m, *buf, est);
+	double *row = proba + i * (size_t)lm->K;
+	memset(row, 0, (size_t)lm->K * sizeof *row);
+	for (int c = 0; c < m->nr_class; c++)
+		row[m->label[c]] = est[c];
+	return 0;
+}
+
+/* The block's postings, feature by feature: who[start[f] .. start[f + 1]) are its inputs with feature f. */
+struct ll_block {
+	uint32_t *start; /* nr_feature + 3 entries */
+	uint32_t *who;
+	double *val;
+	size_t cap;
+	double *score;		 /* LL_BLOCK x nr_w */
+	unsigned char *in_block; /* per input of the block: 0 when its features do not ascend */
+};
+
+/* 1 when the row's features (those liblinear reads, index <= bias_index) ascend, from index 1 on. */
+static int ascends(const struct tr_node *x, int bias_index)
+{
+	int prev = 1;
+	for (; x->index != -1; x++) {
+		if (x->index > bias_index)
+			continue; /* skipped by predict_values too */
+		if (x->index < prev)
+			return 0;
+		prev = x->index;
+	}
+	return 1;
+}
+
+/* Sparse inputs [s, s + b) swept feature by feature (see above); 0, or -1 out of memory. */
+static int sparse_block(const struct ll_model *lm, const struct tr_feats *X, size_t s, size_t b,
+			struct ll_block *k, double *est, struct feature_node **buf, size_t *cap, double *proba)
+{
+	const struct model *m = lm->m;
+	int nw = m->nr_class == 2 ? 1 : m->nr_class, bias = m->nr_feature + 1;
+	size_t total = 0;
+	memset(k->start, 0, ((size_t)bias + 2) * sizeof *k->start);
+	for (size_t r = 0; r < b; r++) {
+		const struct tr_node *x = X->rows[s + r];
+		k->in_block[r] = (unsigned char)ascends(x, bias);
+		if (!k->in_block[r])
+			continue;
+		for (; x->index != -1; x++)
+			if (x->index <= bias)
+				k->start[x->index + 1]++, total++;
+		k->start[bias + 1]++, total++; /* the bias feature, last */
+	}
+	if (total > k->cap) {
+		uint32_t *who = tr_realloc(k->who, total * sizeof *who);
+		if (who)
+			k->who = who;
+		double *val = tr_realloc(k->val, total * sizeof *val);
+		if (val)
+			k->val = val;
+		if (!who || !val)
+			return -1;
+		k->cap = total;
+	}
+	for (int f = 1; f <= bias; f++)
+		k->start[f + 1] += k->start[f];
+	for (size_t r = 0; r < b; r++) {
+		if (!k->in_block[r])
+			continue;
+		for (const struct tr_node *x = X->rows[s + r]; x->index != -1; x++)
+			if (x->index <= bias) {
+				uint32_t at = k->start[x->index]++;
+				k->who[at] = (uint32_t)r, k->val[at] = x->value;
+			}
+		uint32_t at = k->start[bias]++;
+		k->who[at] = (uint32_t)r, k->val[at] = 1.0;
+	}
+	/* start[f] now ends feature f's postings, so feature f's begin where feature f - 1's end */
+	memset(k->score, 0, b * (size_t)nw * sizeof *k->score);
+	uint32_t from = 0;
+	for (int f = 1; f <= bias; f++) {
+		const double *restrict w = m->w + (size_t)(f - 1) * (size_t)nw;
+		for (uint32_t p = from; p < k->start[f]; p++) {
+			double v = k->val[p], *restrict sc = k->score + (size_t)k->who[p] * (size_t)nw;
+			int c = 0;
+			for (; c + 4 <= nw; c += 4) {
+				double a0 = sc[c] + w[c] * v, a1 = sc[c + 1] + w[c + 1] * v;
+				double a2 = sc[c + 2] + w[c + 2] * v, a3 = sc[c + 3] + w[c + 3] * v;
+				sc[c] = a0, sc[c + 1] = a1, sc[c + 2] = a2, sc[c + 3] = a3;
+			}
+			for (; c < nw; c++)
+				sc[c] += w[c] * v;
+		}
+		from = k->start[f];
+	}
+	for (size_t r = 0; r < b; r++) {
+		if (!k->in_block[r]) {
+			if (one_row(lm, X, s + r, est, buf, cap, proba))
+				return -1;
+			continue;
+		}
+		double *sc = k->score + r * (size_t)nw;
+		memcpy(est, sc, (size_t)nw * sizeof *est);
+		ll_proba(m, est, lm, proba + (s + r) * (size_t)lm->K);
+	}
+	return 0;
+}
+
+int tr_liblinear_row_predict = 0;
+
 static int ll_predict(const void *model, const struct tr_feats *X, double *proba, struct tr_err *e)
 {
 	const struct ll_model *lm = model;
 	const struct model *m = lm->m;
-	int nc = m->nr_class;
-	double *est = tr_malloc((size_t)nc * sizeof *est);
+	int nw = m->nr_class == 2 ? 1 : m->nr_class;
+	double *est = tr_malloc((size_t)m->nr_class * sizeof *est);
 	struct feature_node *buf = NULL;
 	size_t cap = 0;
-	if (!est)
-		return tr_fail(e, "liblinear: out of memory");
-	for (size_t i = 0; i < X->n; i++) {
-		size_t n = X->rows ? row_len(X->rows[i]) : (size_t)X->dim;
-		if (tr_grow(&buf, &cap, n + 2, sizeof *buf)) {
-			tr_free(est), tr_free(buf);
-			return tr_fail(e, "liblinear: out of memory");
-		}
-		/* features beyond the training dimension cannot occur: the featurizer is the same */
-		const struct tr_node *r = tr_feats_row(X, i, (struct tr_node *)buf);
-		if (X->rows)
-			memcpy(buf, r, n * sizeof *buf);
-		buf[n] = (struct feature_node){m->nr_feature + 1, 1.0};
-		buf[n + 1] = (struct feature_node){-1, 0};
-		predict_probability(m, buf, est);
-		double *row = proba + i * (size_t)lm->K;
-		memset(row, 0, (size_t)lm->K * sizeof *row);
-		for (int c = 0; c < nc; c++)
-			row[m->label[c]] = est[c];
+	struct ll_block k = {0};
+	int batched = X->rows && X->n >= LL_BLOCK_MIN && !tr_liblinear_row_predict, rc = 0;
+	if (batched) {
+		k.start = tr_malloc(((size_t)m->nr_feature + 3) * sizeof *k.start);
+		k.score = tr_malloc((size_t)LL_BLOCK * (size_t)nw * sizeof *k.score);
+		k.in_block = tr_malloc(LL_BLOCK);
 	}
-	tr_free(est);
-	tr_free(buf);
-	return 0;
+	if (!est || (batched && (!k.start || !k.score || !k.in_block)))
+		rc = -1;
+	for (size_t s = 0; !rc && s < X->n; s += LL_BLOCK) {
+		size_t b = X->n - s < LL_BLOCK ? X->n - s : LL_BLOCK;
+		if (batched && b >= LL_BLOCK_MIN)
+			rc = sparse_block(lm, X, s, b, &k, est, &buf, &cap, proba);
+		else
+			for (size_t i = s; !rc && i < s + b; i++)
+				rc = one_row(lm, X, i, est, &buf, &cap, proba);
+	}
+	tr_free(est), tr_free(buf);
+	tr_free(k.start), tr_free(k.who), tr_free(k.val), tr_free(k.score), tr_free(k.in_block);
+	return rc ? tr_fail(e, "liblinear: out of memory") : 0;
 }
 
 static size_t n_weights(const struct model *m)

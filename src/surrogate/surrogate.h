@@ -113,6 +113,9 @@ extern int tr_libsvm_whole_gram;
 /* Tests only: 1 makes libsvm predict sparse rows with its own svm_predict_probability through the support
  * vectors, one row at a time (the reference that the blocked prediction must equal bit for bit). */
 extern int tr_libsvm_kernel_predict;
+/* Tests only: 1 makes liblinear predict every row with its own predict_probability, one at a time (the
+ * reference that the feature-by-feature blocks must equal bit for bit). */
+extern int tr_liblinear_row_predict;
 
 /* The families (one file each). */
 extern const struct tr_family tr_family_liblinear, tr_family_libsvm, tr_family_knn, tr_family_softmax;

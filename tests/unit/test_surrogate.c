@@ -415,6 +415,70 @@ static void grid_progress(void)
 	free_feats(&X), free_feats(&V);
 }
 
+/*
+ * liblinear's prediction by blocks, feature by feature, is predict_probability's bit for bit: two labels
+ * and K labels with one absent, 600 rows (two whole blocks and a partial one), a tail of 15 rows (one at a
+ * time) and of 16 (a block), two rows whose features descend (left to predict_probability), and a
+ * model read back.
+ */
+static void liblinear_blocks(void)
+{
+	enum { N = 300, T = 600 };
+	const int Ks[] = {2, 6};
+	const size_t tails[] = {15, 16, 271, T};
+	for (int v = 0; v < 2; v++) {
+		int K = Ks[v];
+		static int y[N], yt[T];
+		struct tr_feats X, Xt, none = {0};
+		make(&X, y, N, K, 0, 0, 31 + (uint64_t)v);
+		make(&Xt, yt, T, K, 0, 0, 41 + (uint64_t)v);
+		for (size_t i = 0; K > 2 && i < N; i++)
+			y[i] = y[i] == 1 ? 5 : y[i]; /* label 1 absent */
+		/* rows 7 and 300: their features in descending order (three or more: the sums' order matters) */
+		for (int i = 7; i <= 300; i += 293) {
+			struct tr_node *r = Xt.rows[i];
+			int m = 0;
+			while (r[m].index != -1)
+				m++;
+			CHECK(m >= 3, "liblinear blocks: row %d has %d features", i, m);
+			for (int a = 0, z = m - 1; a < z; a++, z--) {
+				struct tr_node t = r[a];
+				r[a] = r[z], r[z] = t;
+			}
+		}
+		struct tr_surrogate *s = fit(&tr_family_liblinear, "C=3", &X, y, &none, NULL, K, 5);
+		double *p = malloc(T * (size_t)K * sizeof *p), *q = malloc(T * (size_t)K * sizeof *q);
+		struct tr_err e;
+		for (size_t k = 0; s && k < sizeof tails / sizeof *tails; k++) {
+			struct tr_feats part = Xt;
+			part.n = tails[k];
+			size_t n = part.n * (size_t)K;
+			memset(p, 0xff, n * sizeof *p), memset(q, 0, n * sizeof *q);
+			CHECK(tr_surrogate_predict(s, &part, p, &e) == 0, "liblinear blocks K=%d: %s", K, e.msg);
+			tr_liblinear_row_predict = 1;
+			CHECK(tr_surrogate_predict(s, &part, q, &e) == 0, "liblinear rows K=%d: %s", K, e.msg);
+			tr_liblinear_row_predict = 0;
+			double worst = 0, spread = 0;
+			for (size_t i = 0; i < n; i++)
+				worst = fmax(worst, fabs(p[i] - q[i])), spread = fmax(spread, fabs(q[i] - 1.0 / K));
+			CHECK(spread > 0.2, "liblinear K=%d: probabilities all near 1/K (%g): nothing compared", K, spread);
+			CHECK(memcmp(p, q, n * sizeof *p) == 0,
+			      "liblinear K=%d, %zu rows: probabilities %g away from predict_probability (bit for bit expected)",
+			      K, part.n, worst);
+		}
+		struct tr_buf b = {0};
+		struct tr_surrogate *back = NULL;
+		double *r = malloc(T * (size_t)K * sizeof *r);
+		CHECK(s && tr_surrogate_save(s, &b, &e) == 0 && tr_surrogate_load("m", b.data, b.len, &back, &e) == 0 &&
+			      tr_surrogate_predict(back, &Xt, r, &e) == 0 && memcmp(p, r, T * (size_t)K * sizeof *r) == 0,
+		      "liblinear K=%d: loaded model predicts otherwise", K);
+		tr_surrogate_free(back), tr_buf_free(&b), free(r);
+		tr_surrogate_free(s);
+		free(p), free(q);
+		free_feats(&X), free_feats(&Xt);
+	}
+}
+
 int main(void)
 {
 	tr_gsl_init();
@@ -431,6 +495,7 @@ int main(void)
 	softmax_optimum(1);
 	libsvm_pairs();
 	libsvm_blocks();
+	liblinear_blocks();
 	grid_progress();
 	struct tr_grid g;
 	struct tr_err e;
