@@ -124,7 +124,7 @@ SPECS   = experiments/coverage.spec experiments/pooled.spec experiments/flywheel
 # `make reproduce`): they would take `make reproduce` past 20 minutes on 2 cores.
 EXTRA_SPECS = experiments/honesty-crossfit.spec experiments/honesty-oof.spec experiments/flywheel-oof.spec \
 	      experiments/honesty-iid.spec experiments/coverage-oof.spec experiments/honesty-4k.spec \
-	      experiments/honesty-oof-teachers.spec
+	      experiments/honesty-oof-teachers.spec experiments/honesty-oof80.spec
 # Computed and collected by `make reproduce-extra` only (no committed cells): the split study.
 STUDY_SPECS = experiments/splits.spec
 JOBS    ?= $(shell nproc)

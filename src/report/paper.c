@@ -504,6 +504,41 @@ static void sec_splits(const struct tr_table *t, struct tr_buf *b)
 		tr_buf_puts(b, "\n*(no finished cells)*\n");
 }
 
+/*
+ * oof's fit / calibration split (honesty-oof.spec at 70/30, honesty-oof80.spec at 80/20): mean test
+ * coverage (violating seeds / seeds) of ltt-plan-oof per set, trace count and α, beside cp-holdout under
+ * holdout (honesty.spec), the yardstick of issue 11's done-when.
+ */
+static void sec_oofsplit(const struct tr_table *t, struct tr_buf *b)
+{
+	static const char *const sets[] = {"banking77:gold", "clinc150:gold"};
+	static const long traces[] = {1000, 2000};
+	static const double as[] = {0.80, 0.85, 0.90, 0.95, 0.97};
+	tr_buf_puts(b, "| set | traces | α | ltt-plan-oof, 70/30 | ltt-plan-oof, 80/20 | cp-holdout (holdout) |\n"
+		       "|---|---|---|---|---|---|\n");
+	int rows = 0;
+	for (size_t s = 0; s < sizeof sets / sizeof *sets; s++)
+		for (size_t n = 0; n < sizeof traces / sizeof *traces; n++)
+			for (size_t k = 0; k < sizeof as / sizeof *as; k++) {
+				const struct tr_agg *x[3] = {
+					tr_table_find(t, "honesty-oof", sets[s], "pooled", "liblinear", traces[n], "ltt-plan-oof", as[k]),
+					tr_table_find(t, "honesty-oof80", sets[s], "pooled", "liblinear", traces[n], "ltt-plan-oof", as[k]),
+					tr_table_find(t, "honesty", sets[s], "pooled", "liblinear", traces[n], "cp-holdout", as[k])};
+				if (!x[0] || !x[1])
+					continue;
+				rows++;
+				tr_buf_printf(b, "| %s | %ld | %.2f |", sets[s], traces[n], as[k]);
+				for (int c = 0; c < 3; c++)
+					if (x[c])
+						tr_buf_printf(b, " %.1f%% (%d/%d) |", 100 * mean_cov(x[c]), x[c]->violations, x[c]->seeds);
+					else
+						tr_buf_puts(b, " — |");
+				tr_buf_puts(b, "\n");
+			}
+	if (!rows)
+		tr_buf_puts(b, "\n*(no finished cells)*\n");
+}
+
 static void sec_backends(const struct tr_table *t, struct tr_buf *b)
 {
 	static const char *const sets[] = {"banking77:gold", "clinc150:gold"};
@@ -666,7 +701,7 @@ int tr_paper_update(const struct tr_table *t, const char *paper_path, struct tr_
 	} secs[] = {{"claims", sec_claims}, {"flywheel", sec_flywheel}, {"honesty", sec_honesty},
 		    {"honesty-iid", sec_honesty_iid},
 		    {"backends", sec_backends}, {"cost", sec_cost},	  {"shift", sec_shift},
-		    {"ood", sec_ood}, {"splits", sec_splits}};
+		    {"ood", sec_ood}, {"splits", sec_splits}, {"oofsplit", sec_oofsplit}};
 	int rc = 0;
 	for (size_t i = 0; i < sizeof secs / sizeof *secs && !rc; i++) {
 		struct tr_buf body = {0};

@@ -11,7 +11,7 @@
 #include "unit.h"
 
 static const char *const sections[] = {"claims", "coverage", "ood", "shift", "flywheel", "honesty", "honesty-iid",
-					"backends", "cost", "splits"};
+					"backends", "cost", "splits", "oofsplit"};
 #define N_SECTIONS (sizeof sections / sizeof *sections)
 
 static char dir[] = "/tmp/tracer-report-XXXXXX";
@@ -245,6 +245,17 @@ static void test_tables(void)
 	snprintf(t.v[t.n - 1].backend, sizeof t.v[t.n - 1].backend, "knn");
 	add(&t, "backends", "banking77:gold", -1, "ltt", 0.95, 0.6, 0.97, 1, 0, 0);
 	snprintf(t.v[t.n - 1].backend, sizeof t.v[t.n - 1].backend, "knn");
+	/* oof's split at 70/30 and 80/20 beside cp-holdout under holdout; a row without 80/20 is left out */
+	static const char *const split_spec[3] = {"honesty-oof", "honesty-oof80", "honesty"};
+	static const double split_cov[3] = {0.25, 0.28, 0.27};
+	for (int i = 0; i < 3; i++) {
+		add(&t, split_spec[i], "banking77:gold", 1000, i == 2 ? "cp-holdout" : "ltt-plan-oof", 0.90, split_cov[i],
+		    0.93, 40, 0, 0);
+		snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
+		t.v[t.n - 1].violations = i;
+	}
+	add(&t, "honesty-oof", "clinc150:gold", 2000, "ltt-plan-oof", 0.95, 0.5, 0.96, 40, 0, 0);
+	snprintf(t.v[t.n - 1].protocol, sizeof t.v[t.n - 1].protocol, "pooled");
 	struct tr_err e;
 	write_paper(NULL);
 	CHECK(tr_paper_update(&t, paper, &e) == 0, "update: %s", e.msg);
@@ -269,12 +280,15 @@ static void test_tables(void)
 		{"| 84% / 90% / 92% | — | — | — | 50.0% / 60.0% / 70.0% | not run |", "claims: C5's default column from flywheel-oof"},
 		{"| banking77:gold | 1000 | ltt-plan-oof | — | — | — | 1/20 (−0.004) · 30% | — |",
 		 "honesty-iid row: the subsample-iid spec's cells in the honesty format"},
+		{"| banking77:gold | 1000 | 0.90 | 25.0% (0/40) | 28.0% (1/40) | 27.0% (2/40) |",
+		 "oofsplit row: 70/30 and 80/20 from their specs, cp-holdout from honesty"},
 	};
 	for (size_t i = 0; i < sizeof want / sizeof *want; i++)
 		CHECK(text && strstr(text, want[i].row), "%s", want[i].what);
 	CHECK(text && strstr(text, "| clinc150:gold | 2000 | ltt | — | — | 2/20 (−") && strstr(text, " · 70% |"),
 	      "honesty row: set, traces, rule, violations with their depth, coverage");
 	CHECK(text && !strstr(text, "| clinc150:gold | 4000 | ltt |"), "a honesty row at 4,000 traces is honesty-4k's only");
+	CHECK(text && !strstr(text, "| clinc150:gold | 2000 | 0.95 |"), "oofsplit: no row without both splits");
 	free(text);
 	tr_table_free(&t);
 }
