@@ -127,17 +127,21 @@ static int ll_train(const struct tr_feats *X, const int *y, int K, const double 
 
 /*
  * Prediction. liblinear's predict_probability, one input at a time, adds to each label's score the
- * weight of every feature of the input, in the input's order; with ~100 features per tf-idf input and a
+ * weight of every feature of the input, in the input's order; with ~80 features per tf-idf input and a
  * weight row of nr_class doubles per feature, it reads a row of a matrix far larger than the cache for
  * every feature of every input (a third of `tracer route`'s time). Blocks of at least LL_BLOCK_MIN
  * inputs are instead swept feature by feature: each weight row is read once per block and added to the
  * scores of every input of the block that has the feature. Features are swept in ascending order and
  * each input's features ascend, so every input receives the same products in the same order as in
  * predict_values, and its scores, hence probabilities, are the same bits (tests/unit/test_surrogate.c
- * compares both paths). An input whose features do not ascend, and blocks under LL_BLOCK_MIN inputs
- * (a single request), go through predict_probability.
+ * compares both paths). That holds because the model's bias is 1 (ll_load refuses any other, so
+ * predict_values reads the bias feature as the blocks do) and because neither side fuses a multiply and
+ * an add (the Makefile builds with -ffp-contract=off; Debian's liblinear has no FMA instructions). An
+ * input whose features do not ascend, and blocks under LL_BLOCK_MIN inputs (a single request), go
+ * through predict_probability. Each block also costs time in proportion to the feature count (the
+ * counting sort's counters and the sweep), small next to 256 inputs' products.
  */
-#define LL_BLOCK 256	 /* inputs swept together: their scores, 256 x nr_class doubles, stay in L2 */
+#define LL_BLOCK 256	 /* inputs swept together (scores: 256 x nr_class doubles, 158 KB for 77 labels) */
 #define LL_BLOCK_MIN 16 /* under this many inputs, the per-feature bookkeeping costs more than it saves */
 
 /* liblinear's probabilities from the scores of one input (as predict_probability turns them). */
@@ -367,6 +371,9 @@ static int ll_load(const char *what, struct tr_cursor *in, int K, void **model, 
 		  tr_cursor_take(in, m->w, n_weights(m) * sizeof *m->w);
 	for (int c = 0; !bad && c < m->nr_class; c++)
 		bad = m->label[c] < 0 || m->label[c] >= lm->K;
+	/* training always writes bias 1 (and prediction appends the bias feature with value 1); another bias
+	 * would make predict_values skip that feature (bias < 0, NaN) where the blocks add it */
+	bad = bad || m->bias != 1.0;
 	if (bad) {
 		ll_free(lm);
 		return tr_fail(e, "%s: truncated or corrupt liblinear model", what);

@@ -418,8 +418,9 @@ static void grid_progress(void)
 /*
  * liblinear's prediction by blocks, feature by feature, is predict_probability's bit for bit: two labels
  * and K labels with one absent, 600 rows (two whole blocks and a partial one), a tail of 15 rows (one at a
- * time) and of 16 (a block), two rows whose features descend (left to predict_probability), and a
- * model read back.
+ * time) and of 16 (a block), two rows whose features descend (left to predict_probability), odd
+ * rows (empty, repeated features, zero and negative values, the bias feature's index and indices above
+ * it), a model read back, and a model whose bias is not 1 refused.
  */
 static void liblinear_blocks(void)
 {
@@ -466,12 +467,62 @@ static void liblinear_blocks(void)
 			      "liblinear K=%d, %zu rows: probabilities %g away from predict_probability (bit for bit expected)",
 			      K, part.n, worst);
 		}
+		/* odd rows (DIM = 40 = nr_feature; the bias is feature 41, which liblinear reads in a row too,
+		 * and features above it it skips): empty, a repeated feature, a zero and a negative value,
+		 * feature 41, features 42 and 50, large values; then ordinary rows, 40 in all (one block) */
+		enum { NO = 40 };
+		static struct tr_node odd[NO][DIM + 1];
+		static const struct tr_node head[][4] = {
+			{{-1, 0}},
+			{{3, 0.5}, {3, 0.25}, {-1, 0}},
+			{{5, 0.0}, {7, -0.4}, {-1, 0}},
+			{{2, 0.3}, {DIM + 1, 0.6}, {-1, 0}},
+			{{2, 0.3}, {DIM + 2, 0.6}, {DIM + 10, 1.0}, {-1, 0}},
+			{{1, 1e6}, {2, -3e5}, {-1, 0}},
+		};
+		struct tr_node *odd_rows[NO];
+		for (int i = 0; i < NO; i++) {
+			size_t h = sizeof head / sizeof *head;
+			const struct tr_node *from = i < (int)h ? head[i] : Xt.rows[i];
+			int m = 0;
+			do
+				odd[i][m] = from[m];
+			while (from[m++].index != -1);
+			odd_rows[i] = odd[i];
+		}
+		struct tr_feats O = {.n = NO, .dim = DIM, .rows = odd_rows};
+		double *po = malloc(NO * (size_t)K * sizeof *po), *qo = malloc(NO * (size_t)K * sizeof *qo);
+		CHECK(s && tr_surrogate_predict(s, &O, po, &e) == 0, "liblinear odd rows K=%d: %s", K, e.msg);
+		tr_liblinear_row_predict = 1;
+		CHECK(s && tr_surrogate_predict(s, &O, qo, &e) == 0, "liblinear odd rows K=%d: %s", K, e.msg);
+		tr_liblinear_row_predict = 0;
+		for (int i = 0; i < NO; i++)
+			CHECK(memcmp(po + i * K, qo + i * K, (size_t)K * sizeof *po) == 0,
+			      "liblinear K=%d: odd row %d differs from predict_probability", K, i);
+		free(po), free(qo);
 		struct tr_buf b = {0};
 		struct tr_surrogate *back = NULL;
 		double *r = malloc(T * (size_t)K * sizeof *r);
 		CHECK(s && tr_surrogate_save(s, &b, &e) == 0 && tr_surrogate_load("m", b.data, b.len, &back, &e) == 0 &&
 			      tr_surrogate_predict(back, &Xt, r, &e) == 0 && memcmp(p, r, T * (size_t)K * sizeof *r) == 0,
 		      "liblinear K=%d: loaded model predicts otherwise", K);
+		/* a model whose bias is not 1 is refused (predict_values would skip the bias feature if it were < 0) */
+		struct tr_surrogate *neg = NULL;
+		if (b.data) {
+			unsigned char *m = (unsigned char *)b.data;
+			size_t at;
+			double one = 1.0, minus = -1.0;
+			for (at = 0; at + sizeof one <= b.len && memcmp(m + at, &one, sizeof one) != 0; at++)
+				;
+			CHECK(at + sizeof one <= b.len, "liblinear K=%d: no bias 1 in the saved model", K);
+			if (at + sizeof one <= b.len) {
+				memcpy(m + at, &minus, sizeof minus);
+				CHECK(tr_surrogate_load("m", b.data, b.len, &neg, &e) == -1, "liblinear K=%d: bias -1 loaded", K);
+				CHECK_ERR(e, "corrupt liblinear model");
+				memcpy(m + at, &one, sizeof one);
+			}
+		}
+		tr_surrogate_free(neg);
 		tr_surrogate_free(back), tr_buf_free(&b), free(r);
 		tr_surrogate_free(s);
 		free(p), free(q);
