@@ -3,11 +3,11 @@
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wno-format-truncation -MMD -MP
-# No fused multiply-adds, even with CFLAGS given on the command line (which replaces the line above): the
-# blocked predictions of liblinear and libsvm are their own arithmetic bit for bit only when every product
-# is rounded before it is added, as in Debian's builds of both libraries.
-override CFLAGS += -ffp-contract=off
+# Kept even when CFLAGS comes from the command line (as `make asan`, `ubsan`, `tsan` and `coverage` pass it).
+# -ffp-contract=off: no fused multiply-adds, so the blocked predictions of liblinear and libsvm are their
+# own arithmetic bit for bit (every product rounded before it is added, as in Debian's builds of both).
+override CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wno-format-truncation -MMD -MP \
+		   -ffp-contract=off
 LDLIBS  = -lmicrohttpd -llinear -lsvm -lxxhash -lcsv -ljansson -lzstd -lnettle -lgsl -lopenblas -lm -pthread
 BUILD   ?= build
 BIN     ?= tracer
