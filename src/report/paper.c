@@ -463,6 +463,15 @@ static void sec_honesty(const struct tr_table *t, struct tr_buf *b)
 	tr_buf_free(&over);
 }
 
+/* A table cell: mean test coverage (violating seeds / seeds), or a dash without a row. */
+static void cov_cell(struct tr_buf *b, const struct tr_agg *x)
+{
+	if (x)
+		tr_buf_printf(b, " %.1f%% (%d/%d) |", 100 * mean_cov(x), x->violations, x->seeds);
+	else
+		tr_buf_puts(b, " — |");
+}
+
 /* The train / validation / calibration sweep (splits.spec): mean test coverage (violations) per split. */
 static void sec_splits(const struct tr_table *t, struct tr_buf *b)
 {
@@ -493,10 +502,7 @@ static void sec_splits(const struct tr_table *t, struct tr_buf *b)
 				    fabs(y->target - a->target) < 1e-9)
 					x = y;
 			}
-			if (x)
-				tr_buf_printf(b, " %.1f%% (%d/%d) |", 100 * mean_cov(x), x->violations, x->seeds);
-			else
-				tr_buf_puts(b, " — |");
+			cov_cell(b, x);
 		}
 		tr_buf_puts(b, "\n");
 	}
@@ -529,10 +535,7 @@ static void sec_oofsplit(const struct tr_table *t, struct tr_buf *b)
 				rows++;
 				tr_buf_printf(b, "| %s | %ld | %.2f |", sets[s], traces[n], as[k]);
 				for (int c = 0; c < 3; c++)
-					if (x[c])
-						tr_buf_printf(b, " %.1f%% (%d/%d) |", 100 * mean_cov(x[c]), x[c]->violations, x[c]->seeds);
-					else
-						tr_buf_puts(b, " — |");
+					cov_cell(b, x[c]);
 				tr_buf_puts(b, "\n");
 			}
 	if (!rows)

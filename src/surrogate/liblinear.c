@@ -144,10 +144,24 @@ static int ll_train(const struct tr_feats *X, const int *y, int K, const double 
 #define LL_BLOCK 256	 /* inputs swept together (scores: 256 x nr_class doubles, 158 KB for 77 labels) */
 #define LL_BLOCK_MIN 16 /* fewer inputs go row by row (`route --batch 16` measured faster in blocks) */
 
+/* Weight columns per feature: one for two labels, else one per label (as liblinear stores them). */
+static int weight_cols(const struct model *m)
+{
+	return m->nr_class == 2 ? 1 : m->nr_class;
+}
+
+/* est, in liblinear's label order, written as row of K probabilities (0 for labels the model lacks). */
+static void put_row(const struct ll_model *lm, const double *est, double *row)
+{
+	memset(row, 0, (size_t)lm->K * sizeof *row);
+	for (int c = 0; c < lm->m->nr_class; c++)
+		row[lm->m->label[c]] = est[c];
+}
+
 /* liblinear's probabilities from the scores of one input (as predict_probability turns them). */
 static void ll_proba(const struct model *m, double *dec, const struct ll_model *lm, double *row)
 {
-	int nc = m->nr_class, nw = nc == 2 ? 1 : nc;
+	int nc = m->nr_class, nw = weight_cols(m);
 	for (int c = 0; c < nw; c++)
 		dec[c] = 1 / (1 + exp(-dec[c]));
 	if (nc == 2) {
@@ -159,9 +173,7 @@ static void ll_proba(const struct model *m, double *dec, const struct ll_model *
 		for (int c = 0; c < nc; c++)
 			dec[c] = dec[c] / sum;
 	}
-	memset(row, 0, (size_t)lm->K * sizeof *row);
-	for (int c = 0; c < nc; c++)
-		row[m->label[c]] = dec[c];
+	put_row(lm, dec, row);
 }
 
 /* Input i by predict_probability, its probabilities written at proba's row i. */
@@ -179,10 +191,7 @@ static int one_row(const struct ll_model *lm, const struct tr_feats *X, size_t i
 	(*buf)[n] = (struct feature_node){m->nr_feature + 1, 1.0};
 	(*buf)[n + 1] = (struct feature_node){-1, 0};
 	predict_probability(m, *buf, est);
-	double *row = proba + i * (size_t)lm->K;
-	memset(row, 0, (size_t)lm->K * sizeof *row);
-	for (int c = 0; c < m->nr_class; c++)
-		row[m->label[c]] = est[c];
+	put_row(lm, est, proba + i * (size_t)lm->K);
 	return 0;
 }
 
@@ -215,7 +224,7 @@ static int sparse_block(const struct ll_model *lm, const struct tr_feats *X, siz
 			struct ll_block *k, double *est, struct feature_node **buf, size_t *cap, double *proba)
 {
 	const struct model *m = lm->m;
-	int nw = m->nr_class == 2 ? 1 : m->nr_class, bias = m->nr_feature + 1;
+	int nw = weight_cols(m), bias = m->nr_feature + 1;
 	size_t total = 0;
 	memset(k->start, 0, ((size_t)bias + 2) * sizeof *k->start);
 	for (size_t r = 0; r < b; r++) {
@@ -289,7 +298,7 @@ static int ll_predict(const void *model, const struct tr_feats *X, double *proba
 {
 	const struct ll_model *lm = model;
 	const struct model *m = lm->m;
-	int nw = m->nr_class == 2 ? 1 : m->nr_class;
+	int nw = weight_cols(m);
 	double *est = tr_malloc((size_t)m->nr_class * sizeof *est);
 	struct feature_node *buf = NULL;
 	size_t cap = 0;
@@ -317,7 +326,7 @@ static int ll_predict(const void *model, const struct tr_feats *X, double *proba
 
 static size_t n_weights(const struct model *m)
 {
-	int cols = m->nr_class == 2 ? 1 : m->nr_class;
+	int cols = weight_cols(m);
 	return (size_t)(m->nr_feature + 1) * (size_t)cols;
 }
 
