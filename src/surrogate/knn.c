@@ -17,6 +17,7 @@
 
 #define TR_KNN_SMOOTH 1e-3
 #define TR_KNN_BLOCK 256 /* query rows per BLAS product */
+#define KNN_K_MAX 1000	 /* the largest k a model may have (its hyperparameter's range) */
 
 struct knn {
 	int K, k, dim;
@@ -168,8 +169,9 @@ static int knn_load(const char *what, struct tr_cursor *in, int K, void **model,
 {
 	int32_t head[4];
 	uint64_t sizes[2];
+	/* k within its hyperparameter's range: prediction allocates by it before reading any row */
 	if (tr_cursor_take(in, head, sizeof head) || tr_cursor_take(in, sizes, sizeof sizes) || head[0] != K ||
-	    head[1] < 1 || head[2] < 0 || head[2] > TR_MAX_DIM || sizes[0] == 0 || sizes[0] > (uint64_t)(in->end - in->p) ||
+	    head[1] < 1 || head[1] > KNN_K_MAX || head[2] < 0 || head[2] > TR_MAX_DIM || sizes[0] == 0 || sizes[0] > (uint64_t)(in->end - in->p) ||
 	    sizes[1] > (uint64_t)(in->end - in->p))
 		return tr_fail(e, "%s: corrupt knn model header", what);
 	double left = (double)(in->end - in->p);
@@ -206,7 +208,7 @@ static int knn_load(const char *what, struct tr_cursor *in, int K, void **model,
 }
 
 static const struct tr_hparam knn_hparams[] = {
-	{"k", "5,10,25", 1, 1000, 1, 0},
+	{"k", "5,10,25", 1, KNN_K_MAX, 1, 0},
 	{NULL, NULL, 0, 0, 0, 0},
 };
 

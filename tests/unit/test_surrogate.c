@@ -530,6 +530,44 @@ static void liblinear_blocks(void)
 	}
 }
 
+/*
+ * A knn model file's k is bounded by its hyperparameter's range (1..1000): prediction allocates by k
+ * before it reads a row, and a crafted file with k = 2^31 - 1 asked the fuzzer for 6.8 GB.
+ */
+static void knn_bounded_k(void)
+{
+	enum { N = 60, K = 3 };
+	static int y[N];
+	struct tr_feats X, none = {0};
+	make(&X, y, N, K, 0, 0, 5);
+	struct tr_surrogate *s = fit(&tr_family_knn, "k=5", &X, y, &none, NULL, K, 1);
+	struct tr_buf b = {0};
+	struct tr_err e;
+	CHECK(s && tr_surrogate_save(s, &b, &e) == 0, "knn: saved");
+	/* the family's header starts with K then k, both int32 */
+	int32_t want[2] = {K, 5};
+	size_t at = 0;
+	for (at = 0; b.data && at + sizeof want <= b.len && memcmp(b.data + at, want, sizeof want) != 0; at++)
+		;
+	CHECK(b.data && at + sizeof want <= b.len, "knn: no (K, k) header in the saved model");
+	if (b.data && at + sizeof want <= b.len) {
+		static const int32_t ks[] = {1000, 1001, 2147483647, 0};
+		for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+			struct tr_surrogate *l = NULL;
+			memcpy(b.data + at + sizeof(int32_t), &ks[i], sizeof ks[i]);
+			int rc = tr_surrogate_load("k.bin", b.data, b.len, &l, &e);
+			CHECK(rc == (ks[i] == 1000 ? 0 : -1), "knn: a model with k = %d %s", (int)ks[i],
+			      rc ? "refused" : "loaded");
+			if (rc)
+				CHECK_ERR(e, "k.bin: corrupt knn model header");
+			tr_surrogate_free(l);
+		}
+	}
+	tr_buf_free(&b);
+	tr_surrogate_free(s);
+	free_feats(&X);
+}
+
 int main(void)
 {
 	tr_gsl_init();
@@ -547,6 +585,7 @@ int main(void)
 	libsvm_pairs();
 	libsvm_blocks();
 	liblinear_blocks();
+	knn_bounded_k();
 	grid_progress();
 	struct tr_grid g;
 	struct tr_err e;
