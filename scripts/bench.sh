@@ -4,8 +4,8 @@
 # BENCH_ONLY=dense runs only the dense workload (into results/bench-dense.tsv); BENCH_FAMILIES (default
 # "softmax liblinear") picks the families it fits, the other families' rows kept from the file as it was.
 # BENCH_ONLY=fit reruns only `tracer fit banking77:gold` under holdout and oof (wall, CPU, peak RSS).
-# BENCH_ONLY=search reruns only the nearest-neighbour rows (knn prediction by CPU time, route with and
-# without the OOD guard) and replaces those rows of results/bench.tsv, keeping the others.
+# BENCH_ONLY=search reruns only the nearest-neighbour and routing rows (knn prediction by CPU time, route
+# and serve with and without the OOD guard) and replaces those rows of results/bench.tsv, keeping the others.
 set -eu
 cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
@@ -90,12 +90,40 @@ fit_rows() {
 	done
 	rm -rf "$fpol"
 }
-# merge_rows DROP: results/bench.tsv with the rows of $tmp replacing those of the same what and set; rows
+# tracer serve on 127.0.0.1 (ephemeral port, a thread per core), closed-loop load from build/bench/serve_load:
+# C keep-alive connections POST the same body for SERVE_SECONDS; requests/s, p50 and p99 latency (ms)
+SERVE_SECONDS=${SERVE_SECONDS:-10}
+serve_bench() { # POLICY LABEL PATH BODY CONNECTIONS INPUTS_PER_REQUEST
+	./tracer serve "$1" --listen 127.0.0.1:0 --feedback-out /dev/null >"$W/srv" 2>/dev/null &
+	spid=$!
+	k=0
+	while [ $k -lt 100 ] && ! grep -q '^listening' "$W/srv"; do sleep 0.1; k=$((k + 1)); done
+	port=$(sed -n 's/^listening on http:\/\/127.0.0.1://p' "$W/srv")
+	r=$(build/bench/serve_load "$port" "$3" "$4" "$5" "$SERVE_SECONDS")
+	kill -TERM $spid; wait $spid || true
+	printf 'serve %s, %s connections\tbanking77:gold\t%s\trequests/s\n' "$2" "$5" "$(echo "$r" | cut -f3)" >>"$tmp"
+	[ "$6" = 1 ] || printf 'serve %s, %s connections\tbanking77:gold\t%s\tinputs/s\n' "$2" "$5" \
+		"$(echo "$r" | awk -F'\t' -v k="$6" '{ print $3 * k }')" >>"$tmp"
+	printf 'serve %s, %s connections: p50 latency\tbanking77:gold\t%s\tms\n' "$2" "$5" "$(echo "$r" | cut -f4)" >>"$tmp"
+	printf 'serve %s, %s connections: p99 latency\tbanking77:gold\t%s\tms\n' "$2" "$5" "$(echo "$r" | cut -f5)" >>"$tmp"
+	printf 'serve %s, %s connections: non-200 answers\tbanking77:gold\t%s\trequests\n' "$2" "$5" "$(echo "$r" | cut -f6)" >>"$tmp"
+}
+# serve rows: policies $pol/p and $pol/q, requests from $W/one (test_copies)
+serve_rows() {
+	head -n 1 "$W/one" >"$W/req1"
+	head -n 50 "$W/one" >"$W/req50"
+	serve_bench "$pol/q" "POST /route (--no-ood)" /route "$W/req1" 16 1
+	serve_bench "$pol/q" "POST /route/batch of 50 (--no-ood)" /route/batch "$W/req50" 4 50
+	serve_bench "$pol/p" "POST /route (OOD guard on)" /route "$W/req1" 16 1
+	rm -f "$W/req1" "$W/req50" "$W/srv"
+}
+# merge_rows DROP: results/bench.tsv with the rows of $tmp replacing those of the same what, set and unit
+# (a serve batch row gives requests/s and inputs/s under one what); rows
 # whose what matches the regular expression DROP and that were not rerun go; the others stay
 merge_rows() {
-	awk -F'\t' -v drop="$1" 'NR == FNR { if (FNR > 1) { v[$1 FS $2] = $0; order[++n] = $1 FS $2 } next }
+	awk -F'\t' -v drop="$1" 'NR == FNR { if (FNR > 1) { v[$1 FS $2 FS $4] = $0; order[++n] = $1 FS $2 FS $4 } next }
 		FNR == 1 { print; next }
-		{ k = $1 FS $2; if (k in v) { print v[k]; done[k] = 1 } else if ($1 !~ drop) print }
+		{ k = $1 FS $2 FS $4; if (k in v) { print v[k]; done[k] = 1 } else if ($1 !~ drop) print }
 		END { for (i = 1; i <= n; i++) if (!(order[i] in done)) print v[order[i]] }' "$tmp" "$out" >"$W/merged"
 	mv "$W/merged" "$out"
 	rm -f "$tmp"
@@ -114,9 +142,10 @@ if [ "${BENCH_ONLY:-}" = search ]; then
 	./tracer fit --calibration "$CAL" banking77:gold --no-ood --out "$pol/q" --quiet >/dev/null
 	test_copies
 	route_rows
+	serve_rows
 	rm -rf "$pol" "$W/one" "$W/many" "$W/t"
-	# the new rows replace the rows of the same what and set (route rows of other names go)
-	merge_rows '^route[ ,]'
+	# the new rows replace the rows of the same what and set (route and serve rows of other names go)
+	merge_rows '^(route|serve)[ ,]'
 	exit 0
 fi
 
@@ -198,30 +227,7 @@ pol=$(mktemp -d "$W/pol.XXXXXX")
 test_copies
 route_rows
 
-# tracer serve on 127.0.0.1 (ephemeral port, a thread per core), closed-loop load from build/bench/serve_load:
-# C keep-alive connections POST the same body for SERVE_SECONDS; requests/s, p50 and p99 latency (ms)
-SERVE_SECONDS=${SERVE_SECONDS:-10}
-head -n 1 "$W/one" >"$W/req1"
-head -n 50 "$W/one" >"$W/req50"
-serve_bench() { # POLICY LABEL PATH BODY CONNECTIONS INPUTS_PER_REQUEST
-	./tracer serve "$1" --listen 127.0.0.1:0 --feedback-out /dev/null >"$W/srv" 2>/dev/null &
-	spid=$!
-	k=0
-	while [ $k -lt 100 ] && ! grep -q '^listening' "$W/srv"; do sleep 0.1; k=$((k + 1)); done
-	port=$(sed -n 's/^listening on http:\/\/127.0.0.1://p' "$W/srv")
-	r=$(build/bench/serve_load "$port" "$3" "$4" "$5" "$SERVE_SECONDS")
-	kill -TERM $spid; wait $spid || true
-	printf 'serve %s, %s connections\tbanking77:gold\t%s\trequests/s\n' "$2" "$5" "$(echo "$r" | cut -f3)" >>"$tmp"
-	[ "$6" = 1 ] || printf 'serve %s, %s connections\tbanking77:gold\t%s\tinputs/s\n' "$2" "$5" \
-		"$(echo "$r" | awk -F'\t' -v k="$6" '{ print $3 * k }')" >>"$tmp"
-	printf 'serve %s, %s connections: p50 latency\tbanking77:gold\t%s\tms\n' "$2" "$5" "$(echo "$r" | cut -f4)" >>"$tmp"
-	printf 'serve %s, %s connections: p99 latency\tbanking77:gold\t%s\tms\n' "$2" "$5" "$(echo "$r" | cut -f5)" >>"$tmp"
-	printf 'serve %s, %s connections: non-200 answers\tbanking77:gold\t%s\trequests\n' "$2" "$5" "$(echo "$r" | cut -f6)" >>"$tmp"
-}
-serve_bench "$pol/q" "POST /route (--no-ood)" /route "$W/req1" 16 1
-serve_bench "$pol/q" "POST /route/batch of 50 (--no-ood)" /route/batch "$W/req50" 4 50
-serve_bench "$pol/p" "POST /route (OOD guard on)" /route "$W/req1" 16 1
-rm -f "$W/req1" "$W/req50" "$W/srv"
+serve_rows
 
 # how fit time grows with the number of traces: slope of log(seconds) on log(traces)
 : >"$W/grow"
