@@ -6,9 +6,10 @@ CFLAGS  ?= -O2 -g
 # Kept even when CFLAGS comes from the command line (as `make asan`, `ubsan`, `tsan` and `coverage` pass it).
 # -ffp-contract=off: no fused multiply-adds, so the blocked predictions of liblinear and libsvm are their
 # own arithmetic bit for bit (every product rounded before it is added, as in Debian's builds of both).
-# -Wno-format-truncation is GCC's (clang, which `make fuzz` uses, rejects the unknown option under -Werror).
-override CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -MMD -MP -ffp-contract=off \
-		   $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-Wno-format-truncation)
+# -Wno-format-truncation is GCC's (the clang of `make fuzz`, Debian 12's 14, rejects the unknown option under
+# -Werror); the compiler is asked once, when the Makefile is read.
+GCC_ONLY := $(if $(findstring clang,$(shell $(CC) --version 2>/dev/null)),,-Wno-format-truncation)
+override CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -MMD -MP -ffp-contract=off $(GCC_ONLY)
 LDLIBS  = -lmicrohttpd -llinear -lsvm -lxxhash -lcsv -ljansson -lzstd -lnettle -lgsl -lopenblas -lm -pthread
 BUILD   ?= build
 BIN     ?= tracer

@@ -41,7 +41,19 @@ static int acceptor_load(const char *what, const char *data, size_t len, struct 
 	if (tr_cursor_take(&c, a->mean, sizeof a->mean) || tr_cursor_take(&c, a->sd, sizeof a->sd) ||
 	    tr_cursor_take(&c, &has, sizeof has))
 		return tr_fail(e, "%s: truncated acceptor", what);
-	return has ? tr_surrogate_load(what, c.p, (size_t)(c.end - c.p), &a->lr, e) : 0;
+	if (!has)
+		return 0;
+	if (tr_surrogate_load(what, c.p, (size_t)(c.end - c.p), &a->lr, e))
+		return -1;
+	/* what training writes (acceptor.c): liblinear on two labels; scoring reads two probabilities a row */
+	if (a->lr->fam != &tr_family_liblinear || a->lr->K != 2) {
+		tr_fail(e, "%s: the acceptor must be a liblinear model of 2 labels, not %s of %d", what, a->lr->fam->name,
+			a->lr->K);
+		tr_surrogate_free(a->lr);
+		a->lr = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 /* ---- writing ---- */

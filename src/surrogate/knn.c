@@ -113,6 +113,9 @@ static int knn_predict(const void *model, const struct tr_feats *X, double *prob
 	const struct knn *m = model;
 	if (!!X->dense != !!m->dense)
 		return tr_fail(e, "knn: model and rows differ in kind (dense vs sparse)");
+	/* dense rows are read m->dim values at a time (sparse queries skip features outside 1..dim) */
+	if (X->dense && X->dim != m->dim)
+		return tr_fail(e, "knn: rows of %d dimensions, the model was trained on %d", X->dim, m->dim);
 	uint32_t *top = tr_malloc(((size_t)m->k + 1) * sizeof *top);
 	double *tsim = tr_malloc(((size_t)m->k + 1) * sizeof *tsim);
 	if (!top || !tsim) {

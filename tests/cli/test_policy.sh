@@ -54,6 +54,17 @@ check "route agrees with eval" [ "$handled" -eq "$(json_num handled eval-0.95.js
 ok "route with fallback" sh -c "'$TRACER' route b77-0.95 --fallback-field teacher <test.jsonl >fb.jsonl"
 check "fallback fills every label" [ "$(grep -c '"label":null' fb.jsonl)" -eq 0 ]
 check "fallback names the teacher" [ "$(grep -c '"source":"teacher"' fb.jsonl)" -eq $((3080 - handled)) ]
+# A crafted policy whose acceptor holds a 77-label model (this policy's stage-1 model behind an acceptor's
+# magic, means and deviations), its manifest sum made to match: refused by name, not scored (scoring reads
+# two probabilities a row, and a 77-label model wrote 800 bytes past them).
+cp -r b77-0.95 badacc
+zstd -dcq b77-0.95/acceptor1.model.zst | head -c 86 >acc.bin # "tracer-acceptor 1\n", 4 means, 4 sds, has
+zstd -dcq b77-0.95/stage1.model.zst >>acc.bin
+zstd -qf acc.bin -o badacc/acceptor1.model.zst
+sed -i "s/$(sha256sum b77-0.95/acceptor1.model.zst | cut -c1-64)/$(sha256sum badacc/acceptor1.model.zst | cut -c1-64)/" \
+	badacc/manifest.json
+fails 1 'acceptor1.model.zst: the acceptor must be a liblinear model of 2 labels, not liblinear of 77' \
+	"an acceptor of 77 labels refused" "$TRACER" route badacc <test.jsonl
 
 # MNLI: a bag of words cannot do inference; the gate refuses at every target >= 0.85.
 ok "fit mnli:gold at 0.85" "$TRACER" fit mnli:gold --target 0.85 --out mnli

@@ -568,6 +568,28 @@ static void knn_bounded_k(void)
 	free_feats(&X);
 }
 
+/* Dense rows of another dimension than a knn model's are refused (its product read m->dim values a row). */
+static void knn_dense_dim(void)
+{
+	enum { N = 60, K = 3 };
+	static int y[N];
+	struct tr_feats X, none = {0};
+	make(&X, y, N, K, 1, 0, 6);
+	struct tr_surrogate *s = fit(&tr_family_knn, "k=5", &X, y, &none, NULL, K, 1);
+	double *p = malloc(N * K * sizeof *p);
+	struct tr_err e;
+	CHECK(s && tr_surrogate_predict(s, &X, p, &e) == 0, "knn dense: predicts its own rows");
+	struct tr_feats narrow = X, wide = X;
+	narrow.dim = DIM - 1, narrow.n = N / 2;
+	wide.dim = DIM + 1, wide.n = N / 2;
+	CHECK(s && tr_surrogate_predict(s, &narrow, p, &e) == -1, "knn dense: rows of DIM - 1 predicted");
+	CHECK_ERR(e, "knn: rows of 39 dimensions, the model was trained on 40");
+	CHECK(s && tr_surrogate_predict(s, &wide, p, &e) == -1, "knn dense: rows of DIM + 1 predicted");
+	free(p);
+	tr_surrogate_free(s);
+	free_feats(&X);
+}
+
 int main(void)
 {
 	tr_gsl_init();
@@ -586,6 +608,7 @@ int main(void)
 	libsvm_blocks();
 	liblinear_blocks();
 	knn_bounded_k();
+	knn_dense_dim();
 	grid_progress();
 	struct tr_grid g;
 	struct tr_err e;
