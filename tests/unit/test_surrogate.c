@@ -534,18 +534,26 @@ static void liblinear_blocks(void)
  * A knn model file's k is bounded by its hyperparameter's range (1..1000): prediction allocates by k
  * before it reads a row, and a crafted file with k = 2^31 - 1 asked the fuzzer for 6.8 GB.
  */
+enum { KNN_N = 60, KNN_K = 3 };
+
+/* A knn model with k = 5 on KNN_N rows of KNN_K labels (dense or sparse), made from seed into X. */
+static struct tr_surrogate *small_knn(int dense, uint64_t seed, struct tr_feats *X)
+{
+	static int y[KNN_N];
+	struct tr_feats none = {0};
+	make(X, y, KNN_N, KNN_K, dense, 0, seed);
+	return fit(&tr_family_knn, "k=5", X, y, &none, NULL, KNN_K, 1);
+}
+
 static void knn_bounded_k(void)
 {
-	enum { N = 60, K = 3 };
-	static int y[N];
-	struct tr_feats X, none = {0};
-	make(&X, y, N, K, 0, 0, 5);
-	struct tr_surrogate *s = fit(&tr_family_knn, "k=5", &X, y, &none, NULL, K, 1);
+	struct tr_feats X;
+	struct tr_surrogate *s = small_knn(0, 5, &X);
 	struct tr_buf b = {0};
 	struct tr_err e;
 	CHECK(s && tr_surrogate_save(s, &b, &e) == 0, "knn: saved");
 	/* the family's header starts with K then k, both int32 */
-	int32_t want[2] = {K, 5};
+	int32_t want[2] = {KNN_K, 5};
 	size_t at = 0;
 	for (at = 0; b.data && at + sizeof want <= b.len && memcmp(b.data + at, want, sizeof want) != 0; at++)
 		;
@@ -571,17 +579,14 @@ static void knn_bounded_k(void)
 /* Dense rows of another dimension than a knn model's are refused (its product read m->dim values a row). */
 static void knn_dense_dim(void)
 {
-	enum { N = 60, K = 3 };
-	static int y[N];
-	struct tr_feats X, none = {0};
-	make(&X, y, N, K, 1, 0, 6);
-	struct tr_surrogate *s = fit(&tr_family_knn, "k=5", &X, y, &none, NULL, K, 1);
-	double *p = malloc(N * K * sizeof *p);
+	struct tr_feats X;
+	struct tr_surrogate *s = small_knn(1, 6, &X);
+	double *p = malloc(KNN_N * KNN_K * sizeof *p);
 	struct tr_err e;
 	CHECK(s && tr_surrogate_predict(s, &X, p, &e) == 0, "knn dense: predicts its own rows");
 	struct tr_feats narrow = X, wide = X;
-	narrow.dim = DIM - 1, narrow.n = N / 2;
-	wide.dim = DIM + 1, wide.n = N / 2;
+	narrow.dim = DIM - 1, narrow.n = KNN_N / 2;
+	wide.dim = DIM + 1, wide.n = KNN_N / 2;
 	CHECK(s && tr_surrogate_predict(s, &narrow, p, &e) == -1, "knn dense: rows of DIM - 1 predicted");
 	CHECK_ERR(e, "knn: rows of 39 dimensions, the model was trained on 40");
 	CHECK(s && tr_surrogate_predict(s, &wide, p, &e) == -1, "knn dense: rows of DIM + 1 predicted");
