@@ -174,8 +174,8 @@ static int knn_load(const char *what, struct tr_cursor *in, int K, void **model,
 	uint64_t sizes[2];
 	/* k within its hyperparameter's range: prediction allocates by it before reading any row */
 	if (tr_cursor_take(in, head, sizeof head) || tr_cursor_take(in, sizes, sizeof sizes) || head[0] != K ||
-	    head[1] < 1 || head[1] > KNN_K_MAX || head[2] < 0 || head[2] > TR_MAX_DIM || sizes[0] == 0 || sizes[0] > (uint64_t)(in->end - in->p) ||
-	    sizes[1] > (uint64_t)(in->end - in->p))
+	    head[1] < 1 || head[1] > KNN_K_MAX || head[2] < 0 || head[2] > TR_MAX_DIM || sizes[0] == 0 ||
+	    sizes[0] > (uint64_t)(in->end - in->p) || sizes[1] > (uint64_t)(in->end - in->p))
 		return tr_fail(e, "%s: corrupt knn model header", what);
 	double left = (double)(in->end - in->p);
 	double need = (double)sizes[0] * sizeof(int) +

@@ -27,8 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		static double dense[BLOCK_ROWS * 2];
 		for (int i = 0; i < BLOCK_ROWS * 2; i++)
 			dense[i] = (i % 3 - 1) * 0.5;
-		struct tr_feats one = {.n = 1, .dim = 2, .rows = rows}, block = {.n = BLOCK_ROWS, .dim = 2, .rows = rows},
-				dblock = {.n = BLOCK_ROWS, .dim = 2, .dense = dense};
+		struct tr_feats one = {.n = 1, .dim = 2, .rows = rows};
+		struct tr_feats block = {.n = BLOCK_ROWS, .dim = 2, .rows = rows};
+		struct tr_feats dblock = {.n = BLOCK_ROWS, .dim = 2, .dense = dense};
 		if (s->K <= 1000) {
 			double *p = malloc((size_t)s->K * BLOCK_ROWS * sizeof *p);
 			if (p && tr_surrogate_predict(s, &one, p, &e) == 0)
