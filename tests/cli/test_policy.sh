@@ -56,7 +56,7 @@ check "fallback fills every label" [ "$(grep -c '"label":null' fb.jsonl)" -eq 0 
 check "fallback names the teacher" [ "$(grep -c '"source":"teacher"' fb.jsonl)" -eq $((3080 - handled)) ]
 # A crafted policy whose acceptor holds a 77-label model (this policy's stage-1 model behind an acceptor's
 # magic, means and deviations), its manifest sum made to match: refused by name, not scored (scoring reads
-# two probabilities a row, and a 77-label model wrote 800 bytes past them).
+# two probabilities a row, and the 77 a row of this model were written past them; tracer route segfaulted).
 cp -r b77-0.95 badacc
 zstd -dcq b77-0.95/acceptor1.model.zst | head -c 86 >acc.bin # "tracer-acceptor 1\n", 4 means, 4 sds, has
 zstd -dcq b77-0.95/stage1.model.zst >>acc.bin
